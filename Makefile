@@ -1,0 +1,25 @@
+# The two commands of the README:
+#   make serve   set up .venv and start the server on 127.0.0.1:8080 with the embedded tiny.en
+#   make test    set up .venv with test tools and run lint, types and the whole suite
+VENV ?= .venv
+export VENV
+
+.PHONY: setup setup-test serve test lint
+
+setup:
+	@scripts/setup.sh
+
+setup-test:
+	@scripts/setup.sh test
+
+serve: setup
+	$(VENV)/bin/voxindex serve $(ARGS)
+
+lint: setup-test
+	$(VENV)/bin/ruff check server tests
+	$(VENV)/bin/ruff format --check server tests
+	$(VENV)/bin/mypy
+
+test: lint
+	@$(VENV)/bin/python -m pytest $(ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc

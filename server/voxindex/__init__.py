@@ -1,0 +1,3 @@
+"""voxindex: self-hosted real-time speech-to-text and search server."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,60 @@
+"""One typed settings object; the only place that reads ``VOXINDEX_*`` env vars."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "tiny.en"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "voxindex"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server and engine settings. CLI flags override env, env overrides defaults."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    max_streams: int = 32
+    max_batch: int = 16
+    batching: bool = True
+    step_audio_s: float = 1.0
+    max_queue_s: float = 30.0
+    threads: int = 0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``VOXINDEX_<FIELD>`` env vars, then apply non-None overrides."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = source.get(f"VOXINDEX_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _parse(f.type, raw, f.name)
+        settings = cls(**values)
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _parse(kind: Any, raw: str, name: str) -> Any:
+    kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    try:
+        if kind_name == "int":
+            return int(raw)
+        if kind_name == "float":
+            return float(raw)
+        if kind_name == "bool":
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if kind_name == "Path":
+            return Path(raw)
+    except ValueError as e:
+        raise ValueError(f"VOXINDEX_{name.upper()}={raw!r} is not a valid {kind_name}") from e
+    return raw

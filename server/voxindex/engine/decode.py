@@ -1,0 +1,243 @@
+"""Batched greedy decoding with a KV cache: one model call per token step for the whole batch.
+
+Every row carries its own prompt, language and timestamp mode; rows are left-padded to a
+common prefix length and masked. Logit rules follow OpenAI's decoder (suppress special
+tokens and blanks at the start, paired and monotonic timestamps), so the output matches
+``model.transcribe`` on the same audio while all streams share one forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+from voxindex.engine.mel import N_FRAMES
+from voxindex.models.loader import WhisperModel
+
+MAX_INITIAL_TIMESTAMP_S = 1.0
+TIMESTAMP_RESOLUTION_S = 0.02
+# A row whose tail repeats the same n-gram this many times is in a loop and is stopped early.
+LOOP_REPEATS = 4
+LOOP_MAX_NGRAM = 12
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What to decode for one row of a batch."""
+
+    prompt: tuple[int, ...] = ()
+    language: str | None = None  # None: English-only model or English; "auto": detect
+    timestamps: bool = False
+    max_tokens: int = 224
+    align: bool = False
+    num_frames: int = N_FRAMES  # mel frames holding real audio, for alignment
+
+
+@dataclass
+class Hypothesis:
+    """The decoded tokens of one row and what the policy needs to judge them."""
+
+    tokens: list[int]
+    token_logprobs: list[float]
+    no_speech_prob: float
+    language: str | None
+    looped: bool = False
+    # (alignment heads, rows, frames/2): cross-attention of the query predicting each token (+ eot)
+    attention: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def avg_logprob(self) -> float:
+        return sum(self.token_logprobs) / max(1, len(self.token_logprobs))
+
+
+class Decoder:
+    """Owns the encoder/decoder calls. Only the scheduler (or offline transcription) calls it."""
+
+    def __init__(self, wm: WhisperModel) -> None:
+        self.wm = wm
+        self.tok = wm.tokenizer
+        sp = self.tok.special
+        vocab = int(wm.model.config.vocab_size)
+        self.vocab = vocab
+        suppress = torch.zeros(vocab, dtype=torch.bool)
+        ids = [i for i in wm.suppress_tokens if 0 <= i < vocab] or self.tok.non_speech_tokens()
+        suppress[ids] = True
+        suppress[sp.eot + 1 : sp.timestamp_begin] = True  # sot, languages, tasks, no_speech, no_timestamps
+        self.suppress = suppress.to(wm.device)
+        self.blank_ids = [*self.tok.encode(" "), sp.eot]
+        self.timestamp_begin = sp.timestamp_begin
+        self.max_positions = wm.max_target_positions
+
+    @torch.inference_mode()
+    def encode(self, mels: torch.Tensor) -> torch.Tensor:
+        out = self.wm.model.model.encoder(mels.to(self.wm.device, self.wm.dtype))
+        return out.last_hidden_state  # type: ignore[no-any-return]
+
+    def sot_sequence(self, language: str | None, timestamps: bool) -> list[int]:
+        sp = self.tok.special
+        seq = [sp.sot]
+        if self.wm.multilingual:
+            seq += [sp.languages.get(language or "en", sp.languages["en"]), sp.transcribe]
+        if not timestamps:
+            seq.append(sp.no_timestamps)
+        return seq
+
+    @torch.inference_mode()
+    def detect_language(self, encoder_out: torch.Tensor) -> list[str]:
+        """Most likely language per row, from the logits after ``<|startoftranscript|>``."""
+        sp = self.tok.special
+        if not self.wm.multilingual:
+            return ["en"] * encoder_out.shape[0]
+        ids = torch.full((encoder_out.shape[0], 1), sp.sot, device=self.wm.device)
+        hidden = self.wm.model.model.decoder(
+            input_ids=ids, encoder_hidden_states=encoder_out
+        ).last_hidden_state
+        logits = self.wm.model.proj_out(hidden[:, -1]).float()
+        codes = list(sp.languages)
+        lang_ids = torch.tensor([sp.languages[c] for c in codes], device=logits.device)
+        best = logits[:, lang_ids].argmax(dim=-1).tolist()
+        return [codes[i] for i in best]
+
+    @torch.inference_mode()
+    def decode(self, encoder_out: torch.Tensor, options: list[DecodeOptions]) -> list[Hypothesis]:
+        """Greedy-decode every row of ``encoder_out`` (B, frames, d) under its own options."""
+        batch = len(options)
+        device = self.wm.device
+        sp = self.tok.special
+        languages: list[str | None] = [o.language for o in options]
+        auto_rows = [i for i, o in enumerate(options) if o.language == "auto"]
+        if auto_rows:
+            detected = self.detect_language(encoder_out[auto_rows])
+            for row, code in zip(auto_rows, detected, strict=True):
+                languages[row] = code
+        if not self.wm.multilingual:
+            languages = [None] * batch
+
+        prefixes = []
+        for opt, lang in zip(options, languages, strict=True):
+            sot_seq = self.sot_sequence(lang, opt.timestamps)
+            prompt = list(opt.prompt)[-(self.max_positions // 2 - 1) :]
+            prefixes.append(([sp.sot_prev, *prompt] if prompt else []) + sot_seq)
+        width = max(len(p) for p in prefixes)
+        ids = torch.full((batch, width), sp.eot, dtype=torch.long)
+        mask = torch.zeros((batch, width), dtype=torch.long)
+        sot_index = torch.zeros(batch, dtype=torch.long)
+        for i, p in enumerate(prefixes):
+            ids[i, width - len(p) :] = torch.tensor(p)
+            mask[i, width - len(p) :] = 1
+            sot_index[i] = width - len(p) + p.index(sp.sot)
+        ids, mask = ids.to(device), mask.to(device)
+        budget = [min(o.max_tokens, self.max_positions - width - 1) for o in options]
+        max_steps = max(1, max(budget))
+        align = any(o.align for o in options) and bool(self.wm.alignment_heads)
+        frames = max(o.num_frames for o in options) // 2
+
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        tokens: list[list[int]] = [[] for _ in range(batch)]
+        logprobs: list[list[float]] = [[] for _ in range(batch)]
+        done = [False] * batch
+        looped = [False] * batch
+        attn_rows: list[torch.Tensor] = []
+        no_speech = [0.0] * batch
+        step_ids, positions = ids, (mask.cumsum(-1) - 1).clamp(min=0)
+
+        for step in range(max_steps):
+            out = self.wm.model.model.decoder(
+                input_ids=step_ids,
+                attention_mask=mask,
+                position_ids=positions,
+                encoder_hidden_states=encoder_out,
+                past_key_values=cache,
+                use_cache=True,
+                output_attentions=align,
+            )
+            hidden = out.last_hidden_state
+            if step == 0:
+                ns = self.wm.model.proj_out(hidden[torch.arange(batch), sot_index.to(device)]).float()
+                no_speech = ns.softmax(-1)[:, sp.no_speech].tolist()
+            if align:
+                heads = [
+                    out.cross_attentions[layer][:, head, -1, :frames]
+                    for layer, head in self.wm.alignment_heads
+                ]
+                attn_rows.append(torch.stack(heads, dim=1).to(torch.float16).cpu())
+            logits = self.wm.model.proj_out(hidden[:, -1]).float()
+            logits = self._apply_rules(logits, tokens, options, first=step == 0)
+            logp = logits.log_softmax(-1)
+            choice = logits.argmax(-1)
+            chosen_logp = logp.gather(1, choice[:, None])[:, 0]
+            for i, (tok, lp) in enumerate(zip(choice.tolist(), chosen_logp.tolist(), strict=True)):
+                if done[i]:
+                    continue
+                if tok == sp.eot:
+                    done[i] = True
+                    continue
+                tokens[i].append(tok)
+                logprobs[i].append(lp)
+                if len(tokens[i]) >= budget[i]:
+                    done[i] = True
+                elif _is_looping(tokens[i]):
+                    done[i] = looped[i] = True
+            if all(done):
+                break
+            step_ids = choice[:, None]
+            positions = positions[:, -1:] + 1
+            mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
+
+        attention = torch.stack(attn_rows, dim=2) if attn_rows else None  # (B, heads, steps, frames)
+        hyps = []
+        for i in range(batch):
+            rows = None
+            if attention is not None and options[i].align:
+                rows = attention[i, :, : len(tokens[i]) + 1, : options[i].num_frames // 2]
+            hyps.append(Hypothesis(tokens[i], logprobs[i], no_speech[i], languages[i], looped[i], rows))
+        return hyps
+
+    def _apply_rules(
+        self, logits: torch.Tensor, tokens: list[list[int]], options: list[DecodeOptions], first: bool
+    ) -> torch.Tensor:
+        logits = logits.masked_fill(self.suppress, float("-inf"))
+        if first:
+            logits[:, self.blank_ids] = float("-inf")
+        tb = self.timestamp_begin
+        for i, opt in enumerate(options):
+            if not opt.timestamps:
+                logits[i, tb:] = float("-inf")
+                continue
+            self._timestamp_rules(logits[i], tokens[i], first, opt.num_frames)
+        return logits
+
+    def _timestamp_rules(self, row: torch.Tensor, seq: list[int], first: bool, num_frames: int) -> None:
+        """OpenAI's ApplyTimestampRules for one row, in place."""
+        tb, eot = self.timestamp_begin, self.tok.special.eot
+        last_ts = len(seq) >= 1 and seq[-1] >= tb
+        penultimate_ts = len(seq) < 2 or seq[-2] >= tb
+        if last_ts:
+            if penultimate_ts:
+                row[tb:] = float("-inf")  # a pair closed: text must follow
+            else:
+                row[:eot] = float("-inf")  # a segment ended: a timestamp or eot must follow
+        stamps = [t for t in seq if t >= tb]
+        if stamps:
+            floor = stamps[-1] if (last_ts and not penultimate_ts) else stamps[-1] + 1
+            row[tb:floor] = float("-inf")
+        if first:
+            row[:tb] = float("-inf")
+            row[tb + int(MAX_INITIAL_TIMESTAMP_S / TIMESTAMP_RESOLUTION_S) + 1 :] = float("-inf")
+        # no timestamp beyond the audio actually present
+        last_allowed = tb + num_frames // 2
+        row[last_allowed + 1 :] = float("-inf")
+        logp = row.log_softmax(-1)
+        if torch.logsumexp(logp[tb:], -1) > logp[:tb].max():
+            row[:tb] = float("-inf")
+
+
+def _is_looping(seq: list[int]) -> bool:
+    n_max = min(LOOP_MAX_NGRAM, len(seq) // LOOP_REPEATS)
+    for n in range(1, n_max + 1):
+        tail = seq[-n:]
+        if all(seq[-n * (k + 1) : len(seq) - n * k] == tail for k in range(1, LOOP_REPEATS)):
+            return True
+    return False

@@ -1,0 +1,1 @@
+"""Checkpoint loading: CTranslate2 packages and transformers checkpoints, one model registry."""

