@@ -16,10 +16,9 @@ from voxindex.audio import SAMPLE_RATE, Float32Array
 from voxindex.engine.align import Word, word_timings
 from voxindex.engine.decode import TIMESTAMP_RESOLUTION_S, DecodeOptions, Decoder, Hypothesis
 from voxindex.engine.mel import HOP_LENGTH, N_SAMPLES, LogMel
+from voxindex.engine.policy import is_silence
 from voxindex.models.loader import WhisperModel
 
-NO_SPEECH_THRESHOLD = 0.6
-LOGPROB_THRESHOLD = -1.0
 
 
 @dataclass
@@ -74,7 +73,7 @@ class OfflineTranscriber:
             hyp = self._decode(window, prompt, language, words)
             if self.wm.multilingual and language in (None, "auto"):
                 language = hyp.language
-            if hyp.no_speech_prob > NO_SPEECH_THRESHOLD and hyp.avg_logprob < LOGPROB_THRESHOLD:
+            if is_silence(hyp):
                 seek += window.size
                 continue
             found, consumed, kept = self._segments(hyp, window.size, offset, words)

@@ -71,9 +71,21 @@ class Decoder:
         self.max_positions = wm.max_target_positions
 
     @torch.inference_mode()
-    def encode(self, mels: torch.Tensor) -> torch.Tensor:
-        out = self.wm.model.model.encoder(mels.to(self.wm.device, self.wm.dtype))
-        return out.last_hidden_state  # type: ignore[no-any-return]
+    def encode(self, mels: torch.Tensor, frames: int = N_FRAMES) -> torch.Tensor:
+        """Encoder over the first ``frames`` mel frames (even, ≤ 3000) of every row.
+
+        Whisper is trained on 30-second windows; live streams use shorter ones (≥ 15 s keeps
+        accuracy, see BENCHMARKS.md) because encoder cost grows with the window.
+        """
+        enc = self.wm.model.model.encoder
+        x = mels[:, :, : frames - frames % 2].to(self.wm.device, self.wm.dtype)
+        h = torch.nn.functional.gelu(enc.conv1(x))
+        h = torch.nn.functional.gelu(enc.conv2(h)).permute(0, 2, 1)
+        h = h + enc.embed_positions.weight[: h.shape[1]]
+        for layer in enc.layers:
+            out = layer(h, None)
+            h = out[0] if isinstance(out, tuple) else out
+        return enc.layer_norm(h)  # type: ignore[no-any-return]
 
     def sot_sequence(self, language: str | None, timestamps: bool) -> list[int]:
         sp = self.tok.special

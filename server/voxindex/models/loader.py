@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -67,10 +68,20 @@ def load_model(name: str, device: str = "auto", cache_dir: Path | None = None) -
         model, tokenizer, heads, suppress = _load_ct2(source, cache_dir)
     else:
         model, tokenizer, heads, suppress = _load_transformers(source)
+    _use_sdpa_in_encoder(model)
     model.to(device=target, dtype=dtype)
     model.eval()
     model.requires_grad_(False)
     return WhisperModel(name, model, tokenizer, target, dtype, heads, suppress)
+
+
+def _use_sdpa_in_encoder(model: WhisperForConditionalGeneration) -> None:
+    """Fused attention in the encoder (2x faster on CPU); the decoder stays eager because word
+    alignment reads its cross-attention weights."""
+    config = copy.deepcopy(model.config)
+    config._attn_implementation = "sdpa"
+    for layer in model.model.encoder.layers:
+        layer.self_attn.config = config
 
 
 def _load_ct2(

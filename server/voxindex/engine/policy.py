@@ -1,0 +1,64 @@
+"""Commit policy: which words are stable (LocalAgreement-2) and which hypotheses to distrust.
+
+Pure functions over words and hypotheses, so each rule is tested directly.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Sequence
+
+from voxindex.engine.align import Word
+from voxindex.engine.decode import Hypothesis
+
+NO_SPEECH_THRESHOLD = 0.6
+LOGPROB_THRESHOLD = -1.0
+# Whisper's own no-speech head is trustworthy when it is this sure, whatever the text's logprob.
+CONFIDENT_NO_SPEECH = 0.9
+COMPRESSION_RATIO_THRESHOLD = 2.4
+SENTENCE_END = (".", "?", "!", "。", "？", "！")
+
+
+def is_silence(hyp: Hypothesis) -> bool:
+    """OpenAI's no-speech rule, plus a confident no-speech head on its own."""
+    if hyp.no_speech_prob > CONFIDENT_NO_SPEECH:
+        return True
+    return hyp.no_speech_prob > NO_SPEECH_THRESHOLD and hyp.avg_logprob < LOGPROB_THRESHOLD
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data)))
+
+
+def is_hallucination(hyp: Hypothesis, text: str) -> bool:
+    """A repetition loop or text that compresses like one: Whisper's classic failure on noise."""
+    return hyp.looped or (len(text) > 20 and compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD)
+
+
+def _norm(word: str) -> str:
+    return re.sub(r"[^\w']", "", word.lower())
+
+
+def agreed_prefix(previous: Sequence[Word], current: Sequence[Word]) -> int:
+    """LocalAgreement-2: how many leading words two consecutive hypotheses share (ignoring case
+    and punctuation). Those words are stable: a third reading rarely changes them."""
+    n = 0
+    for a, b in zip(previous, current, strict=False):
+        if _norm(a.word) != _norm(b.word) or not _norm(b.word):
+            break
+        n += 1
+    return n
+
+
+def last_sentence_end(words: Sequence[Word]) -> int:
+    """Index just past the last word that ends a sentence, or 0."""
+    for i in range(len(words), 0, -1):
+        if words[i - 1].word.endswith(SENTENCE_END):
+            return i
+    return 0
+
+
+def join_words(words: Sequence[Word]) -> str:
+    return " ".join(w.word for w in words).strip()
