@@ -134,3 +134,31 @@ def _frames_to_array(frames: list[av.AudioFrame]) -> Float32Array:
     if not frames:
         return np.zeros(0, dtype=np.float32)
     return np.concatenate([f.to_ndarray().reshape(-1).astype(np.float32, copy=False) for f in frames])
+
+
+class PcmDecoder:
+    """Raw PCM bytes of a live stream → 16 kHz float32.
+
+    Frames need not hold whole samples: a sample split across two frames is joined, as
+    TCP-style chunking by clients and proxies requires. ``leftover`` counts bytes still
+    waiting for the rest of their sample.
+    """
+
+    def __init__(self, encoding: str, sample_rate: int) -> None:
+        self.width = {"pcm_s16le": 2, "pcm_f32le": 4}[encoding]
+        self._convert = pcm16_to_float if encoding == "pcm_s16le" else f32_to_float
+        self._carry = b""
+        self._resampler = StreamResampler(sample_rate)
+
+    @property
+    def leftover(self) -> int:
+        return len(self._carry)
+
+    def push(self, data: bytes) -> Float32Array:
+        data = self._carry + data
+        whole = len(data) - len(data) % self.width
+        self._carry = data[whole:]
+        return self._resampler.push(self._convert(data[:whole])) if whole else np.zeros(0, np.float32)
+
+    def flush(self) -> Float32Array:
+        return self._resampler.flush()

@@ -30,6 +30,8 @@ class Settings:
     step_audio_s: float = 1.0
     max_queue_s: float = 30.0
     threads: int = 0
+    idle_timeout_s: float = 60.0
+    max_frame_bytes: int = 1_048_576
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -69,9 +69,10 @@ def load_model(name: str, device: str = "auto", cache_dir: Path | None = None) -
     else:
         model, tokenizer, heads, suppress = _load_transformers(source)
     _use_sdpa_in_encoder(model)
-    model.to(device=target, dtype=dtype)
-    model.eval()
-    model.requires_grad_(False)
+    module: torch.nn.Module = model
+    module.to(device=target, dtype=dtype)
+    module.train(False)
+    module.requires_grad_(False)
     return WhisperModel(name, model, tokenizer, target, dtype, heads, suppress)
 
 

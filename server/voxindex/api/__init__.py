@@ -1,0 +1,1 @@
+"""HTTP and WebSocket front end: thin protocol adapters over the engine's event model."""

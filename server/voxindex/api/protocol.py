@@ -1,0 +1,128 @@
+"""The native protocol's wire format: query parameters in, JSON events out. Pure functions.
+
+See docs/protocol.md for the session shape and docs/errors.md for codes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from voxindex.engine.events import (
+    Closed,
+    Error,
+    Event,
+    Final,
+    Interim,
+    Ready,
+    SpeechEnded,
+    SpeechStarted,
+)
+from voxindex.engine.stream import StreamOptions
+from voxindex.errors import InvalidRequestError
+
+MIN_SAMPLE_RATE = 8_000
+MAX_SAMPLE_RATE = 48_000
+ENCODINGS = {"pcm_s16le": 2, "pcm_f32le": 4}  # bytes per sample
+CONTROL_TYPES = ("flush", "keepalive", "close")
+
+# WebSocket close codes (RFC 6455 registry), as documented in docs/protocol.md
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008  # invalid parameters or credentials
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013  # over capacity
+
+
+def parse_options(params: Mapping[str, str], multilingual: bool) -> StreamOptions:
+    """Validate the query string of ``GET /v1/stream``; raise InvalidRequestError naming the bad field."""
+    known = {"sample_rate", "encoding", "language", "interim_results", "endpointing_ms", "vad"}
+    unknown = sorted(set(params) - known - {"token", "api_key"})
+    if unknown:
+        raise InvalidRequestError(f"unknown query parameter(s): {', '.join(unknown)}")
+    rate = _int(params, "sample_rate", 16000)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise InvalidRequestError(f"sample_rate must be {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {rate}")
+    encoding = params.get("encoding", "pcm_s16le")
+    if encoding not in ENCODINGS:
+        raise InvalidRequestError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+    endpointing = _int(params, "endpointing_ms", 500)
+    if not 100 <= endpointing <= 10_000:
+        raise InvalidRequestError(f"endpointing_ms must be 100..10000, got {endpointing}")
+    language = params.get("language") or None
+    if language is not None:
+        if not multilingual and language not in ("en", "auto"):
+            raise InvalidRequestError(f"this server's model is English-only; language={language!r} unsupported")
+        if not (language == "auto" or (language.isalpha() and 2 <= len(language) <= 3)):
+            raise InvalidRequestError(f"language must be a code like 'en' or 'auto', got {language!r}")
+    return StreamOptions(
+        sample_rate=rate,
+        encoding=encoding,
+        language=None if language in (None, "auto") and not multilingual else language,
+        interim_results=_bool(params, "interim_results", True),
+        endpointing_ms=endpointing,
+        vad=_bool(params, "vad", True),
+    )
+
+
+def _int(params: Mapping[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequestError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _bool(params: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise InvalidRequestError(f"{name} must be true or false, got {raw!r}")
+
+
+def parse_control(text: str) -> str:
+    """The ``type`` of a client JSON control message; InvalidRequestError for anything else."""
+    try:
+        message = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise InvalidRequestError("text frames must be JSON control messages; audio goes in binary frames") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise InvalidRequestError('control messages are JSON objects with a "type" field')
+    kind = message["type"]
+    if kind not in CONTROL_TYPES:
+        raise InvalidRequestError(f"unknown message type {kind[:40]!r}; expected one of {', '.join(CONTROL_TYPES)}")
+    return str(kind)
+
+
+def to_wire(event: Event) -> dict[str, Any]:
+    """Internal event → native JSON message."""
+    if isinstance(event, Ready):
+        return {"type": "ready", **asdict(event)}
+    if isinstance(event, SpeechStarted):
+        return {"type": "speech_started", "time": event.time}
+    if isinstance(event, Interim):
+        return {"type": "interim", **asdict(event)}
+    if isinstance(event, Final):
+        return {
+            "type": "final",
+            "segment_id": event.segment_id,
+            "text": event.text,
+            "start": event.start,
+            "end": event.end,
+            "words": [asdict(w) for w in event.words],
+            **({"language": event.language} if event.language else {}),
+        }
+    if isinstance(event, SpeechEnded):
+        return {"type": "speech_ended", "time": event.time}
+    if isinstance(event, Closed):
+        return {"type": "closed", "duration": event.duration, "segments": event.segments}
+    return {"type": "error", "code": event.code, "message": event.message}

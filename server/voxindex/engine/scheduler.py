@@ -1,0 +1,353 @@
+"""The one loop that owns the model and serves every live stream at once.
+
+``Scheduler.step()`` is *ingest → schedule → execute → update*: take new audio and VAD
+decisions for every stream, pick the streams that need the model (finalizations first,
+then the most-lagging interim readings), run them as one batch, and turn the readings
+into interim and final events. Handlers never call the model; a slow client only ever
+slows itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from voxindex.audio import SAMPLE_RATE
+from voxindex.config import Settings
+from voxindex.engine.align import Word
+from voxindex.engine.events import Closed, Error, Final, Interim, SpeechEnded, SpeechStarted
+from voxindex.engine.executor import MAX_WINDOW_AUDIO_S, Executor, Job, Reading
+from voxindex.engine.policy import agreed_prefix, join_words, last_sentence_end
+from voxindex.engine.stream import PREROLL_S, FinalizeReason, Stream, StreamOptions, StreamStatus
+from voxindex.engine.vad import CHUNK, Vad
+from voxindex.errors import CapacityError
+from voxindex.models.loader import WhisperModel
+
+log = logging.getLogger("voxindex.engine")
+
+MAX_UTTERANCE_S = 25.0  # force a final before the window (30 s) is full
+SENTENCE_FINAL_AFTER_S = 8.0  # in long unbroken speech, finalize confirmed sentences past this
+ENDPOINT_TAIL_S = 0.3  # audio kept after the last voiced chunk when reading an ended utterance
+MAX_INGEST_S = 10.0  # audio taken from one stream's inbox per step
+ADMISSION_MAX_LAG_S = 8.0  # refuse new streams while the engine is this far behind
+
+FinalHook = Callable[[Stream, Final], None]
+
+
+@dataclass
+class StepStats:
+    steps: int = 0
+    batches: int = 0
+    batch_items: int = 0
+    last_step_s: float = 0.0
+    recent_batches: deque[int] = field(default_factory=lambda: deque(maxlen=100))
+
+
+@dataclass
+class _Track:
+    """Scheduler-private bookkeeping of one stream (VAD decisions not yet interpreted)."""
+
+    decisions: deque[tuple[float, float]] = field(default_factory=deque)  # (probability, chunk end time)
+    vad_samples: int = 0
+    heard: float = 0.0  # stream time up to which VAD decisions are interpreted
+    final_until: float = 0.0
+    confirmed: list[Word] = field(default_factory=list)
+    tail: list[Word] = field(default_factory=list)  # the latest reading past the confirmed words
+
+
+class Scheduler:
+    def __init__(self, wm: WhisperModel, settings: Settings, on_final: FinalHook | None = None) -> None:
+        self.wm = wm
+        self.settings = settings
+        self.executor = Executor(wm)
+        self.vad = Vad()
+        self.on_final = on_final
+        self.max_batch = settings.max_batch if settings.batching else 1
+        self.stats = StepStats()
+        self.streams: dict[str, Stream] = {}
+        self._tracks: dict[str, _Track] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Condition()
+        self._running = False
+        self._thread: threading.Thread | None = None
+
+    # ---------------- lifecycle ----------------
+    def start(self) -> None:
+        if self.settings.threads:
+            torch.set_num_threads(self.settings.threads)
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name="voxindex-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish every open stream (finals are stored), then stop the loop."""
+        for s in list(self.streams.values()):
+            s.request_close()
+        deadline = time.monotonic() + timeout
+        while self.streams and time.monotonic() < deadline and self._thread is not None:
+            self.wake()
+            time.sleep(0.05)
+        self._running = False
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify()
+
+    def open(self, options: StreamOptions, loop: asyncio.AbstractEventLoop) -> Stream:
+        """Admit a new stream or raise CapacityError (the handler answers 1013)."""
+        with self._lock:
+            if len(self.streams) >= self.settings.max_streams:
+                raise CapacityError(f"server is at its limit of {self.settings.max_streams} streams")
+            if self.lag > ADMISSION_MAX_LAG_S:
+                raise CapacityError(f"engine is {self.lag:.1f} s behind real time; try again shortly")
+            stream = Stream(options, loop, max_inbox_s=self.settings.max_queue_s)
+            self.streams[stream.id] = stream
+            self._tracks[stream.id] = _Track()
+        return stream
+
+    @property
+    def lag(self) -> float:
+        """The worst stream's unread audio, in seconds."""
+        return max((s.lag for s in list(self.streams.values())), default=0.0)
+
+    def _loop(self) -> None:
+        while self._running:
+            try:
+                worked = self.step()
+            except Exception:  # the loop must outlive any one bad step
+                log.exception("engine step failed")
+                worked = False
+            if not worked:
+                with self._wake:
+                    self._wake.wait(timeout=0.05)
+
+    # ---------------- the step ----------------
+    def step(self) -> bool:
+        """One engine step. Returns whether anything happened (else the loop sleeps until woken)."""
+        started = time.perf_counter()
+        streams = [s for s in list(self.streams.values()) if not s.is_finished]
+        ingested = self._ingest(streams)
+        batch = self._schedule(streams)
+        if batch:
+            readings = self._execute(batch)
+            for (stream, job), reading in zip(batch, readings, strict=True):
+                self._update(stream, job, reading)
+        finished = self._finish()
+        self._record(started, len(batch))
+        return ingested or bool(batch) or finished
+
+    # ---------------- ingest: audio, VAD, endpoints ----------------
+    def _ingest(self, streams: list[Stream]) -> bool:
+        fresh = [s.take_inbox(int(MAX_INGEST_S * SAMPLE_RATE)) for s in streams]
+        for s, audio in zip(streams, fresh, strict=True):
+            s.append_audio(audio)
+        gated = [s for s in streams if s.options.vad]
+        probs = self.vad([s.vad for s in gated], [a for s, a in zip(streams, fresh, strict=True) if s.options.vad])
+        by_id = {s.id: p for s, p in zip(gated, probs, strict=True)}
+        for s, audio in zip(streams, fresh, strict=True):
+            track = self._tracks[s.id]
+            if s.options.vad:
+                p = by_id[s.id]
+            else:
+                n = (track.vad_samples % CHUNK + audio.size) // CHUNK
+                p = np.ones(n, np.float32)
+            for k, prob in enumerate(p):
+                track.decisions.append((float(prob), (track.vad_samples // CHUNK + k + 1) * CHUNK / SAMPLE_RATE))
+            track.vad_samples += len(p) * CHUNK
+            self._track_speech(s, track)
+        return any(a.size for a in fresh)
+
+    def _track_speech(self, s: Stream, track: _Track) -> None:
+        """Interpret queued VAD decisions, pausing while an utterance awaits its final."""
+        while s.finalize is None and track.decisions:
+            prob, t = track.decisions.popleft()
+            track.heard = t
+            began, ended = s.tracker.update(prob, t)
+            if began is not None:
+                s.in_utterance = True
+                s.drop_audio_before(max(s.audio_start, began - PREROLL_S))
+                track.confirmed, track.tail, s.hypothesis_until = [], [], s.audio_start
+                s.emit(SpeechStarted(round(began, 3)))
+            if ended is not None and s.in_utterance:
+                self._request_final(s, track, FinalizeReason.ENDPOINT, ended)
+            elif s.in_utterance and t - s.audio_start >= MAX_UTTERANCE_S:
+                self._request_final(s, track, FinalizeReason.WINDOW, t)
+        if not s.in_utterance and s.finalize is None:
+            s.drop_audio_before(track.heard - PREROLL_S)
+        if s.take_flush() and s.in_utterance and s.finalize is None:
+            self._request_final(s, track, FinalizeReason.FLUSH, track.heard)
+
+    def _request_final(self, s: Stream, track: _Track, reason: FinalizeReason, until: float) -> None:
+        s.finalize = reason
+        s.speech_end = until
+        track.final_until = until + (ENDPOINT_TAIL_S if reason == FinalizeReason.ENDPOINT else 0.0)
+
+    # ---------------- schedule ----------------
+    def _schedule(self, streams: list[Stream]) -> list[tuple[Stream, Job]]:
+        """Finalizations that need a fresh reading first, then interim readings by lag."""
+        urgent = [s for s in streams if s.finalize is not None and not self._reading_is_fresh(s)]
+        step = self.settings.step_audio_s
+        ready = [
+            s
+            for s in streams
+            if s.finalize is None
+            and s.in_utterance
+            and self._tracks[s.id].heard - max(s.hypothesis_until, s.audio_start) >= step
+        ]
+        ready.sort(key=lambda s: s.lag, reverse=True)
+        chosen = (urgent + ready)[: self.max_batch]
+        return [(s, self._job(s)) for s in chosen]
+
+    def _reading_is_fresh(self, s: Stream) -> bool:
+        """Whether the latest reading already heard the whole utterance, so no model call is needed."""
+        return s.finalize == FinalizeReason.ENDPOINT and s.speech_end is not None and (
+            s.hypothesis_until >= s.speech_end + 0.1
+        )
+
+    def _job(self, s: Stream) -> Job:
+        track = self._tracks[s.id]
+        until = track.final_until if s.finalize is not None else track.heard
+        until = min(until, s.audio_start + MAX_WINDOW_AUDIO_S, s.now)
+        return Job(
+            audio=s.audio_between(s.audio_start, until),
+            start=s.audio_start,
+            prompt=tuple(s.prompt),
+            language=s.language or s.options.language,
+        )
+
+    def _execute(self, batch: list[tuple[Stream, Job]]) -> list[Reading]:
+        try:
+            return self.executor.run([job for _, job in batch])
+        except Exception as e:  # fail this batch's streams, never the loop or other streams
+            log.exception("model batch failed")
+            for stream, _ in batch:
+                stream.emit(Error("engine_error", f"transcription failed: {e.__class__.__name__}"))
+                stream.status = StreamStatus.FINISHED
+            return [Reading(rejected="error") for _ in batch]
+
+    # ---------------- update: readings → events ----------------
+    def _update(self, s: Stream, job: Job, reading: Reading) -> None:
+        if s.is_finished:
+            return
+        track = self._tracks[s.id]
+        s.hypothesis_until = job.start + job.audio.size / SAMPLE_RATE
+        if reading.language and s.options.language in (None, "auto"):
+            s.language = s.language or reading.language
+        new = self._past_confirmed(track.confirmed, reading.words)
+        if s.finalize is None:
+            agreed = agreed_prefix(track.tail, new)
+            track.confirmed += new[:agreed]
+            track.tail = new[agreed:]
+            self._send_interim(s, track)
+            self._finalize_long_sentences(s, track)
+            return
+        track.tail = new
+        self._finalize(s, track)
+
+    @staticmethod
+    def _past_confirmed(confirmed: list[Word], words: list[Word]) -> list[Word]:
+        """The part of a new reading after the words already confirmed (by time, then by overlap)."""
+        if not confirmed:
+            return words
+        cut = confirmed[-1].end - 0.1
+        rest = [w for w in words if w.start >= cut]
+        # the reading may repeat the last confirmed words with slightly earlier times
+        for n in range(min(5, len(confirmed), len(rest)), 0, -1):
+            if agreed_prefix(confirmed[-n:], rest[:n]) == n:
+                return rest[n:]
+        return rest
+
+    def _send_interim(self, s: Stream, track: _Track) -> None:
+        words = track.confirmed + track.tail
+        text = join_words(words)
+        if not s.options.interim_results or not text or text == s.last_interim:
+            return
+        s.last_interim = text
+        s.emit(Interim(s.segment_id, text, words[0].start, words[-1].end, join_words(track.confirmed)))
+
+    def _finalize_long_sentences(self, s: Stream, track: _Track) -> None:
+        """In long unbroken speech, send confirmed whole sentences as finals rather than wait."""
+        if track.heard - s.audio_start < SENTENCE_FINAL_AFTER_S:
+            return
+        n = last_sentence_end(track.confirmed)
+        if n:
+            self._emit_final(s, track.confirmed[:n])
+            track.confirmed = track.confirmed[n:]
+            cut = track.confirmed[0].start if track.confirmed else (track.tail[0].start if track.tail else None)
+            s.drop_audio_before(cut if cut is not None else s.audio_start)
+
+    def _finalize(self, s: Stream, track: _Track) -> None:
+        reason = s.finalize
+        words = track.confirmed + track.tail
+        if reason == FinalizeReason.WINDOW and track.confirmed:
+            # keep the unconfirmed tail for the next segment: it may be a word cut in half
+            words = track.confirmed
+            cut = track.tail[0].start if track.tail else track.final_until
+        else:
+            cut = track.final_until
+        self._emit_final(s, words)
+        track.confirmed, track.tail = [], []
+        s.drop_audio_before(min(cut, s.now))
+        s.hypothesis_until = s.audio_start
+        s.finalize = None
+        if reason == FinalizeReason.ENDPOINT:
+            s.in_utterance = False
+            s.emit(SpeechEnded(round(s.speech_end or track.heard, 3)))
+        elif reason == FinalizeReason.CLOSE:
+            s.in_utterance = False
+        self._track_speech(s, track)
+
+    def _emit_final(self, s: Stream, words: list[Word]) -> None:
+        s.last_interim = ""
+        if not words:
+            return
+        final = Final(s.segment_id, join_words(words), words[0].start, words[-1].end, list(words), s.language)
+        if self.on_final is not None:
+            self.on_final(s, final)  # durable before it is sent
+        s.emit(final)
+        s.prompt.extend(self.wm.tokenizer.encode(" " + final.text))
+        s.segment_id += 1
+        s.finals += 1
+
+    # ---------------- finish: model-free finals, closing streams ----------------
+    def _finish(self) -> bool:
+        changed = False
+        for s in list(self.streams.values()):
+            track = self._tracks[s.id]
+            if s.is_finished:
+                changed = True
+            elif s.finalize is not None and self._reading_is_fresh(s):
+                self._finalize(s, track)
+                changed = True
+            elif s.closing and s.finalize is None and s.inbox_empty() and not track.decisions:
+                if s.in_utterance:
+                    self._request_final(s, track, FinalizeReason.CLOSE, s.now)
+                else:
+                    if s.status == StreamStatus.CLOSING:
+                        s.emit(Closed(round(s.now, 3), s.finals))
+                    s.status = StreamStatus.FINISHED
+                changed = True
+            if s.is_finished:
+                with self._lock:
+                    self.streams.pop(s.id, None)
+                    self._tracks.pop(s.id, None)
+        return changed
+
+    def _record(self, started: float, batch_size: int) -> None:
+        self.stats.steps += 1
+        if batch_size:
+            self.stats.batches += 1
+            self.stats.batch_items += batch_size
+            self.stats.recent_batches.append(batch_size)
+            self.stats.last_step_s = time.perf_counter() - started

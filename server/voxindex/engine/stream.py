@@ -1,0 +1,194 @@
+"""One live stream's whole state: its input, its VAD, its unfinished utterance and its output.
+
+Handlers (asyncio) only call ``push_audio``, ``request_flush``, ``request_close``, ``abort``
+and read ``events``; every other field belongs to the scheduler thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voxindex.audio import SAMPLE_RATE, Float32Array
+from voxindex.engine.align import Word
+from voxindex.engine.events import Event, Interim
+from voxindex.engine.vad import SpeechTracker, VadState
+
+PREROLL_S = 0.4  # audio kept before detected speech: onsets are soft and VAD needs ~100 ms
+MAX_PENDING_EVENTS = 500  # past this a stalled client loses superseded interims, never finals
+PROMPT_TOKENS = 223  # Whisper's previous-text budget (half the decoder context)
+
+
+class StreamStatus(enum.IntEnum):
+    """Ordered: ``is_finished`` is a comparison."""
+
+    OPEN = 0
+    CLOSING = 1  # client sent close: finalize what is left, send `closed`, finish
+    ABORTING = 2  # the client vanished: finalize and store what was heard, send nothing
+    FINISHED = 3
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    sample_rate: int = SAMPLE_RATE
+    encoding: str = "pcm_s16le"
+    language: str | None = None
+    interim_results: bool = True
+    endpointing_ms: int = 500
+    vad: bool = True
+
+
+class FinalizeReason(enum.Enum):
+    ENDPOINT = "endpoint"
+    FLUSH = "flush"
+    CLOSE = "close"
+    WINDOW = "window"
+
+
+@dataclass
+class Stream:
+    options: StreamOptions
+    loop: asyncio.AbstractEventLoop
+    max_inbox_s: float = 30.0
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    status: StreamStatus = StreamStatus.OPEN
+    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+
+    # -- input side, shared with the handler under the lock --
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _inbox: deque[Float32Array] = field(default_factory=deque, repr=False)
+    _inbox_samples: int = 0
+    flush_requested: bool = False
+    room: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    # -- scheduler side --
+    received: int = 0  # samples ingested by the engine (16 kHz), i.e. stream time * 16000
+    audio: Float32Array = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
+    audio_start: float = 0.0  # stream time of audio[0]
+    vad: VadState = field(default_factory=VadState, repr=False)
+    tracker: SpeechTracker = field(default_factory=lambda: SpeechTracker(0.5))
+    in_utterance: bool = False
+    finalize: FinalizeReason | None = None
+    speech_end: float | None = None  # when the utterance being finalized stopped being voiced
+    hypothesis: list[Word] = field(default_factory=list)  # latest reading of the utterance
+    hypothesis_until: float = 0.0  # stream time the latest reading had heard up to
+    stable: int = 0  # leading words of `hypothesis` that two readings agreed on
+    language: str | None = None
+    prompt: deque[int] = field(default_factory=lambda: deque(maxlen=PROMPT_TOKENS))
+    segment_id: int = 0
+    finals: int = 0
+    last_interim: str = ""
+
+    def __post_init__(self) -> None:
+        self.tracker = SpeechTracker(self.options.endpointing_ms / 1000)
+        self.room.set()
+
+    # ---------------- handler side ----------------
+    def push_audio(self, samples: Float32Array) -> None:
+        """Queue 16 kHz audio. Callers await ``room`` first; the inbox is bounded by ``max_inbox_s``."""
+        with self._lock:
+            self._inbox.append(samples)
+            self._inbox_samples += samples.size
+            if self._inbox_samples >= self.max_inbox_s * SAMPLE_RATE:
+                self.room.clear()
+
+    def request_flush(self) -> None:
+        with self._lock:
+            self.flush_requested = True
+
+    def request_close(self) -> None:
+        with self._lock:
+            if self.status == StreamStatus.OPEN:
+                self.status = StreamStatus.CLOSING
+
+    def abort(self) -> None:
+        """The client is gone: finish quietly (what was heard is still finalized and stored)."""
+        with self._lock:
+            if not self.is_finished:
+                self.status = StreamStatus.ABORTING
+
+    # ---------------- scheduler side ----------------
+    @property
+    def is_finished(self) -> bool:
+        return self.status >= StreamStatus.FINISHED
+
+    @property
+    def closing(self) -> bool:
+        return self.status in (StreamStatus.CLOSING, StreamStatus.ABORTING)
+
+    @property
+    def now(self) -> float:
+        """Stream time of the newest ingested sample."""
+        return self.received / SAMPLE_RATE
+
+    @property
+    def inbox_seconds(self) -> float:
+        return self._inbox_samples / SAMPLE_RATE
+
+    @property
+    def lag(self) -> float:
+        """Audio heard but not yet read by the model (what admission control watches)."""
+        pending = self.inbox_seconds
+        if self.in_utterance or self.finalize is not None:
+            pending += max(0.0, self.now - max(self.hypothesis_until, self.audio_start))
+        return pending
+
+    def take_inbox(self, max_samples: int) -> Float32Array:
+        """Move up to ``max_samples`` from the inbox to the engine."""
+        with self._lock:
+            taken: list[Float32Array] = []
+            n = 0
+            while self._inbox and n < max_samples:
+                chunk = self._inbox.popleft()
+                if n + chunk.size > max_samples:
+                    self._inbox.appendleft(chunk[max_samples - n :])
+                    chunk = chunk[: max_samples - n]
+                taken.append(chunk)
+                n += chunk.size
+            self._inbox_samples -= n
+            if self._inbox_samples < self.max_inbox_s * SAMPLE_RATE:
+                self.loop.call_soon_threadsafe(self.room.set)
+        return np.concatenate(taken) if taken else np.zeros(0, np.float32)
+
+    def take_flush(self) -> bool:
+        with self._lock:
+            flag, self.flush_requested = self.flush_requested, False
+            return flag
+
+    def inbox_empty(self) -> bool:
+        with self._lock:
+            return not self._inbox
+
+    def emit(self, event: Event) -> None:
+        """Hand an event to the handler's loop (thread-safe). A client that stops reading loses
+        interims once its queue is long, never finals."""
+        if self.status >= StreamStatus.ABORTING:
+            return
+        if isinstance(event, Interim) and self.events.qsize() > MAX_PENDING_EVENTS:
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the handler's loop is closed: nobody is listening
+            pass
+
+    def append_audio(self, samples: Float32Array) -> None:
+        self.audio = np.concatenate([self.audio, samples]) if self.audio.size else samples
+        self.received += samples.size
+
+    def drop_audio_before(self, t: float) -> None:
+        """Forget audio before stream time ``t`` (bounded memory)."""
+        cut = int(round((t - self.audio_start) * SAMPLE_RATE))
+        if cut > 0:
+            self.audio = self.audio[cut:]
+            self.audio_start += cut / SAMPLE_RATE
+
+    def audio_between(self, start: float, end: float) -> Float32Array:
+        a = max(0, int(round((start - self.audio_start) * SAMPLE_RATE)))
+        b = max(a, int(round((end - self.audio_start) * SAMPLE_RATE)))
+        return self.audio[a:b]

@@ -1,0 +1,105 @@
+"""Silero VAD, batched across streams, and the per-stream speech/silence tracker.
+
+The ONNX export of Silero takes its recurrent state as an input, so one session serves
+every stream: each step runs one call per 32 ms chunk index for all streams that have
+that chunk, with each stream's own state gathered in and scattered back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from voxindex.audio import SAMPLE_RATE, Float32Array
+
+CHUNK = 512  # samples per VAD decision at 16 kHz (32 ms)
+CONTEXT = 64  # samples of the previous chunk the model sees
+CHUNK_S = CHUNK / SAMPLE_RATE
+START_THRESHOLD = 0.5
+STOP_THRESHOLD = 0.35
+START_CHUNKS = 3  # ~100 ms of speech before an utterance starts: clicks and pops do not count
+
+
+@dataclass
+class VadState:
+    """One stream's recurrent state and the samples not yet making a whole chunk."""
+
+    state: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((2, 1, 128), np.float32))
+    context: Float32Array = field(default_factory=lambda: np.zeros(CONTEXT, np.float32))
+    pending: Float32Array = field(default_factory=lambda: np.zeros(0, np.float32))
+
+
+class Vad:
+    """Speech probabilities for many streams' new audio, in as few model calls as possible."""
+
+    def __init__(self) -> None:
+        path = resources.files("silero_vad.data").joinpath("silero_vad.onnx")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
+
+    def __call__(self, states: list[VadState], audio: list[Float32Array]) -> list[Float32Array]:
+        """Append ``audio[i]`` to stream i and return one probability per whole new chunk."""
+        chunks: list[Float32Array] = []
+        for st, new in zip(states, audio, strict=True):
+            data = np.concatenate([st.pending, new]) if st.pending.size else new
+            n = data.size // CHUNK
+            st.pending = data[n * CHUNK :].copy()
+            chunks.append(data[: n * CHUNK].reshape(n, CHUNK))
+        probs = [np.zeros(len(c), np.float32) for c in chunks]
+        for t in range(max((len(c) for c in chunks), default=0)):
+            rows = [i for i, c in enumerate(chunks) if len(c) > t]
+            x = np.stack([np.concatenate([states[i].context, chunks[i][t]]) for i in rows])
+            state = np.concatenate([states[i].state for i in rows], axis=1)
+            out, new_state = self._session.run(None, {"input": x, "state": state, "sr": self._sr})
+            for k, i in enumerate(rows):
+                probs[i][t] = out[k, 0]
+                states[i].state = new_state[:, k : k + 1]
+                states[i].context = x[k, -CONTEXT:]
+        return probs
+
+
+@dataclass
+class SpeechTracker:
+    """Turns per-chunk probabilities into speech start and end times, with hysteresis.
+
+    ``endpointing_s`` of continuous silence after speech ends an utterance.
+    """
+
+    endpointing_s: float
+    in_speech: bool = False
+    speech_start: float | None = None
+    last_voice: float = 0.0
+    _run: int = 0
+    _run_start: float = 0.0
+
+    def update(self, prob: float, chunk_end: float) -> tuple[float | None, float | None]:
+        """Feed one chunk; return (speech started at, speech ended at), each None if not now."""
+        started: float | None = None
+        ended: float | None = None
+        if not self.in_speech:
+            if prob >= START_THRESHOLD:
+                if self._run == 0:
+                    self._run_start = chunk_end - CHUNK_S
+                self._run += 1
+                if self._run >= START_CHUNKS:
+                    self.in_speech = True
+                    self.speech_start = started = self._run_start
+                    self.last_voice = chunk_end
+            else:
+                self._run = 0
+        else:
+            if prob >= STOP_THRESHOLD:
+                self.last_voice = chunk_end
+            elif chunk_end - self.last_voice >= self.endpointing_s:
+                self.in_speech = False
+                self._run = 0
+                ended = self.last_voice
+        return started, ended

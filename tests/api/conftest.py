@@ -1,0 +1,121 @@
+"""A real voxindex server on loopback (uvicorn in a thread), sharing the session's model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+import uvicorn
+import websockets
+
+from voxindex.api.app import create_app
+from voxindex.config import Settings
+from voxindex.models.loader import WhisperModel
+
+
+@dataclass
+class Server:
+    url: str  # http://127.0.0.1:PORT
+    app: Any
+
+    @property
+    def ws(self) -> str:
+        return self.url.replace("http", "ws", 1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(settings: Settings, model: WhisperModel) -> tuple[Server, uvicorn.Server, threading.Thread]:
+    port = free_port()
+    app = create_app(settings.__class__(**{**settings.__dict__, "port": port}), model=model)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("server did not start")
+        time.sleep(0.05)
+    return Server(f"http://127.0.0.1:{port}", app), server, thread
+
+
+@pytest.fixture(scope="session")
+def server(tiny: WhisperModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    settings = Settings(max_streams=8, idle_timeout_s=20, cache_dir=tmp_path_factory.mktemp("srv"))
+    srv, uv, thread = start_server(settings, tiny)
+    yield srv
+    uv.should_exit = True
+    thread.join(timeout=30)
+
+
+def pcm16(audio: np.ndarray) -> bytes:
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+@dataclass
+class Session:
+    """Everything one client saw: messages in order, with arrival times, and the close code."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+    close_code: int | None = None
+    audio_seconds: float = 0.0
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["type"] == kind]
+
+    @property
+    def final_text(self) -> str:
+        return " ".join(m["text"] for m in self.of("final"))
+
+
+async def stream_audio(
+    url: str,
+    audio: np.ndarray,
+    *,
+    speed: float = 1.0,
+    frame_s: float = 0.1,
+    params: str = "",
+    end: str = "close",
+    frames: list[bytes] | None = None,
+) -> Session:
+    """Send ``audio`` as PCM16 at ``speed`` × real time, then ``end`` ("close" or "none"); collect all."""
+    session = Session(audio_seconds=audio.size / 16000)
+    data = pcm16(audio)
+    step = int(16000 * frame_s) * 2
+    chunks = frames if frames is not None else [data[i : i + step] for i in range(0, len(data), step)]
+    async with websockets.connect(f"{url}/v1/stream{params}", max_size=None) as ws:
+        t0 = time.monotonic()
+
+        async def send() -> None:
+            sent = 0
+            for chunk in chunks:
+                await ws.send(chunk)
+                sent += len(chunk)
+                await asyncio.sleep(max(0.0, t0 + sent / 32000 / speed - time.monotonic()))
+            if end == "close":
+                await ws.send(json.dumps({"type": "close"}))
+
+        sender = asyncio.create_task(send())
+        try:
+            async for raw in ws:
+                session.messages.append(json.loads(raw))
+                session.arrivals.append(time.monotonic() - t0)
+        except websockets.ConnectionClosed:
+            pass
+        session.close_code = ws.close_code
+        sender.cancel()
+    return session
