@@ -1,0 +1,128 @@
+"""Hostile and broken clients: every one gets a documented error or close code, and nobody else notices."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import numpy as np
+import pytest
+import websockets
+
+from tests.api.conftest import Server, pcm16, start_server, stream_audio
+from tests.conftest import PROSE, Synth, corpus_wer
+from voxindex.config import Settings
+from voxindex.models.loader import WhisperModel
+
+GAP = np.zeros(12800, dtype=np.float32)
+
+
+async def refused(url: str) -> tuple[dict[str, object], int | None, str | None]:
+    async with websockets.connect(url) as ws:
+        message = json.loads(await ws.recv())
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+        return message, ws.close_code, ws.close_reason
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("sample_rate=1", "sample_rate"),
+        ("sample_rate=10000000", "sample_rate"),
+        ("sample_rate=abc", "sample_rate"),
+        ("encoding=mulaw", "encoding"),
+        ("endpointing_ms=-5", "endpointing_ms"),
+        ("interim_results=maybe", "interim_results"),
+        ("language=fr", "English-only"),
+        ("colour=blue", "unknown query parameter"),
+    ],
+)
+async def test_bad_parameters_are_refused_with_1008(server: Server, query: str, field: str) -> None:
+    message, code, reason = await refused(f"{server.ws}/v1/stream?{query}")
+    assert message["type"] == "error" and message["code"] == "invalid_request"
+    assert field in str(message["message"])
+    assert code == 1008 and reason
+
+
+async def test_bad_messages_get_errors_and_the_stream_goes_on(server: Server, synth: Synth) -> None:
+    speech = pcm16(np.concatenate([GAP, synth(PROSE[9]), GAP]))
+    half = len(speech) // 2 + 1  # odd: splits a sample across frames
+    frames: list[bytes | str] = [
+        "this is not json",
+        json.dumps({"type": "dance"}),
+        json.dumps([1, 2, 3]),
+        "{" * 100_000,  # deeply nested garbage
+        speech[:half],
+        speech[half:],
+        b"\x01",  # a dangling byte: half a sample at the end of the stream
+    ]
+    async with websockets.connect(f"{server.ws}/v1/stream") as ws:
+        assert json.loads(await ws.recv())["type"] == "ready"
+        for frame in frames:
+            await ws.send(frame)
+        await ws.send(json.dumps({"type": "keepalive"}))
+        await ws.send(json.dumps({"type": "close"}))
+        messages = [json.loads(m) async for m in ws]
+        code = ws.close_code
+    errors = [m for m in messages if m["type"] == "error"]
+    assert [e["code"] for e in errors] == ["invalid_request"] * 4 + ["bad_audio"]
+    assert "JSON" in errors[0]["message"] and "dance" in errors[1]["message"]
+    assert "1 byte" in errors[4]["message"]
+    finals = [m["text"] for m in messages if m["type"] == "final"]
+    assert corpus_wer([(PROSE[9], " ".join(finals))]) <= 0.10  # the odd split lost nothing
+    assert messages[-1]["type"] == "closed" and code == 1000
+
+
+async def test_oversized_frame_closes_with_1009(server: Server) -> None:
+    async with websockets.connect(f"{server.ws}/v1/stream", max_size=None) as ws:
+        await ws.recv()
+        await ws.send(b"\x00" * (2 * 1024 * 1024))
+        message = json.loads(await ws.recv())
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+    assert message["code"] == "frame_too_large"
+    assert ws.close_code == 1009
+
+
+async def test_vanishing_client_does_not_disturb_others(server: Server, synth: Synth) -> None:
+    speech = np.concatenate([GAP, synth(PROSE[10]), GAP])
+
+    async def vanish() -> None:
+        ws = await websockets.connect(f"{server.ws}/v1/stream")
+        await ws.recv()
+        await ws.send(pcm16(synth(PROSE[3]))[: 16000 * 2 * 2])  # two seconds: mid-utterance
+        await asyncio.sleep(0.5)
+        ws.transport.abort()  # no close frame: the TCP connection just dies
+
+    survivor, _ = await asyncio.gather(stream_audio(server.ws, speech, speed=2.0), vanish())
+    assert survivor.close_code == 1000
+    assert corpus_wer([(PROSE[10], survivor.final_text)]) <= 0.15
+    async with httpx.AsyncClient() as client:
+        for _ in range(100):  # the engine forgets the vanished stream once it has finalized it
+            if (await client.get(f"{server.url}/health")).json()["streams"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert (await client.get(f"{server.url}/health")).json()["streams"] == 0
+
+
+async def test_over_capacity_is_refused_with_1013(tiny: WhisperModel, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    srv, uv, thread = start_server(Settings(max_streams=2, cache_dir=tmp_path), tiny)
+    try:
+        first = await websockets.connect(f"{srv.ws}/v1/stream")
+        second = await websockets.connect(f"{srv.ws}/v1/stream")
+        for ws in (first, second):
+            assert json.loads(await ws.recv())["type"] == "ready"
+        message, code, reason = await refused(f"{srv.ws}/v1/stream")
+        assert message["code"] == "over_capacity" and code == 1013 and "2 streams" in str(reason)
+        await first.send(json.dumps({"type": "close"}))
+        assert json.loads(await first.recv())["type"] == "closed"
+        await first.close()
+        third = await websockets.connect(f"{srv.ws}/v1/stream")  # room again
+        assert json.loads(await third.recv())["type"] == "ready"
+        await third.close()
+        await second.close()
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
