@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     def model_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", help="tiny.en (default), base, small, a model directory or a HF id")
         p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+        p.add_argument(
+            "--compute-type",
+            dest="compute_type",
+            help="auto (default: int8 on CPU, float16 on CUDA), float32",
+        )
 
     t = sub.add_parser("transcribe", help="transcribe audio or video files offline")
     t.add_argument("files", nargs="+", type=Path)
@@ -56,14 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env(
             model=args.model,
             device=args.device,
+            compute_type=args.compute_type,
             **{k: getattr(args, k, None) for k in ("host", "port", "max_streams", "max_batch", "batching")},
         )
+        logging.basicConfig(
+            level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
         if args.command == "transcribe":
             return _transcribe(args, settings)
         if args.command == "serve":
@@ -100,7 +109,9 @@ def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
 
     # Decode every file first: a bad file fails fast, before the model is loaded.
     audio = {path: decode_file(path) for path in args.files}
-    transcriber = OfflineTranscriber(load_model(settings.model, settings.device, settings.cache_dir))
+    transcriber = OfflineTranscriber(
+        load_model(settings.model, settings.device, settings.cache_dir, settings.compute_type)
+    )
     for path, samples in audio.items():
         result = transcriber.transcribe(samples, language=args.language, words=args.words)
         if args.json:

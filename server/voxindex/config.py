@@ -23,13 +23,16 @@ class Settings:
     port: int = 8080
     model: str = DEFAULT_MODEL
     device: str = "auto"
+    compute_type: str = "auto"
     cache_dir: Path = field(default_factory=_default_cache_dir)
     max_streams: int = 32
     max_batch: int = 16
     batching: bool = True
     step_audio_s: float = 1.0
+    step_budget_s: float = 0.6
     max_queue_s: float = 30.0
     threads: int = 0
+    log_level: str = "info"
     idle_timeout_s: float = 60.0
     max_frame_bytes: int = 1_048_576
 

@@ -20,7 +20,6 @@ from voxindex.engine.policy import is_silence
 from voxindex.models.loader import WhisperModel
 
 
-
 @dataclass
 class Segment:
     start: float

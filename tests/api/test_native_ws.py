@@ -52,7 +52,9 @@ def assert_well_formed(session: Session) -> None:
     # no transcript message after the final of its segment
     for i, m in enumerate(session.messages):
         if m["type"] == "interim":
-            assert all(f["segment_id"] != m["segment_id"] for f in session.of("final")[: _finals_before(session, i)])
+            assert all(
+                f["segment_id"] != m["segment_id"] for f in session.of("final")[: _finals_before(session, i)]
+            )
 
 
 def _finals_before(session: Session, index: int) -> int:
@@ -102,7 +104,11 @@ async def test_flush_finalizes_without_waiting_for_silence(server: Server, synth
         assert corpus_wer([(PROSE[4], final["text"])]) <= 0.15
         await ws.send(json.dumps({"type": "close"}))
         rest = [json.loads(m) async for m in ws]
-        assert rest[-1] == {"type": "closed", "duration": pytest.approx(speech.size / 16000, abs=0.05), "segments": 1}
+        assert rest[-1] == {
+            "type": "closed",
+            "duration": pytest.approx(speech.size / 16000, abs=0.05),
+            "segments": 1,
+        }
 
 
 async def test_close_sends_every_final_then_closed(server: Server, synth: Synth) -> None:

@@ -31,7 +31,7 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        wm = model or load_model(settings.model, settings.device, settings.cache_dir)
+        wm = model or load_model(settings.model, settings.device, settings.cache_dir, settings.compute_type)
         scheduler = Scheduler(wm, settings)
         scheduler.start()
         app.state.services = Services(settings, wm, scheduler)

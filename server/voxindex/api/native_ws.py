@@ -84,7 +84,10 @@ async def _read_frames(ws: WebSocket, stream: Stream, scheduler: Scheduler, sett
             if len(data) > settings.max_frame_bytes:
                 await _refuse(
                     ws,
-                    Error("frame_too_large", f"audio frame of {len(data)} bytes exceeds {settings.max_frame_bytes}"),
+                    Error(
+                        "frame_too_large",
+                        f"audio frame of {len(data)} bytes exceeds {settings.max_frame_bytes}",
+                    ),
                     CLOSE_TOO_BIG,
                 )
                 stream.abort()
@@ -107,7 +110,9 @@ async def _read_frames(ws: WebSocket, stream: Stream, scheduler: Scheduler, sett
             if tail.size:
                 stream.push_audio(tail)
             if pcm.leftover:
-                stream.emit(Error("bad_audio", f"stream ended inside a sample: {pcm.leftover} byte(s) dropped"))
+                stream.emit(
+                    Error("bad_audio", f"stream ended inside a sample: {pcm.leftover} byte(s) dropped")
+                )
             stream.request_close()
             scheduler.wake()
             return

@@ -12,7 +12,6 @@ from typing import Any
 
 from voxindex.engine.events import (
     Closed,
-    Error,
     Event,
     Final,
     Interim,
@@ -54,7 +53,9 @@ def parse_options(params: Mapping[str, str], multilingual: bool) -> StreamOption
     language = params.get("language") or None
     if language is not None:
         if not multilingual and language not in ("en", "auto"):
-            raise InvalidRequestError(f"this server's model is English-only; language={language!r} unsupported")
+            raise InvalidRequestError(
+                f"this server's model is English-only; language={language!r} unsupported"
+            )
         if not (language == "auto" or (language.isalpha() and 2 <= len(language) <= 3)):
             raise InvalidRequestError(f"language must be a code like 'en' or 'auto', got {language!r}")
     return StreamOptions(
@@ -94,12 +95,16 @@ def parse_control(text: str) -> str:
     try:
         message = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
-        raise InvalidRequestError("text frames must be JSON control messages; audio goes in binary frames") from None
+        raise InvalidRequestError(
+            "text frames must be JSON control messages; audio goes in binary frames"
+        ) from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise InvalidRequestError('control messages are JSON objects with a "type" field')
     kind = message["type"]
     if kind not in CONTROL_TYPES:
-        raise InvalidRequestError(f"unknown message type {kind[:40]!r}; expected one of {', '.join(CONTROL_TYPES)}")
+        raise InvalidRequestError(
+            f"unknown message type {kind[:40]!r}; expected one of {', '.join(CONTROL_TYPES)}"
+        )
     return str(kind)
 
 

@@ -6,17 +6,20 @@ and gets readings back. One call is one encoder pass and one batched decode.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
 from voxindex.engine.align import Word, word_timings
-from voxindex.engine.decode import Decoder, DecodeOptions, Hypothesis
+from voxindex.engine.decode import DecodeOptions, Decoder, Hypothesis
 from voxindex.engine.mel import HOP_LENGTH, N_FRAMES, LogMel
-from voxindex.engine.policy import is_hallucination, is_silence
+from voxindex.engine.policy import drop_repeated_tail, is_hallucination, is_silence, repeats_phrase
 from voxindex.models.loader import WhisperModel
+
+log = logging.getLogger("voxindex.engine")
 
 # Live windows are padded to at least 15 s and to 10 s past their audio: Whisper's encoder on
 # shorter windows loops and hallucinates (BENCHMARKS.md, "encoder window"); windows grow in
@@ -74,20 +77,46 @@ class Executor:
             for j in jobs
         ]
         hyps = self.decoder.decode(encoded, options)
-        return [self._reading(j, h) for j, h in zip(jobs, hyps, strict=True)]
+        readings = [self._reading(j, h, strict=True) for j, h in zip(jobs, hyps, strict=True)]
+        # A prompt of earlier text sometimes makes Whisper repeat itself or fall silent; read
+        # those rows again without it, reusing their encoder output (OpenAI's fallback resets
+        # the prompt too).
+        retry = [i for i, r in enumerate(readings) if r.rejected and jobs[i].prompt]
+        if retry:
+            again = self.decoder.decode(encoded[retry], [replace(options[i], prompt=()) for i in retry])
+            for i, hyp in zip(retry, again, strict=True):
+                readings[i] = self._reading(jobs[i], hyp, strict=False)
+        for job, reading in zip(jobs, readings, strict=True):
+            log.debug(
+                "read %.2f-%.2f prompt=%d rejected=%s %r",
+                job.start,
+                job.start + job.audio.size / SAMPLE_RATE,
+                len(job.prompt),
+                reading.rejected,
+                reading.text,
+            )
+        return readings
 
-    def _reading(self, job: Job, hyp: Hypothesis) -> Reading:
+    def _reading(self, job: Job, hyp: Hypothesis, strict: bool) -> Reading:
+        """Judge a hypothesis. ``strict`` also rejects a phrase said twice in a row, which a
+        prompted reading produces far more often than a speaker does; a reading without
+        prompt is given the benefit of the doubt."""
         tok = self.wm.tokenizer
         if is_silence(hyp):
             return Reading(language=hyp.language, rejected="silence")
-        text = tok.decode(hyp.tokens)
-        if is_hallucination(hyp, text):
+        tokens = hyp.tokens if strict else drop_repeated_tail(hyp.tokens)
+        text = tok.decode(tokens)
+        looped = hyp.looped and len(tokens) == len(hyp.tokens)
+        if is_hallucination(looped, text) or (strict and repeats_phrase(text)):
             return Reading(language=hyp.language, rejected="hallucination")
         words: list[Word] = []
         if hyp.attention is not None:
-            words = word_timings(tok, hyp.tokens, hyp.token_logprobs, hyp.attention, job.start)
+            attention = hyp.attention[:, : len(tokens) + 1]
+            words = word_timings(tok, tokens, hyp.token_logprobs, attention, job.start)
         end = job.start + job.audio.size / SAMPLE_RATE
         words = [
-            Word(w.word, min(w.start, end), min(max(w.end, w.start), end), w.confidence) for w in words if w.word
+            Word(w.word, min(w.start, end), min(max(w.end, w.start), end), w.confidence)
+            for w in words
+            if w.word
         ]
-        return Reading(words, [t for t in hyp.tokens if t < tok.special.eot], hyp.language)
+        return Reading(words, [t for t in tokens if t < tok.special.eot], hyp.language)

@@ -32,9 +32,37 @@ def compression_ratio(text: str) -> float:
     return len(data) / max(1, len(zlib.compress(data)))
 
 
-def is_hallucination(hyp: Hypothesis, text: str) -> bool:
+def is_hallucination(looped: bool, text: str) -> bool:
     """A repetition loop or text that compresses like one: Whisper's classic failure on noise."""
-    return hyp.looped or (len(text) > 20 and compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD)
+    return looped or (len(text) > 20 and compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD)
+
+
+def drop_repeated_tail(tokens: Sequence[int]) -> list[int]:
+    """Cut a decoding loop back to its first pass: "ten of clubs ten of clubs ten of clubs" →
+    "ten of clubs". Phrases of two or more tokens keep one copy; a single token repeated
+    four or more times keeps one (a speaker does say "five five")."""
+    out = list(tokens)
+    changed = True
+    while changed:
+        changed = False
+        for n in range(1, len(out) // 2 + 1):
+            copies = 1
+            while (
+                len(out) >= n * (copies + 1)
+                and out[len(out) - n * (copies + 1) : len(out) - n * copies] == out[-n:]
+            ):
+                copies += 1
+            if copies >= (4 if n == 1 else 2):
+                out = out[: len(out) - n * (copies - 1)]
+                changed = True
+                break
+    return out
+
+
+def repeats_phrase(text: str) -> bool:
+    """Whether the text ends with a phrase of two or more words said twice in a row."""
+    words = [_norm(w) for w in text.split()]
+    return any(words[-n:] == words[-2 * n : -n] for n in range(2, len(words) // 2 + 1))
 
 
 def _norm(word: str) -> str:

@@ -48,7 +48,11 @@ class StepStats:
     batches: int = 0
     batch_items: int = 0
     last_step_s: float = 0.0
+    cost_per_item: float = 0.0  # moving average of seconds per reading in a batch
     recent_batches: deque[int] = field(default_factory=lambda: deque(maxlen=100))
+
+    def observe_cost(self, seconds: float) -> None:
+        self.cost_per_item = seconds if self.cost_per_item <= 0 else 0.7 * self.cost_per_item + 0.3 * seconds
 
 
 @dataclass
@@ -140,7 +144,9 @@ class Scheduler:
         ingested = self._ingest(streams)
         batch = self._schedule(streams)
         if batch:
+            t = time.perf_counter()
             readings = self._execute(batch)
+            self.stats.observe_cost((time.perf_counter() - t) / len(batch))
             for (stream, job), reading in zip(batch, readings, strict=True):
                 self._update(stream, job, reading)
         finished = self._finish()
@@ -153,7 +159,9 @@ class Scheduler:
         for s, audio in zip(streams, fresh, strict=True):
             s.append_audio(audio)
         gated = [s for s in streams if s.options.vad]
-        probs = self.vad([s.vad for s in gated], [a for s, a in zip(streams, fresh, strict=True) if s.options.vad])
+        probs = self.vad(
+            [s.vad for s in gated], [a for s, a in zip(streams, fresh, strict=True) if s.options.vad]
+        )
         by_id = {s.id: p for s, p in zip(gated, probs, strict=True)}
         for s, audio in zip(streams, fresh, strict=True):
             track = self._tracks[s.id]
@@ -163,7 +171,9 @@ class Scheduler:
                 n = (track.vad_samples % CHUNK + audio.size) // CHUNK
                 p = np.ones(n, np.float32)
             for k, prob in enumerate(p):
-                track.decisions.append((float(prob), (track.vad_samples // CHUNK + k + 1) * CHUNK / SAMPLE_RATE))
+                track.decisions.append(
+                    (float(prob), (track.vad_samples // CHUNK + k + 1) * CHUNK / SAMPLE_RATE)
+                )
             track.vad_samples += len(p) * CHUNK
             self._track_speech(s, track)
         return any(a.size for a in fresh)
@@ -206,13 +216,26 @@ class Scheduler:
             and self._tracks[s.id].heard - max(s.hypothesis_until, s.audio_start) >= step
         ]
         ready.sort(key=lambda s: s.lag, reverse=True)
-        chosen = (urgent + ready)[: self.max_batch]
-        return [(s, self._job(s)) for s in chosen]
+        urgent = urgent[: self.max_batch]
+        spare = max(0, min(self.max_batch, self._slots_in_budget()) - len(urgent))
+        return [(s, self._job(s)) for s in urgent + ready[:spare]]
+
+    def _slots_in_budget(self) -> int:
+        """How many readings fit in one step's time budget, from the measured cost per reading.
+
+        Short steps keep endpoint detection and finals prompt on a CPU, where a reading costs a
+        few hundred ms; on a GPU a reading costs little and the batch fills to ``max_batch``.
+        """
+        if self.stats.cost_per_item <= 0:
+            return self.max_batch
+        return max(1, int(self.settings.step_budget_s / self.stats.cost_per_item))
 
     def _reading_is_fresh(self, s: Stream) -> bool:
         """Whether the latest reading already heard the whole utterance, so no model call is needed."""
-        return s.finalize == FinalizeReason.ENDPOINT and s.speech_end is not None and (
-            s.hypothesis_until >= s.speech_end + 0.1
+        return (
+            s.finalize == FinalizeReason.ENDPOINT
+            and s.speech_end is not None
+            and (s.hypothesis_until >= s.speech_end + 0.1)
         )
 
     def _job(self, s: Stream) -> Job:
@@ -284,7 +307,9 @@ class Scheduler:
         if n:
             self._emit_final(s, track.confirmed[:n])
             track.confirmed = track.confirmed[n:]
-            cut = track.confirmed[0].start if track.confirmed else (track.tail[0].start if track.tail else None)
+            cut = (
+                track.confirmed[0].start if track.confirmed else (track.tail[0].start if track.tail else None)
+            )
             s.drop_audio_before(cut if cut is not None else s.audio_start)
 
     def _finalize(self, s: Stream, track: _Track) -> None:

@@ -7,6 +7,7 @@ and read ``events``; every other field belongs to the scheduler thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import threading
 import uuid
@@ -172,10 +173,8 @@ class Stream:
             return
         if isinstance(event, Interim) and self.events.qsize() > MAX_PENDING_EVENTS:
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the handler's loop is closed: nobody is listening
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-        except RuntimeError:  # the handler's loop is closed: nobody is listening
-            pass
 
     def append_audio(self, samples: Float32Array) -> None:
         self.audio = np.concatenate([self.audio, samples]) if self.audio.size else samples
@@ -183,12 +182,12 @@ class Stream:
 
     def drop_audio_before(self, t: float) -> None:
         """Forget audio before stream time ``t`` (bounded memory)."""
-        cut = int(round((t - self.audio_start) * SAMPLE_RATE))
+        cut = round((t - self.audio_start) * SAMPLE_RATE)
         if cut > 0:
             self.audio = self.audio[cut:]
             self.audio_start += cut / SAMPLE_RATE
 
     def audio_between(self, start: float, end: float) -> Float32Array:
-        a = max(0, int(round((start - self.audio_start) * SAMPLE_RATE)))
-        b = max(a, int(round((end - self.audio_start) * SAMPLE_RATE)))
+        a = max(0, round((start - self.audio_start) * SAMPLE_RATE))
+        b = max(a, round((end - self.audio_start) * SAMPLE_RATE))
         return self.audio[a:b]

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class WhisperModel:
     dtype: torch.dtype
     alignment_heads: list[tuple[int, int]]
     suppress_tokens: list[int]
+    compute_type: str = "float32"
 
     @property
     def multilingual(self) -> bool:
@@ -59,10 +61,29 @@ def pick_device(requested: str = "auto") -> torch.device:
     return device
 
 
-def load_model(name: str, device: str = "auto", cache_dir: Path | None = None) -> WhisperModel:
-    """Resolve, load and place a model. fp16 on CUDA, fp32 on CPU; eager attention for alignment."""
+COMPUTE_TYPES = ("auto", "float32", "float16", "int8")
+
+
+def load_model(
+    name: str, device: str = "auto", cache_dir: Path | None = None, compute_type: str = "auto"
+) -> WhisperModel:
+    """Resolve, load and place a model.
+
+    ``compute_type`` "auto" is float16 on CUDA and int8 (dynamic quantization of every linear
+    layer, as CTranslate2 does on CPU) on CPU: twice as fast there at the same accuracy
+    (BENCHMARKS.md). Attention stays in float; the decoder's is eager so word alignment can
+    read its cross-attention weights.
+    """
+    if compute_type not in COMPUTE_TYPES:
+        raise ModelNotFoundError(
+            f"compute type must be one of {', '.join(COMPUTE_TYPES)}, got {compute_type!r}"
+        )
     target = pick_device(device)
-    dtype = torch.float16 if target.type == "cuda" else torch.float32
+    if compute_type == "auto":
+        compute_type = "float16" if target.type == "cuda" else "int8"
+    if compute_type == "int8" and target.type != "cpu":
+        raise ModelNotFoundError("int8 compute runs on the CPU only; use float16 on CUDA")
+    dtype = torch.float16 if compute_type == "float16" else torch.float32
     source = resolve(name)
     if isinstance(source, Ct2Source):
         model, tokenizer, heads, suppress = _load_ct2(source, cache_dir)
@@ -73,7 +94,13 @@ def load_model(name: str, device: str = "auto", cache_dir: Path | None = None) -
     module.to(device=target, dtype=dtype)
     module.train(False)
     module.requires_grad_(False)
-    return WhisperModel(name, model, tokenizer, target, dtype, heads, suppress)
+    if compute_type == "int8":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notice that eager quantization moves to torchao
+            torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+            )
+    return WhisperModel(name, model, tokenizer, target, dtype, heads, suppress, compute_type)
 
 
 def _use_sdpa_in_encoder(model: WhisperForConditionalGeneration) -> None:
