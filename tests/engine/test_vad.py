@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import numpy as np
+
+from tests.conftest import Synth
+from voxindex.engine.vad import CHUNK_S, SpeechTracker, Vad, VadState
+
+
+def test_tracker_needs_a_run_of_speech_and_a_run_of_silence() -> None:
+    t = SpeechTracker(endpointing_s=0.5)
+    time = 0.0
+
+    def feed(prob: float, n: int) -> list[tuple[float | None, float | None]]:
+        nonlocal time
+        out = []
+        for _ in range(n):
+            time += CHUNK_S
+            out.append(t.update(prob, time))
+        return out
+
+    assert all(e == (None, None) for e in feed(0.9, 2))  # a click is not speech
+    assert all(e == (None, None) for e in feed(0.1, 5))
+    events = feed(0.9, 10)
+    started = [s for s, _ in events if s is not None]
+    assert len(started) == 1 and abs(started[0] - (7 * CHUNK_S)) < 1e-9  # the run's first chunk
+    assert all(e == (None, None) for e in feed(0.1, 10))  # 320 ms of silence: not yet an endpoint
+    ended = [e for _, e in feed(0.1, 10) if e is not None]
+    assert len(ended) == 1 and abs(ended[0] - 17 * CHUNK_S) < 1e-9  # the end of the last voiced chunk
+
+
+def test_batched_vad_matches_one_stream_at_a_time(synth: Synth) -> None:
+    vad = Vad()
+    speech = np.concatenate([np.zeros(8000, np.float32), synth("Kick the ball straight and follow through.")])
+    noise = (0.01 * np.random.default_rng(0).standard_normal(speech.size)).astype(np.float32)
+    alone = [vad([VadState()], [x])[0] for x in (speech, noise)]
+    states = [VadState(), VadState()]
+    # fed together, in uneven pieces: the same decisions
+    together = [np.zeros(0, np.float32), np.zeros(0, np.float32)]
+    for a, b in [(0, 3000), (3000, 20000), (20000, speech.size)]:
+        out = vad(states, [speech[a:b], noise[a : a + (b - a) // 2]])
+        together[0] = np.concatenate([together[0], out[0]])
+        together[1] = np.concatenate([together[1], out[1]])
+    np.testing.assert_allclose(together[0], alone[0], atol=1e-4)
+    assert together[0][:10].max() < 0.3  # leading silence
+    assert together[0].max() > 0.9  # speech
+    assert alone[1].max() < 0.5  # noise is not speech
