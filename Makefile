@@ -16,8 +16,8 @@ serve: setup
 	$(VENV)/bin/voxindex serve $(ARGS)
 
 lint: setup-test
-	$(VENV)/bin/ruff check server tests
-	$(VENV)/bin/ruff format --check server tests
+	$(VENV)/bin/ruff check server tests benchmarks
+	$(VENV)/bin/ruff format --check server tests benchmarks
 	$(VENV)/bin/mypy
 
 test: lint

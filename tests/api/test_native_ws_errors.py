@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import websockets
 
-from tests.api.conftest import Server, pcm16, start_server, stream_audio
+from tests.api.conftest import Server, Session, pcm16, start_server, stream_audio
 from tests.conftest import PROSE, Synth, corpus_wer
 from voxindex.config import Settings
 from voxindex.models.loader import WhisperModel
@@ -86,8 +86,21 @@ async def test_oversized_frame_closes_with_1009(server: Server) -> None:
     assert ws.close_code == 1009
 
 
-async def test_vanishing_client_does_not_disturb_others(server: Server, synth: Synth) -> None:
+async def test_vanishing_and_stalled_clients_do_not_disturb_others(server: Server, synth: Synth) -> None:
     speech = np.concatenate([GAP, synth(PROSE[10]), GAP])
+    done = asyncio.Event()
+
+    async def stall() -> None:
+        """Sends speech but never reads a message until everyone else is done."""
+        async with websockets.connect(f"{server.ws}/v1/stream") as ws:
+            await ws.send(pcm16(np.concatenate([synth(PROSE[2]), GAP, synth(PROSE[3]), GAP])))
+            await done.wait()
+
+    async def survive() -> Session:
+        try:
+            return await stream_audio(server.ws, speech, speed=2.0)
+        finally:
+            done.set()
 
     async def vanish() -> None:
         ws = await websockets.connect(f"{server.ws}/v1/stream")
@@ -96,7 +109,7 @@ async def test_vanishing_client_does_not_disturb_others(server: Server, synth: S
         await asyncio.sleep(0.5)
         ws.transport.abort()  # no close frame: the TCP connection just dies
 
-    survivor, _ = await asyncio.gather(stream_audio(server.ws, speech, speed=2.0), vanish())
+    survivor, _, _ = await asyncio.gather(survive(), vanish(), stall())
     assert survivor.close_code == 1000
     assert corpus_wer([(PROSE[10], survivor.final_text)]) <= 0.15
     async with httpx.AsyncClient() as client:
@@ -123,6 +136,25 @@ async def test_over_capacity_is_refused_with_1013(tiny: WhisperModel, tmp_path) 
         assert json.loads(await third.recv())["type"] == "ready"
         await third.close()
         await second.close()
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
+
+
+async def test_a_client_faster_than_the_engine_is_slowed_not_dropped(
+    tiny: WhisperModel,
+    synth: Synth,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    srv, uv, thread = start_server(Settings(max_queue_s=2.0, cache_dir=tmp_path), tiny)
+    try:
+        sentences = PROSE[:3]
+        audio = np.concatenate([np.concatenate([synth(s), GAP]) for s in sentences])
+        # one-second frames sent as fast as the socket takes them: 10x+ faster than real time
+        session = await stream_audio(srv.ws, audio, speed=1000.0, frame_s=1.0)
+        assert session.close_code == 1000
+        assert corpus_wer([(" ".join(sentences), session.final_text)]) <= 0.10
+        assert session.of("closed")[0]["duration"] == pytest.approx(audio.size / 16000, abs=0.05)
     finally:
         uv.should_exit = True
         thread.join(timeout=30)

@@ -1,0 +1,109 @@
+"""The scheduler in-process: batching, bounded memory on long speech, and surviving a failing batch."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from tests.conftest import PROSE, Synth, corpus_wer
+from voxindex.config import Settings
+from voxindex.engine.events import Closed, Error, Event, Final
+from voxindex.engine.scheduler import Scheduler
+from voxindex.engine.stream import Stream, StreamOptions
+from voxindex.models.loader import WhisperModel
+
+
+async def collect(stream: Stream) -> list[Event]:
+    events: list[Event] = []
+    while True:
+        event = await asyncio.wait_for(stream.events.get(), timeout=300)
+        events.append(event)
+        if isinstance(event, Closed) or (isinstance(event, Error) and event.code == "engine_error"):
+            return events
+
+
+@pytest.fixture
+def make_scheduler(tiny: WhisperModel):  # type: ignore[no-untyped-def]
+    started: list[Scheduler] = []
+
+    def make(**overrides: object) -> Scheduler:
+        scheduler = Scheduler(tiny, Settings(**overrides))  # type: ignore[arg-type]
+        scheduler.start()
+        started.append(scheduler)
+        return scheduler
+
+    yield make
+    for scheduler in started:
+        scheduler.stop()
+
+
+async def test_long_unbroken_speech_keeps_memory_bounded_and_finalizes(
+    make_scheduler,
+    synth: Synth,  # type: ignore[no-untyped-def]
+) -> None:
+    scheduler = make_scheduler()
+    speech = np.concatenate([synth(s) for s in PROSE])  # ~55 s with no pause long enough to endpoint
+    stream = scheduler.open(StreamOptions(vad=False), asyncio.get_running_loop())
+    largest = 0
+    collector = asyncio.create_task(collect(stream))
+    for i in range(0, speech.size, 16000):
+        await stream.room.wait()
+        stream.push_audio(speech[i : i + 16000])
+        scheduler.wake()
+        largest = max(largest, stream.audio.size)
+        await asyncio.sleep(0.05)
+    stream.request_close()
+    scheduler.wake()
+    events = await collector
+    finals = [e for e in events if isinstance(e, Final)]
+    assert len(finals) >= 3  # sentences finalized during the monologue, not all at the end
+    assert largest <= 31 * 16000  # the window never holds more than 30 s
+    assert corpus_wer([(" ".join(PROSE), " ".join(f.text for f in finals))]) <= 0.15
+
+
+async def test_streams_share_batches_unless_batching_is_off(make_scheduler, synth: Synth) -> None:  # type: ignore[no-untyped-def]
+    speech = np.concatenate([np.zeros(4000, np.float32), synth(PROSE[6]), np.zeros(16000, np.float32)])
+    for batching, expect_shared in ((True, True), (False, False)):
+        scheduler = make_scheduler(batching=batching)
+        loop = asyncio.get_running_loop()
+        streams = [scheduler.open(StreamOptions(), loop) for _ in range(3)]
+        collectors = [asyncio.create_task(collect(s)) for s in streams]
+        for s in streams:  # all audio at once: every stream is ready at every step
+            s.push_audio(speech)
+            s.request_close()
+        scheduler.wake()
+        results = await asyncio.gather(*collectors)
+        for events in results:
+            text = " ".join(e.text for e in events if isinstance(e, Final))
+            assert corpus_wer([(PROSE[6], text)]) <= 0.10
+        assert (max(scheduler.stats.recent_batches) > 1) == expect_shared
+
+
+async def test_a_failing_batch_fails_its_streams_not_the_loop(make_scheduler, synth: Synth) -> None:  # type: ignore[no-untyped-def]
+    scheduler = make_scheduler()
+    real_run = scheduler.executor.run
+    calls = {"n": 0}
+
+    def flaky(jobs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real_run(jobs)
+
+    scheduler.executor.run = flaky  # type: ignore[method-assign]
+    speech = np.concatenate([np.zeros(4000, np.float32), synth(PROSE[8]), np.zeros(16000, np.float32)])
+    loop = asyncio.get_running_loop()
+    doomed = scheduler.open(StreamOptions(), loop)
+    doomed.push_audio(speech)
+    doomed.request_close()
+    scheduler.wake()
+    events = await collect(doomed)
+    assert isinstance(events[-1], Error) and events[-1].code == "engine_error"
+    survivor = scheduler.open(StreamOptions(), loop)
+    survivor.push_audio(speech)
+    survivor.request_close()
+    scheduler.wake()
+    text = " ".join(e.text for e in await collect(survivor) if isinstance(e, Final))
+    assert corpus_wer([(PROSE[8], text)]) <= 0.10
