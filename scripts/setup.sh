@@ -24,10 +24,15 @@ if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
     $pip install --quiet "torch>=2.4"
   else
     # CPU only: never pull the multi-GB CUDA build. A CPU wheel provided locally (pip find-links)
-    # is used when there is one; otherwise PyTorch's own CPU index.
+    # is used when there is one (its dependencies then come from the package index); otherwise
+    # PyTorch's own CPU index.
     echo "setup: no GPU, installing the CPU build of PyTorch"
-    $pip install --quiet --no-index torch==2.13.0 2>/dev/null \
-      || $pip install --quiet torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+    if $pip install --quiet --no-index --no-deps torch==2.13.0 2>/dev/null; then
+      $pip install --quiet torch==2.13.0
+    else
+      $pip install --quiet torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+        --extra-index-url https://pypi.org/simple
+    fi
   fi
 fi
 
