@@ -18,11 +18,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import HARVARD, PROSE, corpus_wer, recordings  # noqa: E402
-from voxindex.audio import StreamResampler, decode_file  # noqa: E402
-from voxindex.engine.decode import DecodeOptions  # noqa: E402
-from voxindex.engine.executor import Executor  # noqa: E402
-from voxindex.models.loader import load_model  # noqa: E402
+from tests.conftest import HARVARD, PROSE, corpus_wer, recordings
+
+from voxindex.audio import StreamResampler, decode_file
+from voxindex.engine.decode import DecodeOptions
+from voxindex.engine.executor import Executor
+from voxindex.models.loader import load_model
 
 
 def synthesize(texts: list[str]) -> list[np.ndarray]:

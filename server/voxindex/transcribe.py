@@ -6,7 +6,7 @@ window starts where the last complete segment ended, so no word is cut at a wind
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ from voxindex.audio import SAMPLE_RATE, Float32Array
 from voxindex.engine.align import Word, word_timings
 from voxindex.engine.decode import TIMESTAMP_RESOLUTION_S, DecodeOptions, Decoder, Hypothesis
 from voxindex.engine.mel import HOP_LENGTH, N_SAMPLES, LogMel
-from voxindex.engine.policy import is_silence
+from voxindex.engine.policy import is_hallucination, is_silence, repeats_phrase
 from voxindex.models.loader import WhisperModel
 
 
@@ -94,9 +94,15 @@ class OfflineTranscriber:
             num_frames=window.size // HOP_LENGTH,
         )
         hyp = self.decoder.decode(encoded, [options])[0]
-        if hyp.looped and prompt:  # a loop often comes from the prompt: retry unconditioned
-            hyp = self.decoder.decode(encoded, [DecodeOptions(**{**options.__dict__, "prompt": ()})])[0]
+        if prompt and self._suspect(hyp):  # loops and silences often come from the prompt
+            retry = self.decoder.decode(encoded, [replace(options, prompt=())])[0]
+            if not self._suspect(retry):
+                return retry
         return hyp
+
+    def _suspect(self, hyp: Hypothesis) -> bool:
+        text = self.wm.tokenizer.decode(hyp.tokens)
+        return is_silence(hyp) or is_hallucination(hyp.looped, text) or repeats_phrase(text)
 
     def _segments(
         self, hyp: Hypothesis, window_samples: int, offset: float, words: bool
