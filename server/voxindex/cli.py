@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-streams", type=int, dest="max_streams")
     s.add_argument("--max-batch", type=int, dest="max_batch")
     s.add_argument("--no-batching", action="store_false", dest="batching", default=None)
+    s.add_argument(
+        "--data-dir", type=Path, dest="data_dir", help="transcript store and index (default ./data)"
+    )
+    s.add_argument("--no-index", action="store_false", dest="index", default=None)
     model_args(s)
 
     b = sub.add_parser("bench", help="drive N real-time WebSocket streams and report latencies")
@@ -67,7 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             model=args.model,
             device=args.device,
             compute_type=args.compute_type,
-            **{k: getattr(args, k, None) for k in ("host", "port", "max_streams", "max_batch", "batching")},
+            **{
+                k: getattr(args, k, None)
+                for k in ("host", "port", "max_streams", "max_batch", "batching", "data_dir", "index")
+            },
         )
         logging.basicConfig(
             level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

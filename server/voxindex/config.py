@@ -33,6 +33,9 @@ class Settings:
     max_queue_s: float = 30.0
     threads: int = 0
     log_level: str = "info"
+    data_dir: Path = Path("data")
+    index: bool = True
+    ivf_threshold: int = 200_000
     idle_timeout_s: float = 60.0
     max_frame_bytes: int = 1_048_576
 

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,9 @@ def free_port() -> int:
 
 def start_server(settings: Settings, model: WhisperModel) -> tuple[Server, uvicorn.Server, threading.Thread]:
     port = free_port()
-    app = create_app(settings.__class__(**{**settings.__dict__, "port": port}), model=model)
+    if settings.data_dir == Settings().data_dir:  # never write ./data from a test
+        settings = replace(settings, data_dir=settings.cache_dir / "data")
+    app = create_app(replace(settings, port=port), model=model)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

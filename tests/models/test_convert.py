@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ from transformers import WhisperForConditionalGeneration
 
 from voxindex.models.convert import state_dict_from_ct2, whisper_config_from_ct2
 from voxindex.models.ct2 import Ct2Checkpoint, read_checkpoint
-from voxindex.models.loader import WhisperModel
+from voxindex.models.loader import WhisperModel, load_model
 from voxindex.models.registry import Ct2Source, resolve
 
 SPECIAL = {"<|endoftext|>": 50256, "<|startoftranscript|>": 50257}
@@ -82,7 +84,13 @@ def test_int8_weights_are_dequantized_with_their_row_scales(ckpt: Ct2Checkpoint)
     assert np.abs(got - original).max() <= (1 / scale).max() / 2 + 1e-6
 
 
-def test_loaded_model_ties_proj_out_to_the_token_embedding(tiny: WhisperModel) -> None:
-    m = tiny.model
+def test_loaded_model_ties_proj_out_to_the_token_embedding(cache_dir: Path) -> None:
+    wm = load_model("tiny.en", device="cpu", cache_dir=cache_dir, compute_type="float32")
+    m = wm.model
     assert m.proj_out.weight.data_ptr() == m.model.decoder.embed_tokens.weight.data_ptr()
-    assert tiny.alignment_heads[0] == (1, 0) and len(tiny.alignment_heads) == 8
+    assert wm.alignment_heads[0] == (1, 0) and len(wm.alignment_heads) == 8
+
+
+def test_default_cpu_model_is_int8(tiny: WhisperModel) -> None:
+    assert tiny.compute_type == "int8"
+    assert type(tiny.model.proj_out).__module__.startswith("torch.ao.nn.quantized")

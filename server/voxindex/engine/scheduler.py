@@ -14,8 +14,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -39,7 +39,15 @@ ENDPOINT_TAIL_S = 0.3  # audio kept after the last voiced chunk when reading an 
 MAX_INGEST_S = 10.0  # audio taken from one stream's inbox per step
 ADMISSION_MAX_LAG_S = 8.0  # refuse new streams while the engine is this far behind
 
-FinalHook = Callable[[Stream, Final], None]
+
+class TranscriptSink(Protocol):
+    """Where finals go before they are sent (the live index). Called on the engine thread."""
+
+    def open_stream(self, stream_id: str, model: str) -> None: ...
+
+    def commit(self, stream_id: str, final: Final, model: str) -> int: ...
+
+    def close_stream(self, stream_id: str) -> None: ...
 
 
 @dataclass
@@ -68,12 +76,12 @@ class _Track:
 
 
 class Scheduler:
-    def __init__(self, wm: WhisperModel, settings: Settings, on_final: FinalHook | None = None) -> None:
+    def __init__(self, wm: WhisperModel, settings: Settings, sink: TranscriptSink | None = None) -> None:
         self.wm = wm
         self.settings = settings
         self.executor = Executor(wm)
         self.vad = Vad()
-        self.on_final = on_final
+        self.sink = sink
         self.max_batch = settings.max_batch if settings.batching else 1
         self.stats = StepStats()
         self.streams: dict[str, Stream] = {}
@@ -118,6 +126,8 @@ class Scheduler:
             stream = Stream(options, loop, max_inbox_s=self.settings.max_queue_s)
             self.streams[stream.id] = stream
             self._tracks[stream.id] = _Track()
+        if self.sink is not None:
+            self.sink.open_stream(stream.id, self.wm.name)
         return stream
 
     @property
@@ -338,8 +348,8 @@ class Scheduler:
         if not words:
             return
         final = Final(s.segment_id, join_words(words), words[0].start, words[-1].end, list(words), s.language)
-        if self.on_final is not None:
-            self.on_final(s, final)  # durable before it is sent
+        if self.sink is not None:
+            self.sink.commit(s.id, final, self.wm.name)  # durable before it is sent
         s.emit(final)
         s.prompt.extend(self.wm.tokenizer.encode(" " + final.text))
         s.segment_id += 1
@@ -367,6 +377,8 @@ class Scheduler:
                 with self._lock:
                     self.streams.pop(s.id, None)
                     self._tracks.pop(s.id, None)
+                if self.sink is not None:
+                    self.sink.close_stream(s.id)
         return changed
 
     def _record(self, started: float, batch_size: int) -> None:

@@ -1,0 +1,118 @@
+"""Search and transcript REST routes over the live index. Every bad input is a 4xx with a message."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from voxindex.api.transcripts import FORMATS, to_srt, to_txt, to_vtt
+from voxindex.index.search import Mode
+from voxindex.index.service import LiveIndex
+from voxindex.index.store import Filters
+
+MAX_QUERY_CHARS = 1000
+MAX_K = 100
+
+router = APIRouter()
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(e: ApiError) -> JSONResponse:
+    return JSONResponse({"error": {"code": e.code, "message": e.message}}, status_code=e.status)
+
+
+def _index(request: Request) -> LiveIndex:
+    index: LiveIndex | None = request.app.state.services.index
+    if index is None:
+        raise ApiError(503, "index_disabled", "this server runs without a transcript index")
+    return index
+
+
+def parse_time(raw: str | None, name: str) -> float | None:
+    """Unix seconds or ISO 8601 (naive times are UTC)."""
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            400, "invalid_request", f"{name} must be unix seconds or ISO 8601, got {raw[:40]!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        from datetime import UTC
+
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+@router.get("/v1/search")
+def search(
+    request: Request,
+    q: str = Query("", description="what to look for: words, a name, a number, or a paraphrase"),
+    k: int = Query(10, description=f"number of hits, 1..{MAX_K}"),
+    mode: str = Query("hybrid", description="hybrid | vector | keyword"),
+    stream_id: str | None = Query(None),
+    since: str | None = Query(None, description="unix seconds or ISO 8601; segments finalized at or after"),
+    until: str | None = Query(None, description="unix seconds or ISO 8601; segments finalized before"),
+) -> dict[str, Any]:
+    """Search every final segment: keyword (FTS5), vector (MiniLM + FAISS) or both fused (RRF)."""
+    if not q.strip():
+        raise ApiError(400, "invalid_request", "q must not be empty")
+    if len(q) > MAX_QUERY_CHARS:
+        raise ApiError(400, "invalid_request", f"q is {len(q)} characters; the limit is {MAX_QUERY_CHARS}")
+    if not 1 <= k <= MAX_K:
+        raise ApiError(400, "invalid_request", f"k must be 1..{MAX_K}, got {k}")
+    try:
+        search_mode = Mode(mode)
+    except ValueError:
+        raise ApiError(
+            400, "invalid_request", f"mode must be hybrid, vector or keyword, got {mode[:20]!r}"
+        ) from None
+    start, end = parse_time(since, "since"), parse_time(until, "until")
+    if start is not None and end is not None and start >= end:
+        raise ApiError(400, "invalid_request", "since must be before until")
+    filters = Filters(tenant=None, stream_id=stream_id, since=start, until=end)
+    hits = _index(request).searcher.search(q, k, search_mode, filters)
+    return {"query": q, "mode": search_mode.value, "hits": [h.to_json() for h in hits]}
+
+
+@router.get("/v1/streams")
+def streams(request: Request, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise ApiError(400, "invalid_request", "limit must be 1..1000 and offset ≥ 0")
+    records = _index(request).store.list_streams(limit=limit, offset=offset)
+    return {"streams": [r.__dict__ for r in records]}
+
+
+@router.get("/v1/streams/{stream_id}/transcript")
+def transcript(request: Request, stream_id: str, format: str = "json") -> Response:
+    if format not in FORMATS:
+        raise ApiError(400, "invalid_request", f"format must be one of {', '.join(FORMATS)}")
+    index = _index(request)
+    record = index.store.get_stream(stream_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no stream {stream_id[:64]!r}")
+    segments = index.store.segments_of(stream_id)
+    if format == "json":
+        return JSONResponse({"stream": record.__dict__, "segments": [s.to_json() for s in segments]})
+    body = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt}[format](segments)
+    return PlainTextResponse(body, media_type=FORMATS[format])
+
+
+@router.delete("/v1/streams/{stream_id}")
+def delete(request: Request, stream_id: str) -> dict[str, Any]:
+    if not _index(request).delete_stream(stream_id):
+        raise ApiError(404, "not_found", f"no stream {stream_id[:64]!r}")
+    return {"deleted": stream_id}

@@ -1,0 +1,34 @@
+"""Transcript export formats. Pure functions of stored segments."""
+
+from __future__ import annotations
+
+from voxindex.index.store import Segment
+
+FORMATS = {"json": "application/json", "txt": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
+
+
+def to_txt(segments: list[Segment]) -> str:
+    return "".join(s.text + "\n" for s in segments)
+
+
+def _clock(seconds: float, sep: str) -> str:
+    ms = round(max(0.0, seconds) * 1000)
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def to_srt(segments: list[Segment]) -> str:
+    blocks = [
+        f"{n}\n{_clock(s.start, ',')} --> {_clock(max(s.end, s.start + 0.001), ',')}\n{s.text}\n"
+        for n, s in enumerate(segments, start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def to_vtt(segments: list[Segment]) -> str:
+    cues = [
+        f"{_clock(s.start, '.')} --> {_clock(max(s.end, s.start + 0.001), '.')}\n{s.text}\n" for s in segments
+    ]
+    return "WEBVTT\n\n" + "\n".join(cues)

@@ -1,0 +1,1 @@
+"""The transcript store (source of truth), embeddings, vector index and hybrid search."""

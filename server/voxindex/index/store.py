@@ -1,0 +1,301 @@
+"""The transcript store: SQLite in WAL mode, the source of truth for streams and final segments.
+
+A final segment is committed (fsync'd) here before its `final` message is sent. Keyword search
+is SQLite FTS5 over the same rows, kept in step by triggers. Vector indexes are derived from
+this store and can always be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from voxindex.engine.align import Word
+from voxindex.engine.events import Final
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    model TEXT NOT NULL,
+    created REAL NOT NULL,
+    closed REAL,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream_id TEXT NOT NULL REFERENCES streams(id) ON DELETE CASCADE,
+    segment_index INTEGER NOT NULL,
+    start REAL NOT NULL,
+    end REAL NOT NULL,
+    text TEXT NOT NULL,
+    words TEXT NOT NULL,
+    language TEXT,
+    model TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS segments_by_stream ON segments(stream_id, segment_index);
+CREATE INDEX IF NOT EXISTS segments_by_created ON segments(created);
+CREATE VIRTUAL TABLE IF NOT EXISTS segments_fts USING fts5(
+    text, content='segments', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS segments_ai AFTER INSERT ON segments BEGIN
+    INSERT INTO segments_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS segments_ad AFTER DELETE ON segments BEGIN
+    INSERT INTO segments_fts(segments_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+"""
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    id: str
+    tenant: str
+    model: str
+    created: float
+    closed: float | None
+    metadata: dict[str, Any]
+    segments: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int
+    stream_id: str
+    segment_index: int
+    start: float
+    end: float
+    text: str
+    words: list[Word]
+    language: str | None
+    model: str
+    created: float
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["words"] = [asdict(w) for w in self.words]
+        return d
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrictions every search and listing honours."""
+
+    tenant: str | None = None
+    stream_id: str | None = None
+    since: float | None = None  # unix seconds, on the segment's commit time
+    until: float | None = None
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a committed final survives power loss too
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---------------- writes ----------------
+    def create_stream(
+        self, stream_id: str, tenant: str, model: str, metadata: dict[str, Any] | None = None
+    ) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO streams(id, tenant, model, created, metadata) VALUES (?, ?, ?, ?, ?)",
+                (stream_id, tenant, model, time.time(), json.dumps(metadata or {})),
+            )
+
+    def close_stream(self, stream_id: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE streams SET closed = ? WHERE id = ? AND closed IS NULL", (time.time(), stream_id)
+            )
+
+    def commit_segment(self, stream_id: str, final: Final, model: str) -> int:
+        """Durably store one final segment; returns its id."""
+        words = json.dumps([asdict(w) for w in final.words])
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO segments(stream_id, segment_index, start, end, text, words, language, model,"
+                " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    stream_id,
+                    final.segment_id,
+                    final.start,
+                    final.end,
+                    final.text,
+                    words,
+                    final.language,
+                    model,
+                    time.time(),
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def delete_stream(self, stream_id: str, tenant: str | None = None) -> list[int] | None:
+        """Remove a stream and its segments; returns the removed segment ids, None if not found."""
+        with self._lock:
+            if self.get_stream(stream_id, tenant) is None:
+                return None
+            ids = [
+                r[0] for r in self._db.execute("SELECT id FROM segments WHERE stream_id = ?", (stream_id,))
+            ]
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM segments WHERE stream_id = ?", (stream_id,))
+            self._db.execute("DELETE FROM streams WHERE id = ?", (stream_id,))
+            self._db.execute("COMMIT")
+            return ids
+
+    # ---------------- reads ----------------
+    def get_stream(self, stream_id: str, tenant: str | None = None) -> StreamRecord | None:
+        rows = self._streams(
+            "WHERE s.id = ?" + (" AND s.tenant = ?" if tenant else ""),
+            (stream_id, tenant) if tenant else (stream_id,),
+        )
+        return rows[0] if rows else None
+
+    def list_streams(
+        self, tenant: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[StreamRecord]:
+        where = "WHERE s.tenant = ?" if tenant else ""
+        params: tuple[Any, ...] = (tenant,) if tenant else ()
+        return self._streams(f"{where} ORDER BY s.created DESC LIMIT ? OFFSET ?", (*params, limit, offset))
+
+    def _streams(self, tail: str, params: Sequence[Any]) -> list[StreamRecord]:
+        sql = (
+            "SELECT s.*, (SELECT COUNT(*) FROM segments g WHERE g.stream_id = s.id) AS n FROM streams s "
+            + tail
+        )
+        with self._lock:
+            rows = self._db.execute(sql, tuple(params)).fetchall()
+        return [
+            StreamRecord(
+                r["id"], r["tenant"], r["model"], r["created"], r["closed"], json.loads(r["metadata"]), r["n"]
+            )
+            for r in rows
+        ]
+
+    def segments_of(self, stream_id: str) -> list[Segment]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM segments WHERE stream_id = ? ORDER BY segment_index, id", (stream_id,)
+            ).fetchall()
+        return [_segment(r) for r in rows]
+
+    def get_segments(self, ids: Sequence[int]) -> dict[int, Segment]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._db.execute(f"SELECT * FROM segments WHERE id IN ({marks})", tuple(ids)).fetchall()
+        return {r["id"]: _segment(r) for r in rows}
+
+    def neighbours(self, segment: Segment) -> tuple[str, str]:
+        """Text of the segments just before and after, for search-hit context."""
+        with self._lock:
+            before = self._db.execute(
+                "SELECT text FROM segments WHERE stream_id = ? AND segment_index < ?"
+                " ORDER BY segment_index DESC LIMIT 1",
+                (segment.stream_id, segment.segment_index),
+            ).fetchone()
+            after = self._db.execute(
+                "SELECT text FROM segments WHERE stream_id = ? AND segment_index > ?"
+                " ORDER BY segment_index LIMIT 1",
+                (segment.stream_id, segment.segment_index),
+            ).fetchone()
+        return (before[0] if before else "", after[0] if after else "")
+
+    def keyword_search(self, query: str, k: int, filters: Filters) -> list[tuple[int, float]]:
+        """FTS5 BM25 over segment text. Any term may match (BM25 ranks segments holding more and
+        rarer terms first); terms are quoted, so no FTS syntax from the query leaks in."""
+        terms = [t for t in "".join(c if c.isalnum() else " " for c in query).split() if t]
+        if not terms:
+            return []
+        match = " OR ".join(f'"{t}"' for t in terms[:64])
+        where, params = _filter_sql(filters)
+        sql = (
+            "SELECT g.id, bm25(segments_fts) AS score FROM segments_fts"
+            " JOIN segments g ON g.id = segments_fts.rowid JOIN streams s ON s.id = g.stream_id"
+            f" WHERE segments_fts MATCH ? {where} ORDER BY score LIMIT ?"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, (match, *params, k)).fetchall()
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def ids_matching(self, filters: Filters) -> list[int]:
+        where, params = _filter_sql(filters)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT g.id FROM segments g JOIN streams s ON s.id = g.stream_id WHERE 1=1 {where}", params
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def iter_segments(self, after_id: int = 0, batch: int = 256) -> Iterator[list[tuple[int, str]]]:
+        """(id, text) of every segment with id > ``after_id``, in batches, for (re)indexing."""
+        last = after_id
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT id, text FROM segments WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+                ).fetchall()
+            if not rows:
+                return
+            yield [(int(r[0]), str(r[1])) for r in rows]
+            last = int(rows[-1][0])
+
+    def count_segments(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM segments").fetchone()[0])
+
+    def all_segment_ids(self) -> list[int]:
+        with self._lock:
+            return [int(r[0]) for r in self._db.execute("SELECT id FROM segments ORDER BY id")]
+
+
+def _filter_sql(filters: Filters) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if filters.tenant is not None:
+        clauses.append("s.tenant = ?")
+        params.append(filters.tenant)
+    if filters.stream_id is not None:
+        clauses.append("g.stream_id = ?")
+        params.append(filters.stream_id)
+    if filters.since is not None:
+        clauses.append("g.created >= ?")
+        params.append(filters.since)
+    if filters.until is not None:
+        clauses.append("g.created < ?")
+        params.append(filters.until)
+    return "".join(f" AND {c}" for c in clauses), tuple(params)
+
+
+def _segment(r: sqlite3.Row) -> Segment:
+    words = [Word(**w) for w in json.loads(r["words"])]
+    return Segment(
+        r["id"],
+        r["stream_id"],
+        r["segment_index"],
+        r["start"],
+        r["end"],
+        r["text"],
+        words,
+        r["language"],
+        r["model"],
+        r["created"],
+    )
