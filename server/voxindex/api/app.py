@@ -101,4 +101,11 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, ws="websockets-sansio", log_level="info")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=30,
+    )

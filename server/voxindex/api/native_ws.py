@@ -51,7 +51,7 @@ async def native_stream(ws: WebSocket, scheduler: Scheduler, settings: Settings)
     reader = asyncio.create_task(_read_frames(ws, stream, scheduler, settings))
     try:
         done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
-        if reader in done and reader.exception() is None and not pump.done():
+        if reader in done and reader.exception() is None and reader.result() and not pump.done():
             await pump  # the client said close: the pump ends after `closed`
     finally:
         for task in (pump, reader):
@@ -64,8 +64,9 @@ async def native_stream(ws: WebSocket, scheduler: Scheduler, settings: Settings)
                 await ws.close(CLOSE_NORMAL)
 
 
-async def _read_frames(ws: WebSocket, stream: Stream, scheduler: Scheduler, settings: Settings) -> None:
-    """Read until the client sends ``close`` (returns) or goes away (aborts the stream)."""
+async def _read_frames(ws: WebSocket, stream: Stream, scheduler: Scheduler, settings: Settings) -> bool:
+    """Read until the client sends ``close`` or idles out (True: `closed` will follow) or goes
+    away (False: the stream is aborted, nothing more is sent)."""
     pcm = PcmDecoder(stream.options.encoding, stream.options.sample_rate)
     while True:
         try:
@@ -74,11 +75,11 @@ async def _read_frames(ws: WebSocket, stream: Stream, scheduler: Scheduler, sett
             stream.emit(Error("idle_timeout", f"no message for {settings.idle_timeout_s:g} s; closing"))
             stream.request_close()
             scheduler.wake()
-            return
+            return True
         if message["type"] == "websocket.disconnect":
             stream.abort()
             scheduler.wake()
-            return
+            return False
         data = message.get("bytes")
         if data is not None:
             if len(data) > settings.max_frame_bytes:
@@ -91,7 +92,7 @@ async def _read_frames(ws: WebSocket, stream: Stream, scheduler: Scheduler, sett
                     CLOSE_TOO_BIG,
                 )
                 stream.abort()
-                return
+                return False
             await stream.room.wait()  # backpressure: a client faster than the engine waits here
             samples = pcm.push(data)
             if samples.size:
@@ -115,7 +116,7 @@ async def _read_frames(ws: WebSocket, stream: Stream, scheduler: Scheduler, sett
                 )
             stream.request_close()
             scheduler.wake()
-            return
+            return True
         scheduler.wake()
 
 

@@ -54,6 +54,14 @@ END;
 """
 
 
+# Function words that would make any-term keyword search match nearly every segment.
+STOPWORDS = frozenset(
+    """a an and are as at be but by do does did for from had has have he her his how i if in into is it
+    its me my no not of on or our she so than that the their them then there these they this to too us
+    was we were what when where which who why will with would you your""".split()
+)
+
+
 @dataclass(frozen=True)
 class StreamRecord:
     id: str
@@ -224,6 +232,7 @@ class Store:
         """FTS5 BM25 over segment text. Any term may match (BM25 ranks segments holding more and
         rarer terms first); terms are quoted, so no FTS syntax from the query leaks in."""
         terms = [t for t in "".join(c if c.isalnum() else " " for c in query).split() if t]
+        terms = [t for t in terms if t.lower() not in STOPWORDS] or terms  # "for", "the" match everything
         if not terms:
             return []
         match = " OR ".join(f'"{t}"' for t in terms[:64])

@@ -1,0 +1,148 @@
+"""A real `voxindex serve` process killed with SIGKILL mid-stream loses no final it sent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import websockets
+
+from tests.api.conftest import free_port, pcm16
+from tests.conftest import PROSE, Synth
+
+GAP = np.zeros(12800, dtype=np.float32)
+
+
+class Process:
+    def __init__(self, data_dir: Path, cache_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir.parent / f"server-{self.port}.log"
+        env = {**os.environ, "VOXINDEX_CACHE_DIR": str(cache_dir)}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "voxindex.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def health(self) -> dict[str, object]:
+        return dict(httpx.get(f"{self.url}/health", timeout=10).json())
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=60)
+
+
+@pytest.fixture
+def dirs(tmp_path: Path, cache_dir: Path) -> Iterator[tuple[Path, Path]]:
+    yield tmp_path / "data", cache_dir
+
+
+async def stream_until_finals(
+    url: str, audio: np.ndarray, finals_wanted: int
+) -> tuple[str, list[dict[str, object]]]:
+    """Stream at real time; return as soon as ``finals_wanted`` finals arrived (audio still flowing)."""
+    finals: list[dict[str, object]] = []
+    async with websockets.connect(f"{url.replace('http', 'ws')}/v1/stream") as ws:
+        ready = json.loads(await ws.recv())
+        data = pcm16(audio)
+
+        async def send() -> None:
+            for i in range(0, len(data), 3200):
+                await ws.send(data[i : i + 3200])
+                await asyncio.sleep(0.1)
+
+        sender = asyncio.create_task(send())
+        async for raw in ws:
+            message = json.loads(raw)
+            if message["type"] == "final":
+                finals.append(message)
+                if len(finals) == finals_wanted:
+                    break
+        sender.cancel()
+    return str(ready["stream_id"]), finals
+
+
+def test_sigkill_mid_stream_keeps_every_final_sent(dirs: tuple[Path, Path], synth: Synth) -> None:
+    data_dir, cache_dir = dirs
+    audio = np.concatenate([GAP] + [np.concatenate([synth(s), GAP]) for s in PROSE[:5]])
+    server = Process(data_dir, cache_dir)
+    stream_id, finals = asyncio.run(stream_until_finals(server.url, audio, 2))
+    server.kill()  # SIGKILL while the client is still sending: no shutdown hooks run
+    assert len(finals) == 2
+
+    server = Process(data_dir, cache_dir)
+    try:
+        stored = httpx.get(f"{server.url}/v1/streams/{stream_id}/transcript").json()["segments"]
+        assert [s["text"] for s in stored][:2] == [f["text"] for f in finals]
+        deadline = time.monotonic() + 30
+        while (h := server.health())["index"]["vectors"] != h["index"]["segments"]:  # type: ignore[index]
+            assert time.monotonic() < deadline, h
+            time.sleep(0.1)
+        for f in finals:
+            for mode in ("keyword", "vector"):
+                hits = httpx.get(
+                    f"{server.url}/v1/search", params={"q": f["text"], "mode": mode, "stream_id": stream_id}
+                ).json()["hits"]
+                assert hits and hits[0]["text"] == f["text"], (mode, f["text"], hits)
+    finally:
+        server.kill(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_a_damaged_vector_index_is_rebuilt_from_the_store(
+    dirs: tuple[Path, Path], synth: Synth, damage: str
+) -> None:
+    data_dir, cache_dir = dirs
+    server = Process(data_dir, cache_dir)
+    audio = np.concatenate([GAP, synth(PROSE[1]), GAP])
+    stream_id, _ = asyncio.run(stream_until_finals(server.url, audio, 1))
+    server.kill(signal.SIGTERM)  # a clean stop saves the index
+    index_file = data_dir / "vectors.faiss"
+    assert index_file.is_file()
+    if damage == "corrupt":
+        index_file.write_bytes(b"\x00garbage" * 100)
+    else:
+        index_file.unlink()
+    server = Process(data_dir, cache_dir)
+    try:
+        health = server.health()["index"]
+        assert health == {"segments": 1, "vectors": 1, "kind": "flat"}  # type: ignore[comparison-overlap]
+        hits = httpx.get(
+            f"{server.url}/v1/search", params={"q": "budget and schedule", "mode": "vector"}
+        ).json()["hits"]
+        assert hits[0]["stream_id"] == stream_id
+        if damage == "corrupt":
+            assert "rebuilding it from the store" in server.log.read_text()
+    finally:
+        server.kill(signal.SIGTERM)
