@@ -54,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-index", action="store_false", dest="index", default=None)
     model_args(s)
 
+    q = sub.add_parser("search", help="search what was said on a running server")
+    q.add_argument("query")
+    q.add_argument("--url", default="http://127.0.0.1:8080")
+    q.add_argument("-k", type=int, default=10)
+    q.add_argument("--mode", default="hybrid", choices=["hybrid", "vector", "keyword"])
+    q.add_argument("--stream-id", dest="stream_id")
+    q.add_argument("--since")
+    q.add_argument("--until")
+    q.add_argument("--json", action="store_true")
+
     b = sub.add_parser("bench", help="drive N real-time WebSocket streams and report latencies")
     b.add_argument("--url", help="server to drive; default: start one in-process")
     b.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4])
@@ -68,9 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env(
-            model=args.model,
-            device=args.device,
-            compute_type=args.compute_type,
+            model=getattr(args, "model", None),
+            device=getattr(args, "device", None),
+            compute_type=getattr(args, "compute_type", None),
             **{
                 k: getattr(args, k, None)
                 for k in ("host", "port", "max_streams", "max_batch", "batching", "data_dir", "index")
@@ -87,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             serve(settings)
             return 0
+        if args.command == "search":
+            return _search(args)
         if args.command == "bench":
             from voxindex.bench import run_bench
 
@@ -128,6 +140,32 @@ def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
             print(f"== {path}")
         for seg in result.segments:
             print(f"[{_clock(seg.start)} --> {_clock(seg.end)}] {seg.text}", flush=True)
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    import httpx
+
+    params = {"q": args.query, "k": args.k, "mode": args.mode}
+    params.update({k: getattr(args, k) for k in ("stream_id", "since", "until") if getattr(args, k)})
+    try:
+        response = httpx.get(f"{args.url.rstrip('/')}/v1/search", params=params, timeout=30)
+    except httpx.HTTPError as e:
+        print(f"error: unreachable: {args.url}: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    body = response.json()
+    if response.status_code != 200:
+        error = body.get("error", {})
+        print(
+            f"error: {error.get('code', response.status_code)}: {error.get('message', body)}", file=sys.stderr
+        )
+        return EXIT_BAD_INPUT if response.status_code < 500 else EXIT_FAILURE
+    if args.json:
+        print(json.dumps(body))
+        return 0
+    for hit in body["hits"]:
+        where = f"{hit['stream_id'][:8]} {_clock(hit['start'])}"
+        print(f"{hit['score']:.4f}  [{where}]  {hit['text']}")
     return 0
 
 

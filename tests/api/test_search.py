@@ -163,3 +163,10 @@ async def test_a_final_is_searchable_as_soon_as_it_arrives_and_delete_forgets_it
             ).json()
             assert all(h["stream_id"] != sid for h in left["hits"])
         assert (await client.get(f"/v1/streams/{sid}/transcript")).status_code == 404
+
+
+def test_search_api_is_in_the_openapi_document(server: Server) -> None:
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    params = {p["name"] for p in spec["paths"]["/v1/search"]["get"]["parameters"]}
+    assert params >= {"q", "k", "mode", "stream_id", "since", "until"}
+    assert {"/v1/streams", "/v1/streams/{stream_id}/transcript"} <= set(spec["paths"])
