@@ -71,8 +71,6 @@ class _Track:
     vad_samples: int = 0
     heard: float = 0.0  # stream time up to which VAD decisions are interpreted
     final_until: float = 0.0
-    confirmed: list[Word] = field(default_factory=list)
-    tail: list[Word] = field(default_factory=list)  # the latest reading past the confirmed words
 
 
 class Scheduler:
@@ -197,7 +195,7 @@ class Scheduler:
             if began is not None:
                 s.in_utterance = True
                 s.drop_audio_before(max(s.audio_start, began - PREROLL_S))
-                track.confirmed, track.tail, s.hypothesis_until = [], [], s.audio_start
+                s.confirmed, s.tail, s.hypothesis_until = [], [], s.audio_start
                 s.emit(SpeechStarted(round(began, 3)))
             if ended is not None and s.in_utterance:
                 self._request_final(s, track, FinalizeReason.ENDPOINT, ended)
@@ -277,15 +275,15 @@ class Scheduler:
         s.hypothesis_until = job.start + job.audio.size / SAMPLE_RATE
         if reading.language and s.options.language in (None, "auto"):
             s.language = s.language or reading.language
-        new = self._past_confirmed(track.confirmed, reading.words)
+        new = self._past_confirmed(s.confirmed, reading.words)
         if s.finalize is None:
-            agreed = agreed_prefix(track.tail, new)
-            track.confirmed += new[:agreed]
-            track.tail = new[agreed:]
-            self._send_interim(s, track)
+            agreed = agreed_prefix(s.tail, new)
+            s.confirmed += new[:agreed]
+            s.tail = new[agreed:]
+            self._send_interim(s)
             self._finalize_long_sentences(s, track)
             return
-        track.tail = new
+        s.tail = new
         self._finalize(s, track)
 
     @staticmethod
@@ -301,38 +299,36 @@ class Scheduler:
                 return rest[n:]
         return rest
 
-    def _send_interim(self, s: Stream, track: _Track) -> None:
-        words = track.confirmed + track.tail
+    def _send_interim(self, s: Stream) -> None:
+        words = s.confirmed + s.tail
         text = join_words(words)
         if not s.options.interim_results or not text or text == s.last_interim:
             return
         s.last_interim = text
-        s.emit(Interim(s.segment_id, text, words[0].start, words[-1].end, join_words(track.confirmed)))
+        s.emit(Interim(s.segment_id, text, words[0].start, words[-1].end, join_words(s.confirmed)))
 
     def _finalize_long_sentences(self, s: Stream, track: _Track) -> None:
         """In long unbroken speech, send confirmed whole sentences as finals rather than wait."""
         if track.heard - s.audio_start < SENTENCE_FINAL_AFTER_S:
             return
-        n = last_sentence_end(track.confirmed)
+        n = last_sentence_end(s.confirmed)
         if n:
-            self._emit_final(s, track.confirmed[:n])
-            track.confirmed = track.confirmed[n:]
-            cut = (
-                track.confirmed[0].start if track.confirmed else (track.tail[0].start if track.tail else None)
-            )
+            self._emit_final(s, s.confirmed[:n])
+            s.confirmed = s.confirmed[n:]
+            cut = s.confirmed[0].start if s.confirmed else (s.tail[0].start if s.tail else None)
             s.drop_audio_before(cut if cut is not None else s.audio_start)
 
     def _finalize(self, s: Stream, track: _Track) -> None:
         reason = s.finalize
-        words = track.confirmed + track.tail
-        if reason == FinalizeReason.WINDOW and track.confirmed:
+        words = s.confirmed + s.tail
+        if reason == FinalizeReason.WINDOW and s.confirmed:
             # keep the unconfirmed tail for the next segment: it may be a word cut in half
-            words = track.confirmed
-            cut = track.tail[0].start if track.tail else track.final_until
+            words = s.confirmed
+            cut = s.tail[0].start if s.tail else track.final_until
         else:
             cut = track.final_until
         self._emit_final(s, words)
-        track.confirmed, track.tail = [], []
+        s.confirmed, s.tail = [], []
         s.drop_audio_before(min(cut, s.now))
         s.hypothesis_until = s.audio_start
         s.finalize = None

@@ -77,9 +77,9 @@ class Stream:
     in_utterance: bool = False
     finalize: FinalizeReason | None = None
     speech_end: float | None = None  # when the utterance being finalized stopped being voiced
-    hypothesis: list[Word] = field(default_factory=list)  # latest reading of the utterance
+    confirmed: list[Word] = field(default_factory=list)  # words two readings agreed on: never retracted
+    tail: list[Word] = field(default_factory=list)  # the latest reading past the confirmed words
     hypothesis_until: float = 0.0  # stream time the latest reading had heard up to
-    stable: int = 0  # leading words of `hypothesis` that two readings agreed on
     language: str | None = None
     prompt: deque[int] = field(default_factory=lambda: deque(maxlen=PROMPT_TOKENS))
     segment_id: int = 0
