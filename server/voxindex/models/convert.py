@@ -96,6 +96,11 @@ def state_dict_from_ct2(ckpt: Ct2Checkpoint, config: WhisperConfig) -> StateDict
         put(f"{dst}.v_proj.weight", w[2])
         put(f"{dst}.v_proj.bias", b[2])
 
+    def self_attention(dst: str, name: str) -> None:
+        norm(f"{dst}.self_attn_layer_norm", f"{name}/self_attention/layer_norm")
+        fused_qkv(f"{dst}.self_attn", f"{name}/self_attention/linear_0")
+        linear(f"{dst}.self_attn.out_proj", f"{name}/self_attention/linear_1")
+
     def ffn(dst: str, name: str) -> None:
         norm(f"{dst}.final_layer_norm", f"{name}/layer_norm")
         linear(f"{dst}.fc1", f"{name}/linear_0")
@@ -107,9 +112,7 @@ def state_dict_from_ct2(ckpt: Ct2Checkpoint, config: WhisperConfig) -> StateDict
     norm("model.encoder.layer_norm", "encoder/layer_norm")
     for i in range(config.encoder_layers):
         src_l, dst_l = f"encoder/layer_{i}", f"model.encoder.layers.{i}"
-        norm(f"{dst_l}.self_attn_layer_norm", f"{src_l}/self_attention/layer_norm")
-        fused_qkv(f"{dst_l}.self_attn", f"{src_l}/self_attention/linear_0")
-        linear(f"{dst_l}.self_attn.out_proj", f"{src_l}/self_attention/linear_1")
+        self_attention(dst_l, src_l)
         ffn(dst_l, f"{src_l}/ffn")
 
     put("model.decoder.embed_tokens.weight", get("decoder/embeddings/weight"))
@@ -117,9 +120,7 @@ def state_dict_from_ct2(ckpt: Ct2Checkpoint, config: WhisperConfig) -> StateDict
     norm("model.decoder.layer_norm", "decoder/layer_norm")
     for i in range(config.decoder_layers):
         src_l, dst_l = f"decoder/layer_{i}", f"model.decoder.layers.{i}"
-        norm(f"{dst_l}.self_attn_layer_norm", f"{src_l}/self_attention/layer_norm")
-        fused_qkv(f"{dst_l}.self_attn", f"{src_l}/self_attention/linear_0")
-        linear(f"{dst_l}.self_attn.out_proj", f"{src_l}/self_attention/linear_1")
+        self_attention(dst_l, src_l)
         norm(f"{dst_l}.encoder_attn_layer_norm", f"{src_l}/attention/layer_norm")
         linear(f"{dst_l}.encoder_attn.q_proj", f"{src_l}/attention/linear_0")
         kv_w, kv_b = (
