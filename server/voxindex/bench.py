@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -134,8 +136,9 @@ async def run_level(url: str, streams: int, seconds: float) -> dict[str, Any]:
 
 def run_bench(settings: Settings, url: str | None, levels: list[int], seconds: float, as_json: bool) -> int:
     stop = None
-    if url is None:
-        url, stop = _start_server(replace(settings, max_streams=max(levels) + 1))
+    if url is None:  # a throwaway server: its transcripts go to a temporary data dir
+        data_dir = Path(tempfile.mkdtemp(prefix="voxindex-bench-"))
+        url, stop = _start_server(replace(settings, max_streams=max(levels) + 1, data_dir=data_dir))
     report = []
     try:
         for n in levels:
