@@ -107,3 +107,23 @@ async def test_a_failing_batch_fails_its_streams_not_the_loop(make_scheduler, sy
     scheduler.wake()
     text = " ".join(e.text for e in await collect(survivor) if isinstance(e, Final))
     assert corpus_wer([(PROSE[8], text)]) <= 0.10
+
+
+async def test_a_long_silent_stream_costs_no_model_calls_and_no_memory(make_scheduler) -> None:  # type: ignore[no-untyped-def]
+    scheduler = make_scheduler()
+    stream = scheduler.open(StreamOptions(), asyncio.get_running_loop())
+    collector = asyncio.create_task(collect(stream))
+    rng = np.random.default_rng(3)
+    largest = 0
+    for _ in range(120):  # two minutes of room noise, fed ten times faster than real time
+        await stream.room.wait()
+        stream.push_audio((0.003 * rng.standard_normal(16000)).astype(np.float32))
+        scheduler.wake()
+        await asyncio.sleep(0.01)
+        largest = max(largest, stream.audio.size)
+    stream.request_close()
+    scheduler.wake()
+    events = await collector
+    assert [type(e) for e in events] == [Closed]
+    assert scheduler.stats.batches == 0  # the VAD kept the model idle
+    assert largest <= 16000 * 11  # at most one ingest (10 s) beyond the 0.4 s pre-roll
