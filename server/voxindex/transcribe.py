@@ -2,6 +2,8 @@
 
 Each window is decoded with timestamp tokens; complete segments are kept and the next
 window starts where the last complete segment ended, so no word is cut at a window edge.
+Silero VAD over the whole file skips windows without speech and catches Whisper stopping
+early: when speech follows the last segment it read, the next window starts there.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
@@ -17,6 +20,7 @@ from voxindex.engine.align import Word, word_timings
 from voxindex.engine.decode import TIMESTAMP_RESOLUTION_S, DecodeOptions, Decoder, Hypothesis
 from voxindex.engine.mel import HOP_LENGTH, N_SAMPLES, LogMel
 from voxindex.engine.policy import is_hallucination, is_silence, repeats_phrase
+from voxindex.engine.vad import CHUNK_S, Vad, VadState
 from voxindex.models.loader import WhisperModel
 
 
@@ -52,6 +56,16 @@ class Transcript:
         }
 
 
+SPEECH_PROBABILITY = 0.5
+MIN_SPEECH_S = 0.25
+
+
+def _has_speech(speech: npt.NDArray[np.bool_], start_s: float, end_s: float) -> bool:
+    """Whether the VAD heard at least MIN_SPEECH_S of speech between two times."""
+    a, b = max(0, int(start_s / CHUNK_S)), max(0, int(end_s / CHUNK_S) + 1)
+    return int(speech[a:b].sum()) * CHUNK_S >= MIN_SPEECH_S
+
+
 class OfflineTranscriber:
     """Transcribes whole recordings with one loaded model."""
 
@@ -59,16 +73,21 @@ class OfflineTranscriber:
         self.wm = wm
         self.decoder = Decoder(wm)
         self.mel = LogMel(wm.n_mels, wm.device)
+        self.vad = Vad()
 
     def transcribe(self, audio: Float32Array, language: str | None = None, words: bool = False) -> Transcript:
         segments: list[Segment] = []
         prompt: list[int] = []
+        speech = self.vad([VadState()], [audio])[0] >= SPEECH_PROBABILITY
         seek = 0
         while seek < audio.size:
             window = audio[seek : seek + N_SAMPLES]
             if window.size < HOP_LENGTH:  # a few samples of tail cannot hold a word
                 break
             offset = seek / SAMPLE_RATE
+            if not _has_speech(speech, offset, offset + window.size / SAMPLE_RATE):
+                seek += window.size  # nothing to read, nothing for Whisper to hallucinate on
+                continue
             hyp = self._decode(window, prompt, language, words)
             if self.wm.multilingual and language in (None, "auto"):
                 language = hyp.language
@@ -76,6 +95,13 @@ class OfflineTranscriber:
                 seek += window.size
                 continue
             found, consumed, kept = self._segments(hyp, window.size, offset, words)
+            read_until = found[-1].end - offset if found else 0.0
+            if (
+                consumed >= window.size
+                and read_until >= 1.0
+                and _has_speech(speech, offset + read_until + 0.3, offset + window.size / SAMPLE_RATE)
+            ):
+                consumed = int(read_until * SAMPLE_RATE)  # Whisper stopped early: read the rest again
             segments += [s for s in found if s.text]
             prompt = (prompt + kept)[-223:]
             seek += max(consumed, HOP_LENGTH)

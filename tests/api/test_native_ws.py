@@ -73,6 +73,7 @@ async def test_four_concurrent_real_time_clients(server: Server, synth: Synth, t
         streamed.append((reference, session.final_text))
         batch.append((reference, offline.transcribe(audio).text))
     stream_wer, offline_wer = corpus_wer(streamed), corpus_wer(batch)
+    print(f"streamed WER {stream_wer:.3f}, offline WER {offline_wer:.3f}")
     assert stream_wer <= offline_wer + 0.02, (stream_wer, offline_wer, streamed)
 
 
