@@ -13,7 +13,7 @@ setup-test:
 	@scripts/setup.sh test
 
 serve: setup
-	$(VENV)/bin/voxindex serve $(ARGS)
+	$(VENV)/bin/voxindex serve --dev $(ARGS)
 
 lint: setup-test
 	$(VENV)/bin/ruff check server tests benchmarks

@@ -138,7 +138,9 @@ def run_bench(settings: Settings, url: str | None, levels: list[int], seconds: f
     stop = None
     if url is None:  # a throwaway server: its transcripts go to a temporary data dir
         data_dir = Path(tempfile.mkdtemp(prefix="voxindex-bench-"))
-        url, stop = _start_server(replace(settings, max_streams=max(levels) + 1, data_dir=data_dir))
+        url, stop = _start_server(
+            replace(settings, max_streams=max(levels) + 1, data_dir=data_dir, no_auth=True)
+        )
     report = []
     try:
         for n in levels:

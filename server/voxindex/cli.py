@@ -52,7 +52,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, dest="data_dir", help="transcript store and index (default ./data)"
     )
     s.add_argument("--no-index", action="store_false", dest="index", default=None)
+    s.add_argument("--no-auth", action="store_true", dest="no_auth", default=None, help="loopback only")
+    s.add_argument("--dev", action="store_true", default=None, help="generate a dev secret, print a token")
+    s.add_argument("--jwt-secret-file", type=Path, dest="jwt_secret_file", help="HS256 shared secret")
+    s.add_argument("--jwt-public-key", type=Path, dest="jwt_public_key", help="RS256/ES256 public key (PEM)")
+    s.add_argument("--jwks-file", type=Path, dest="jwks_file", help="local JWKS; keys chosen by kid")
+    s.add_argument("--jwt-audience", dest="jwt_audience")
+    s.add_argument("--jwt-issuer", dest="jwt_issuer")
     model_args(s)
+
+    tk = sub.add_parser("token", help="mint an HS256 development token with the configured secret")
+    tk.add_argument("--sub", required=True)
+    tk.add_argument("--tenant")
+    tk.add_argument("--scope", default="transcribe,search", help="comma-separated: transcribe,search,admin")
+    tk.add_argument("--ttl", default="1h", help="e.g. 30m, 1h, 7d")
+    tk.add_argument("--jwt-secret-file", type=Path, dest="jwt_secret_file")
+    tk.add_argument("--data-dir", type=Path, dest="data_dir")
+
+    ks = sub.add_parser("keys", help="manage API keys")
+    ks.add_argument("--data-dir", type=Path, dest="data_dir")
+    kss = ks.add_subparsers(dest="keys_command", required=True)
+    kc = kss.add_parser("create", help="create a key; it is printed once")
+    kc.add_argument("--tenant", required=True)
+    kc.add_argument("--scope", default="transcribe,search")
+    kss.add_parser("list")
+    kr = kss.add_parser("revoke")
+    kr.add_argument("key_id")
 
     q = sub.add_parser("search", help="search what was said on a running server")
     q.add_argument("query")
@@ -63,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--since")
     q.add_argument("--until")
     q.add_argument("--json", action="store_true")
+    q.add_argument("--token", help="bearer token or API key (default: $VOXINDEX_TOKEN)")
 
     b = sub.add_parser("bench", help="drive N real-time WebSocket streams and report latencies")
     b.add_argument("--url", help="server to drive; default: start one in-process")
@@ -83,7 +109,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             compute_type=getattr(args, "compute_type", None),
             **{
                 k: getattr(args, k, None)
-                for k in ("host", "port", "max_streams", "max_batch", "batching", "data_dir", "index")
+                for k in (
+                    "host",
+                    "port",
+                    "max_streams",
+                    "max_batch",
+                    "batching",
+                    "data_dir",
+                    "index",
+                    "no_auth",
+                    "dev",
+                    "jwt_secret_file",
+                    "jwt_public_key",
+                    "jwks_file",
+                    "jwt_audience",
+                    "jwt_issuer",
+                )
             },
         )
         logging.basicConfig(
@@ -98,7 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve(settings)
             return 0
         if args.command == "search":
-            return _search(args)
+            return _search(args, settings)
+        if args.command == "token":
+            return _token(args, settings)
+        if args.command == "keys":
+            return _keys(args, settings)
         if args.command == "bench":
             from voxindex.bench import run_bench
 
@@ -143,13 +188,70 @@ def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _search(args: argparse.Namespace) -> int:
+def _scopes(raw: str) -> list[str]:
+    from voxindex.api.auth import SCOPES
+
+    scopes = [s for s in raw.replace(" ", ",").split(",") if s]
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be some of {', '.join(SCOPES)}, got {raw!r}")
+    return scopes
+
+
+def _ttl_seconds(raw: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if raw[-1:] in units and raw[:-1].isdigit():
+        return int(raw[:-1]) * units[raw[-1]]
+    if raw.isdigit():
+        return int(raw)
+    raise ValueError(f"--ttl must look like 90s, 30m, 1h or 7d, got {raw!r}")
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from voxindex.api.auth import mint_token
+
+    path = settings.jwt_secret_file or settings.data_dir / "dev-jwt-secret"
+    secret = settings.jwt_secret or (path.read_text().strip() if path.is_file() else None)
+    if not secret:
+        raise ValueError(
+            f"no HS256 secret: pass --jwt-secret-file, set VOXINDEX_JWT_SECRET, or run serve --dev ({path})"
+        )
+    print(mint_token(secret, args.sub, args.tenant or args.sub, _scopes(args.scope), _ttl_seconds(args.ttl)))
+    return 0
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from voxindex.api.keys import ApiKeyStore
+
+    store = ApiKeyStore(settings.data_dir / "keys.sqlite3")
+    if args.keys_command == "create":
+        record, key = store.create(args.tenant, _scopes(args.scope))
+        print(key)
+        print(
+            f"id {record.id}, tenant {record.tenant}, scopes {' '.join(record.scopes)}: shown once",
+            file=sys.stderr,
+        )
+        return 0
+    if args.keys_command == "revoke":
+        if not store.revoke(args.key_id):
+            print(f"error: not_found: no active key {args.key_id!r}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return 0
+    for k in store.list():
+        state = "revoked" if k.revoked else "active"
+        print(f"{k.id}\t{k.tenant}\t{','.join(k.scopes)}\t{state}")
+    return 0
+
+
+def _search(args: argparse.Namespace, settings: Settings) -> int:
     import httpx
 
     params = {"q": args.query, "k": args.k, "mode": args.mode}
     params.update({k: getattr(args, k) for k in ("stream_id", "since", "until") if getattr(args, k)})
     try:
-        response = httpx.get(f"{args.url.rstrip('/')}/v1/search", params=params, timeout=30)
+        token = args.token or settings.token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = httpx.get(f"{args.url.rstrip('/')}/v1/search", params=params, headers=headers, timeout=30)
     except httpx.HTTPError as e:
         print(f"error: unreachable: {args.url}: {e}", file=sys.stderr)
         return EXIT_FAILURE

@@ -36,6 +36,15 @@ class Settings:
     data_dir: Path = Path("data")
     index: bool = True
     ivf_threshold: int = 200_000
+    no_auth: bool = False
+    dev: bool = False
+    jwt_secret: str | None = None
+    jwt_secret_file: Path | None = None
+    jwt_public_key: Path | None = None
+    jwks_file: Path | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    token: str | None = None  # the credential `voxindex search` sends (VOXINDEX_TOKEN)
     idle_timeout_s: float = 60.0
     max_frame_bytes: int = 1_048_576
 
@@ -54,6 +63,7 @@ class Settings:
 
 def _parse(kind: Any, raw: str, name: str) -> Any:
     kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    kind_name = kind_name.removesuffix(" | None")
     try:
         if kind_name == "int":
             return int(raw)

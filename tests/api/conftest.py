@@ -56,7 +56,9 @@ def start_server(settings: Settings, model: WhisperModel) -> tuple[Server, uvico
 
 @pytest.fixture(scope="session")
 def server(tiny: WhisperModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    settings = Settings(max_streams=8, idle_timeout_s=20, cache_dir=tmp_path_factory.mktemp("srv"))
+    settings = Settings(
+        max_streams=8, idle_timeout_s=20, cache_dir=tmp_path_factory.mktemp("srv"), no_auth=True
+    )
     srv, uv, thread = start_server(settings, tiny)
     yield srv
     uv.should_exit = True

@@ -121,7 +121,7 @@ async def test_vanishing_and_stalled_clients_do_not_disturb_others(server: Serve
 
 
 async def test_over_capacity_is_refused_with_1013(tiny: WhisperModel, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    srv, uv, thread = start_server(Settings(max_streams=2, cache_dir=tmp_path), tiny)
+    srv, uv, thread = start_server(Settings(max_streams=2, cache_dir=tmp_path, no_auth=True), tiny)
     try:
         first = await websockets.connect(f"{srv.ws}/v1/stream")
         second = await websockets.connect(f"{srv.ws}/v1/stream")
@@ -146,7 +146,7 @@ async def test_a_client_faster_than_the_engine_is_slowed_not_dropped(
     synth: Synth,
     tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
-    srv, uv, thread = start_server(Settings(max_queue_s=2.0, cache_dir=tmp_path), tiny)
+    srv, uv, thread = start_server(Settings(max_queue_s=2.0, cache_dir=tmp_path, no_auth=True), tiny)
     try:
         sentences = PROSE[:3]
         audio = np.concatenate([np.concatenate([synth(s), GAP]) for s in sentences])

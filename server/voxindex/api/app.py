@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
@@ -14,9 +15,12 @@ from fastapi.responses import JSONResponse
 
 from voxindex import __version__
 from voxindex.api import rest
+from voxindex.api.auth import SCOPES, AuthConfig, Authenticator, mint_token
+from voxindex.api.keys import ApiKeyStore
 from voxindex.api.native_ws import native_stream
 from voxindex.config import Settings
 from voxindex.engine.scheduler import Scheduler
+from voxindex.errors import InvalidRequestError
 from voxindex.index.service import LiveIndex
 from voxindex.models.loader import WhisperModel, load_model
 
@@ -29,6 +33,7 @@ class Services:
     model: WhisperModel
     scheduler: Scheduler
     index: LiveIndex | None
+    auth: Authenticator
 
 
 def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI:
@@ -40,7 +45,7 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
         index = LiveIndex.open(settings.data_dir, settings.ivf_threshold) if settings.index else None
         scheduler = Scheduler(wm, settings, index)
         scheduler.start()
-        app.state.services = Services(settings, wm, scheduler, index)
+        app.state.services = Services(settings, wm, scheduler, index, build_authenticator(settings))
         log.info("voxindex %s serving %s on %s", __version__, wm.name, wm.device)
         try:
             yield
@@ -69,7 +74,7 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:
         s = services()
-        await native_stream(ws, s.scheduler, s.settings)
+        await native_stream(ws, s.scheduler, s.settings, s.auth)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -97,9 +102,66 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
     return app
 
 
+def auth_config(settings: Settings) -> AuthConfig:
+    secret = settings.jwt_secret
+    if secret is None and settings.jwt_secret_file is not None:
+        secret = settings.jwt_secret_file.read_text().strip()
+    return AuthConfig(
+        enabled=not settings.no_auth,
+        hs_secret=secret,
+        public_key_file=settings.jwt_public_key,
+        jwks_file=settings.jwks_file,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
+
+
+def build_authenticator(settings: Settings) -> Authenticator:
+    return Authenticator(auth_config(settings), ApiKeyStore(settings.data_dir / "keys.sqlite3"))
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def check_secure(settings: Settings) -> Settings:
+    """Refuse to serve unauthenticated anywhere but loopback, or with no way to verify anyone.
+
+    ``--dev`` makes a secret in the data dir (once) and prints a token ready to use.
+    """
+    if settings.no_auth:
+        if settings.host not in LOOPBACK:
+            raise InvalidRequestError(f"--no-auth only binds loopback (127.0.0.1), not {settings.host}")
+        return settings
+    if settings.dev and not auth_config(settings).has_verifier:
+        path = settings.data_dir / "dev-jwt-secret"
+        if not path.exists():
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        settings = replace(settings, jwt_secret_file=path)
+        token = mint_token(path.read_text().strip(), "dev", "default", list(SCOPES), 7 * 24 * 3600)
+        print(
+            f"voxindex dev mode: a token for tenant 'default' with every scope (7 days):\n  {token}\n"
+            f"  stream: ws://{settings.host}:{settings.port}/v1/stream?access_token=<token>\n"
+            f"  search: curl -H 'Authorization: Bearer <token>' "
+            f"'http://{settings.host}:{settings.port}/v1/search?q=hello'",
+            flush=True,
+        )
+        return settings
+    has_keys = any(k.revoked is None for k in ApiKeyStore(settings.data_dir / "keys.sqlite3").list())
+    if not auth_config(settings).has_verifier and not has_keys:
+        raise InvalidRequestError(
+            "no credentials configured: set --jwt-secret-file / --jwt-public-key / --jwks-file, "
+            "create an API key (voxindex keys create), use --dev for a generated development secret, "
+            "or --no-auth on loopback"
+        )
+    return settings
+
+
 def serve(settings: Settings) -> None:
     import uvicorn
 
+    settings = check_secure(settings)
     app = create_app(settings)
     uvicorn.run(
         app,

@@ -14,14 +14,19 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from voxindex.api.auth import Authenticator, AuthError, ForbiddenError
 from voxindex.api.protocol import (
+    CLOSE_FORBIDDEN,
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN,
+    CLOSE_UNAUTHENTICATED,
+    SUBPROTOCOL,
     parse_control,
     parse_options,
+    subprotocol_token,
     to_wire,
 )
 from voxindex.audio import PcmDecoder
@@ -34,15 +39,26 @@ from voxindex.errors import CapacityError, InvalidRequestError
 log = logging.getLogger("voxindex.api")
 
 
-async def native_stream(ws: WebSocket, scheduler: Scheduler, settings: Settings) -> None:
-    await ws.accept()
+async def native_stream(ws: WebSocket, scheduler: Scheduler, settings: Settings, auth: Authenticator) -> None:
+    offered = list(ws.scope.get("subprotocols") or [])
+    await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    try:
+        principal = auth.authenticate(
+            ws.headers.get("authorization"), ws.query_params.get("access_token") or subprotocol_token(offered)
+        ).require("transcribe")
+    except AuthError as e:
+        await _refuse(ws, Error(e.code, e.message), CLOSE_UNAUTHENTICATED)
+        return
+    except ForbiddenError as e:
+        await _refuse(ws, Error(e.code, e.message), CLOSE_FORBIDDEN)
+        return
     try:
         options = parse_options(ws.query_params, scheduler.wm.multilingual)
     except InvalidRequestError as e:
         await _refuse(ws, Error(e.code, e.message), CLOSE_POLICY)
         return
     try:
-        stream = scheduler.open(options, asyncio.get_running_loop())
+        stream = scheduler.open(options, asyncio.get_running_loop(), principal.tenant)
     except CapacityError as e:
         await _refuse(ws, Error(e.code, e.message), CLOSE_TRY_AGAIN)
         return

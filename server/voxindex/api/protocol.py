@@ -33,12 +33,15 @@ CLOSE_POLICY = 1008  # invalid parameters or credentials
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013  # over capacity
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+SUBPROTOCOL = "voxindex"  # echoed when offered; a token may ride along as "bearer.<token>"
 
 
 def parse_options(params: Mapping[str, str], multilingual: bool) -> StreamOptions:
     """Validate the query string of ``GET /v1/stream``; raise InvalidRequestError naming the bad field."""
     known = {"sample_rate", "encoding", "language", "interim_results", "endpointing_ms", "vad"}
-    unknown = sorted(set(params) - known - {"token", "api_key"})
+    unknown = sorted(set(params) - known - {"access_token"})
     if unknown:
         raise InvalidRequestError(f"unknown query parameter(s): {', '.join(unknown)}")
     rate = _int(params, "sample_rate", 16000)
@@ -88,6 +91,14 @@ def _bool(params: Mapping[str, str], name: str, default: bool) -> bool:
     if value in ("false", "0", "no"):
         return False
     raise InvalidRequestError(f"{name} must be true or false, got {raw!r}")
+
+
+def subprotocol_token(offered: list[str]) -> str | None:
+    """The token carried in a ``bearer.<token>`` subprotocol (browsers cannot set headers)."""
+    for item in offered:
+        if item.startswith("bearer."):
+            return item[len("bearer.") :]
+    return None
 
 
 def parse_control(text: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from voxindex.api.auth import Authenticator, AuthError, ForbiddenError, Principal
 from voxindex.api.transcripts import FORMATS, to_srt, to_txt, to_vtt
 from voxindex.index.search import Mode
 from voxindex.index.service import LiveIndex
@@ -27,6 +28,17 @@ class ApiError(Exception):
 
 def error_response(e: ApiError) -> JSONResponse:
     return JSONResponse({"error": {"code": e.code, "message": e.message}}, status_code=e.status)
+
+
+def caller(request: Request, scope: str) -> Principal:
+    """The caller, holding ``scope``: 401 without a valid credential, 403 without the scope."""
+    auth: Authenticator = request.app.state.services.auth
+    try:
+        return auth.authenticate(request.headers.get("authorization")).require(scope)
+    except AuthError as e:
+        raise ApiError(401, e.code, e.message) from None
+    except ForbiddenError as e:
+        raise ApiError(403, e.code, e.message) from None
 
 
 def _index(request: Request) -> LiveIndex:
@@ -67,7 +79,9 @@ def search(
     since: str | None = Query(None, description="unix seconds or ISO 8601; segments finalized at or after"),
     until: str | None = Query(None, description="unix seconds or ISO 8601; segments finalized before"),
 ) -> dict[str, Any]:
-    """Search every final segment: keyword (FTS5), vector (MiniLM + FAISS) or both fused (RRF)."""
+    """Search every final segment of the caller's tenant: keyword (FTS5), vector (MiniLM + FAISS)
+    or both fused (RRF). Needs the `search` scope; `admin` searches every tenant."""
+    principal = caller(request, "search")
     if not q.strip():
         raise ApiError(400, "invalid_request", "q must not be empty")
     if len(q) > MAX_QUERY_CHARS:
@@ -83,25 +97,29 @@ def search(
     start, end = parse_time(since, "since"), parse_time(until, "until")
     if start is not None and end is not None and start >= end:
         raise ApiError(400, "invalid_request", "since must be before until")
-    filters = Filters(tenant=None, stream_id=stream_id, since=start, until=end)
+    filters = Filters(tenant=principal.tenant_filter(), stream_id=stream_id, since=start, until=end)
     hits = _index(request).searcher.search(q, k, search_mode, filters)
     return {"query": q, "mode": search_mode.value, "hits": [h.to_json() for h in hits]}
 
 
 @router.get("/v1/streams")
 def streams(request: Request, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    """The caller's tenant's streams, newest first (`search` scope)."""
+    principal = caller(request, "search")
     if not 1 <= limit <= 1000 or offset < 0:
         raise ApiError(400, "invalid_request", "limit must be 1..1000 and offset ≥ 0")
-    records = _index(request).store.list_streams(limit=limit, offset=offset)
+    records = _index(request).store.list_streams(principal.tenant_filter(), limit=limit, offset=offset)
     return {"streams": [r.__dict__ for r in records]}
 
 
 @router.get("/v1/streams/{stream_id}/transcript")
 def transcript(request: Request, stream_id: str, format: str = "json") -> Response:
+    """One stream's final segments as json, txt, srt or vtt (`search` scope, own tenant)."""
+    principal = caller(request, "search")
     if format not in FORMATS:
         raise ApiError(400, "invalid_request", f"format must be one of {', '.join(FORMATS)}")
     index = _index(request)
-    record = index.store.get_stream(stream_id)
+    record = index.store.get_stream(stream_id, principal.tenant_filter())
     if record is None:
         raise ApiError(404, "not_found", f"no stream {stream_id[:64]!r}")
     segments = index.store.segments_of(stream_id)
@@ -113,6 +131,8 @@ def transcript(request: Request, stream_id: str, format: str = "json") -> Respon
 
 @router.delete("/v1/streams/{stream_id}")
 def delete(request: Request, stream_id: str) -> dict[str, Any]:
-    if not _index(request).delete_stream(stream_id):
+    """Remove a stream's text and vectors (`transcribe` scope, own tenant; `admin` any)."""
+    principal = caller(request, "transcribe")
+    if not _index(request).delete_stream(stream_id, principal.tenant_filter()):
         raise ApiError(404, "not_found", f"no stream {stream_id[:64]!r}")
     return {"deleted": stream_id}

@@ -43,7 +43,7 @@ ADMISSION_MAX_LAG_S = 8.0  # refuse new streams while the engine is this far beh
 class TranscriptSink(Protocol):
     """Where finals go before they are sent (the live index). Called on the engine thread."""
 
-    def open_stream(self, stream_id: str, model: str) -> None: ...
+    def open_stream(self, stream_id: str, model: str, tenant: str) -> None: ...
 
     def commit(self, stream_id: str, final: Final, model: str) -> int: ...
 
@@ -114,18 +114,20 @@ class Scheduler:
         with self._wake:
             self._wake.notify()
 
-    def open(self, options: StreamOptions, loop: asyncio.AbstractEventLoop) -> Stream:
+    def open(
+        self, options: StreamOptions, loop: asyncio.AbstractEventLoop, tenant: str = "default"
+    ) -> Stream:
         """Admit a new stream or raise CapacityError (the handler answers 1013)."""
         with self._lock:
             if len(self.streams) >= self.settings.max_streams:
                 raise CapacityError(f"server is at its limit of {self.settings.max_streams} streams")
             if self.lag > ADMISSION_MAX_LAG_S:
                 raise CapacityError(f"engine is {self.lag:.1f} s behind real time; try again shortly")
-            stream = Stream(options, loop, max_inbox_s=self.settings.max_queue_s)
+            stream = Stream(options, loop, max_inbox_s=self.settings.max_queue_s, tenant=tenant)
             self.streams[stream.id] = stream
             self._tracks[stream.id] = _Track()
         if self.sink is not None:
-            self.sink.open_stream(stream.id, self.wm.name)
+            self.sink.open_stream(stream.id, self.wm.name, stream.tenant)
         return stream
 
     @property

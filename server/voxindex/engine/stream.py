@@ -57,6 +57,7 @@ class Stream:
     options: StreamOptions
     loop: asyncio.AbstractEventLoop
     max_inbox_s: float = 30.0
+    tenant: str = "default"
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     status: StreamStatus = StreamStatus.OPEN
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)

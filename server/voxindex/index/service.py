@@ -27,7 +27,7 @@ class LiveIndex:
         indexer.start()
         return cls(store, indexer, Searcher(store, indexer.vectors, embedder))
 
-    def open_stream(self, stream_id: str, model: str, tenant: str = "default") -> None:
+    def open_stream(self, stream_id: str, model: str, tenant: str) -> None:
         self.store.create_stream(stream_id, tenant, model)
 
     def close_stream(self, stream_id: str) -> None:

@@ -1,0 +1,182 @@
+"""Who is calling: JWTs (HS256 secret, RS256/ES256 public key or JWKS by `kid`) and API keys.
+
+A credential becomes a ``Principal`` (subject, tenant, scopes) or an ``AuthError`` (401 / close
+4401); a principal lacking a scope gets ``ForbiddenError`` (403 / close 4403). The algorithm is
+fixed by the key that verifies it, never by the token: `alg: none` is refused, and an HS256
+token is only ever checked against the HS secret, so one signed with an RSA public key (the
+"algorithm confusion" attack) fails.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from voxindex.api.keys import KEY_PREFIX, ApiKeyStore
+from voxindex.errors import VoxError
+
+SCOPES = ("transcribe", "search", "admin")
+LEEWAY_S = 30
+ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256")
+
+
+class AuthError(VoxError):
+    code = "unauthenticated"
+
+
+class ForbiddenError(VoxError):
+    code = "forbidden"
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    tenant: str
+    scopes: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
+
+    def require(self, scope: str) -> Principal:
+        if scope not in self.scopes and not self.is_admin:
+            raise ForbiddenError(f"this credential lacks the {scope!r} scope")
+        return self
+
+    def tenant_filter(self) -> str | None:
+        """The tenant a query is limited to; None (all tenants) for admins."""
+        return None if self.is_admin else self.tenant
+
+
+ANONYMOUS = Principal("anonymous", "default", frozenset(SCOPES))
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    enabled: bool = True
+    hs_secret: str | None = None
+    public_key_file: Path | None = None
+    jwks_file: Path | None = None
+    audience: str | None = None
+    issuer: str | None = None
+
+    @property
+    def has_verifier(self) -> bool:
+        return bool(self.hs_secret or self.public_key_file or self.jwks_file)
+
+
+class Authenticator:
+    def __init__(self, config: AuthConfig, keys: ApiKeyStore | None = None) -> None:
+        self.config = config
+        self.keys = keys
+        self._public: dict[str | None, jwt.PyJWK] = {}
+        if config.public_key_file is not None:
+            pem = config.public_key_file.read_text()
+            self._public[None] = _pyjwk_from_pem(pem)
+        if config.jwks_file is not None:
+            data = json.loads(config.jwks_file.read_text())
+            for entry in data.get("keys", []):
+                key = jwt.PyJWK(entry)
+                self._public[key.key_id] = key
+
+    def authenticate(self, authorization: str | None = None, token: str | None = None) -> Principal:
+        """From an ``Authorization`` header value ("Bearer x" / "Token x") or a bare token."""
+        if not self.config.enabled:
+            return ANONYMOUS
+        credential = token
+        if authorization:
+            scheme, _, value = authorization.strip().partition(" ")
+            if scheme.lower() not in ("bearer", "token") or not value.strip():
+                raise AuthError("Authorization must be 'Bearer <token>' or 'Token <api key>'")
+            credential = value.strip()
+        if not credential:
+            raise AuthError("a credential is required: Authorization header, access_token, or subprotocol")
+        if credential.startswith(KEY_PREFIX):
+            return self._api_key(credential)
+        return self._jwt(credential)
+
+    def _api_key(self, key: str) -> Principal:
+        record = self.keys.verify(key) if self.keys is not None else None
+        if record is None:
+            raise AuthError("unknown or revoked API key")
+        return Principal(f"key:{record.id}", record.tenant, frozenset(record.scopes))
+
+    def _jwt(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as e:
+            raise AuthError(f"malformed token: {e}") from None
+        alg = str(header.get("alg", "none"))
+        key: Any
+        if alg == "HS256":
+            if not self.config.hs_secret:
+                raise AuthError("HS256 tokens are not accepted by this server")
+            key = self.config.hs_secret
+        elif alg in ASYMMETRIC:
+            found = self._public.get(header.get("kid")) or (
+                self._public.get(None) if len(self._public) else None
+            )
+            if found is None:
+                raise AuthError(f"no public key for kid {header.get('kid')!r}")
+            if found.algorithm_name and found.algorithm_name != alg:
+                raise AuthError(f"token algorithm {alg} does not match its key")
+            key = found.key
+        else:
+            raise AuthError(f"token algorithm {alg!r} is not accepted")
+        try:
+            claims: Mapping[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self.config.audience,
+                issuer=self.config.issuer,
+                leeway=LEEWAY_S,
+                options={"require": ["exp", "sub"], "verify_aud": self.config.audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise AuthError("token not valid yet (nbf)") from None
+        except jwt.InvalidAudienceError:
+            raise AuthError("token audience is wrong") from None
+        except jwt.InvalidIssuerError:
+            raise AuthError("token issuer is wrong") from None
+        except jwt.PyJWTError as e:
+            raise AuthError(f"invalid token: {e}") from None
+        return principal_from_claims(claims)
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    subject = str(claims["sub"])
+    raw = claims.get("scope", "")
+    scopes = raw if isinstance(raw, list) else str(raw).replace(",", " ").split()
+    return Principal(subject, str(claims.get("tenant") or subject), frozenset(str(s) for s in scopes))
+
+
+def mint_token(secret: str, subject: str, tenant: str, scopes: list[str], ttl_s: int) -> str:
+    """An HS256 development token (`voxindex token`)."""
+    now = int(time.time())
+    claims = {"sub": subject, "tenant": tenant, "scope": " ".join(scopes), "iat": now, "exp": now + ttl_s}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def _pyjwk_from_pem(pem: str) -> jwt.PyJWK:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    public = serialization.load_pem_public_key(pem.encode())
+    if isinstance(public, rsa.RSAPublicKey):
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public))
+        jwk["alg"] = "RS256"
+    elif isinstance(public, ec.EllipticCurvePublicKey):
+        jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public))
+        jwk["alg"] = "ES256"
+    else:
+        raise ValueError("public key must be RSA or EC")
+    return jwt.PyJWK(jwk)
