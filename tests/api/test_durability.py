@@ -35,6 +35,7 @@ class Process:
                 "-m",
                 "voxindex.cli",
                 "serve",
+                "--no-auth",
                 "--port",
                 str(self.port),
                 "--data-dir",
