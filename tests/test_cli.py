@@ -72,3 +72,50 @@ def test_unknown_model_is_a_clear_error(cache_dir: Path) -> None:
 def _write(path: Path, data: bytes) -> str:
     path.write_bytes(data)
     return str(path)
+
+
+def test_keys_and_tokens(tmp_path: Path) -> None:
+    import jwt
+
+    data = str(tmp_path / "data")
+    created = run(
+        "keys", "--data-dir", data, "create", "--tenant", "acme", "--scope", "search", cache=tmp_path
+    )
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("vxk_") and "shown once" in created.stderr
+    key_id = key.split("_")[1]
+    listed = run("keys", "--data-dir", data, "list", cache=tmp_path)
+    assert f"{key_id}\tacme\tsearch\tactive" in listed.stdout
+    assert key not in listed.stdout and key.split("_", 2)[2] not in (
+        tmp_path / "data" / "keys.sqlite3"
+    ).read_bytes().decode("latin-1")
+    assert run("keys", "--data-dir", data, "revoke", key_id, cache=tmp_path).returncode == 0
+    assert "revoked" in run("keys", "--data-dir", data, "list", cache=tmp_path).stdout
+    again = run("keys", "--data-dir", data, "revoke", key_id, cache=tmp_path)
+    assert again.returncode == 2 and "not_found" in again.stderr
+    bad_scope = run("keys", "--data-dir", data, "create", "--tenant", "a", "--scope", "root", cache=tmp_path)
+    assert bad_scope.returncode == 2 and "scopes must be" in bad_scope.stderr
+
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 40)
+    token = run(
+        "token",
+        "--sub",
+        "svc",
+        "--tenant",
+        "acme",
+        "--scope",
+        "transcribe,search",
+        "--ttl",
+        "2h",
+        "--jwt-secret-file",
+        str(secret),
+        cache=tmp_path,
+    )
+    assert token.returncode == 0, token.stderr
+    claims = jwt.decode(token.stdout.strip(), "s" * 40, algorithms=["HS256"])
+    assert claims["tenant"] == "acme" and claims["scope"] == "transcribe search"
+    assert 7100 <= claims["exp"] - claims["iat"] <= 7200
+    no_secret = run("token", "--sub", "x", "--data-dir", str(tmp_path / "none"), cache=tmp_path)
+    assert no_secret.returncode == 2 and "no HS256 secret" in no_secret.stderr
