@@ -167,6 +167,7 @@ def _fail(e: VoxError) -> None:
 
 
 def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
+    from voxindex.api.transcripts import clock
     from voxindex.audio import decode_file
     from voxindex.models.loader import load_model
     from voxindex.transcribe import OfflineTranscriber
@@ -184,7 +185,7 @@ def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
         if len(args.files) > 1:
             print(f"== {path}")
         for seg in result.segments:
-            print(f"[{_clock(seg.start)} --> {_clock(seg.end)}] {seg.text}", flush=True)
+            print(f"[{clock(seg.start)} --> {clock(seg.end)}] {seg.text}", flush=True)
     return 0
 
 
@@ -246,6 +247,8 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
 def _search(args: argparse.Namespace, settings: Settings) -> int:
     import httpx
 
+    from voxindex.api.transcripts import clock
+
     params = {"q": args.query, "k": args.k, "mode": args.mode}
     params.update({k: getattr(args, k) for k in ("stream_id", "since", "until") if getattr(args, k)})
     try:
@@ -266,15 +269,9 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(body))
         return 0
     for hit in body["hits"]:
-        where = f"{hit['stream_id'][:8]} {_clock(hit['start'])}"
+        where = f"{hit['stream_id'][:8]} {clock(hit['start'])}"
         print(f"{hit['score']:.4f}  [{where}]  {hit['text']}")
     return 0
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours:02d}:{minutes:02d}:{secs:06.3f}"
 
 
 if __name__ == "__main__":

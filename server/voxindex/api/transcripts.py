@@ -11,7 +11,8 @@ def to_txt(segments: list[Segment]) -> str:
     return "".join(s.text + "\n" for s in segments)
 
 
-def _clock(seconds: float, sep: str) -> str:
+def clock(seconds: float, sep: str = ".") -> str:
+    """HH:MM:SS<sep>mmm, as subtitles and the CLI print times."""
     ms = round(max(0.0, seconds) * 1000)
     h, rest = divmod(ms, 3_600_000)
     m, rest = divmod(rest, 60_000)
@@ -21,7 +22,7 @@ def _clock(seconds: float, sep: str) -> str:
 
 def to_srt(segments: list[Segment]) -> str:
     blocks = [
-        f"{n}\n{_clock(s.start, ',')} --> {_clock(max(s.end, s.start + 0.001), ',')}\n{s.text}\n"
+        f"{n}\n{clock(s.start, ',')} --> {clock(max(s.end, s.start + 0.001), ',')}\n{s.text}\n"
         for n, s in enumerate(segments, start=1)
     ]
     return "\n".join(blocks)
@@ -29,6 +30,6 @@ def to_srt(segments: list[Segment]) -> str:
 
 def to_vtt(segments: list[Segment]) -> str:
     cues = [
-        f"{_clock(s.start, '.')} --> {_clock(max(s.end, s.start + 0.001), '.')}\n{s.text}\n" for s in segments
+        f"{clock(s.start, '.')} --> {clock(max(s.end, s.start + 0.001), '.')}\n{s.text}\n" for s in segments
     ]
     return "WEBVTT\n\n" + "\n".join(cues)
