@@ -45,8 +45,20 @@ class Settings:
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     token: str | None = None  # the credential `voxindex search` sends (VOXINDEX_TOKEN)
-    idle_timeout_s: float = 60.0
-    max_frame_bytes: int = 1_048_576
+    # limits (docs/limits.md); a rate is "N/second|minute|hour" or "N per K seconds", "" disables it
+    idle_timeout_s: float = 60.0  # no audio or keepalive: close 4408
+    max_frame_bytes: int = 65_536  # one binary audio frame: close 4413
+    max_control_bytes: int = 4_096  # one JSON text message: close 4413
+    max_audio_speed: float = 3.0  # x real time, after a burst of max_queue_s: faster clients are slowed
+    max_stream_s: float = 4 * 3600.0  # audio or wall-clock time of one stream: close 4429
+    max_streams_per_tenant: int = 16  # concurrent streams of one tenant: close 4429
+    ws_connects_per_ip: str = "120/minute"  # WebSocket handshakes: close 4429
+    ws_connects_per_tenant: str = "120/minute"
+    rest_rate_per_ip: str = "600/minute"  # REST requests: HTTP 429
+    rest_rate_per_tenant: str = "600/minute"
+    rate_limit_storage: str = "memory://"  # or redis://host:6379 to share counters across replicas
+    allowed_origins: str = ""  # comma-separated browser Origins for WebSockets; "" allows any
+    max_body_bytes: int = 512 * 1024 * 1024  # request bodies (uploads): HTTP 413
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

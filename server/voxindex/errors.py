@@ -48,3 +48,10 @@ class CapacityError(VoxError):
 
     code = "over_capacity"
     retryable = True
+
+
+class QuotaError(VoxError):
+    """A tenant's quota (concurrent streams, stream duration) is used up."""
+
+    code = "quota_exceeded"
+    retryable = True

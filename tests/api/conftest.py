@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 import websockets
 
-from voxindex.api.app import create_app
+from voxindex.api.app import create_app, uvicorn_options
 from voxindex.config import Settings
 from voxindex.models.loader import WhisperModel
 
@@ -41,8 +41,9 @@ def start_server(settings: Settings, model: WhisperModel) -> tuple[Server, uvico
     port = free_port()
     if settings.data_dir == Settings().data_dir:  # never write ./data from a test
         settings = replace(settings, data_dir=settings.cache_dir / "data")
-    app = create_app(replace(settings, port=port), model=model)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning")
+    settings = replace(settings, port=port, log_level="warning")
+    app = create_app(settings, model=model)
+    config = uvicorn.Config(app, **uvicorn_options(settings))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -67,6 +68,11 @@ def server(tiny: WhisperModel, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def pcm16(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def frames_of(data: bytes, size: int = 32000) -> list[bytes]:
+    """``data`` in frames under the server's frame limit (one second of 16 kHz PCM16 each)."""
+    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
 @dataclass

@@ -21,7 +21,7 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.api.conftest import Server, pcm16, start_server
+from tests.api.conftest import Server, frames_of, pcm16, start_server
 from tests.conftest import load_fixture
 from voxindex.api.app import check_secure
 from voxindex.api.keys import ApiKeyStore
@@ -242,7 +242,8 @@ async def test_tenants_cannot_see_each_other(auth_server: AuthServer) -> None:
     )
     async with websockets.connect(f"{auth_server.server.ws}/v1/stream", additional_headers=acme) as ws:
         stream_id = json.loads(await ws.recv())["stream_id"]
-        await ws.send(pcm16(audio))
+        for frame in frames_of(pcm16(audio)):
+            await ws.send(frame)
         await ws.send(json.dumps({"type": "close"}))
         finals = [m for m in [json.loads(r) async for r in ws] if m["type"] == "final"]
     assert finals

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import websockets
 
-from tests.api.conftest import Server, Session, pcm16, stream_audio
+from tests.api.conftest import Server, Session, frames_of, pcm16, stream_audio
 from tests.conftest import PROSE, Synth, corpus_wer, load_fixture, recordings
 from voxindex.models.loader import WhisperModel
 from voxindex.transcribe import OfflineTranscriber
@@ -94,7 +94,8 @@ async def test_flush_finalizes_without_waiting_for_silence(server: Server, synth
     speech = synth(PROSE[4])
     async with websockets.connect(f"{server.ws}/v1/stream") as ws:
         assert json.loads(await ws.recv())["type"] == "ready"
-        await ws.send(pcm16(speech))  # no trailing silence: no endpoint can fire
+        for frame in frames_of(pcm16(speech)):  # no trailing silence: no endpoint can fire
+            await ws.send(frame)
         await ws.send(json.dumps({"type": "flush"}))
         final = None
         while final is None:

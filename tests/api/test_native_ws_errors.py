@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import httpx
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import websockets
 
-from tests.api.conftest import Server, Session, pcm16, start_server, stream_audio
+from tests.api.conftest import Server, Session, frames_of, pcm16, start_server, stream_audio
 from tests.conftest import PROSE, Synth, corpus_wer
 from voxindex.config import Settings
 from voxindex.models.loader import WhisperModel
@@ -39,50 +40,88 @@ async def refused(url: str) -> tuple[dict[str, object], int | None, str | None]:
         ("colour=blue", "unknown query parameter"),
     ],
 )
-async def test_bad_parameters_are_refused_with_1008(server: Server, query: str, field: str) -> None:
+async def test_bad_parameters_are_refused_with_4400(server: Server, query: str, field: str) -> None:
     message, code, reason = await refused(f"{server.ws}/v1/stream?{query}")
     assert message["type"] == "error" and message["code"] == "invalid_request"
     assert field in str(message["message"])
-    assert code == 1008 and reason
+    assert code == 4400 and reason
 
 
-async def test_bad_messages_get_errors_and_the_stream_goes_on(server: Server, synth: Synth) -> None:
+async def read_all(ws: websockets.ClientConnection) -> list[dict[str, object]]:
+    """Every message until the server closes, whatever the close code."""
+    messages = []
+    with contextlib.suppress(websockets.ConnectionClosed):
+        while True:
+            messages.append(json.loads(await ws.recv()))
+    return messages
+
+
+async def test_unknown_messages_get_errors_and_the_stream_goes_on(server: Server, synth: Synth) -> None:
     speech = pcm16(np.concatenate([GAP, synth(PROSE[9]), GAP]))
     half = len(speech) // 2 + 1  # odd: splits a sample across frames
     frames: list[bytes | str] = [
-        "this is not json",
-        json.dumps({"type": "dance"}),
-        json.dumps([1, 2, 3]),
-        "{" * 100_000,  # deeply nested garbage
-        speech[:half],
-        speech[half:],
+        json.dumps({"type": "dance"}),  # a message type from some newer client
+        *frames_of(speech[:half]),
+        json.dumps({"type": "keepalive", "extra": [1, 2]}),
+        *frames_of(speech[half:]),
         b"\x01",  # a dangling byte: half a sample at the end of the stream
     ]
     async with websockets.connect(f"{server.ws}/v1/stream") as ws:
         assert json.loads(await ws.recv())["type"] == "ready"
         for frame in frames:
             await ws.send(frame)
-        await ws.send(json.dumps({"type": "keepalive"}))
         await ws.send(json.dumps({"type": "close"}))
         messages = [json.loads(m) async for m in ws]
         code = ws.close_code
     errors = [m for m in messages if m["type"] == "error"]
-    assert [e["code"] for e in errors] == ["invalid_request"] * 4 + ["bad_audio"]
-    assert "JSON" in errors[0]["message"] and "dance" in errors[1]["message"]
-    assert "1 byte" in errors[4]["message"]
+    assert [e["code"] for e in errors] == ["invalid_request", "bad_audio"]
+    assert "dance" in errors[0]["message"] and "1 byte" in errors[1]["message"]
     finals = [m["text"] for m in messages if m["type"] == "final"]
     assert corpus_wer([(PROSE[9], " ".join(finals))]) <= 0.10  # the odd split lost nothing
     assert messages[-1]["type"] == "closed" and code == 1000
 
 
-async def test_oversized_frame_closes_with_1009(server: Server) -> None:
+async def stream_then(
+    server: Server, speech: np.ndarray, last: bytes | str
+) -> tuple[list[dict[str, object]], int]:
+    """Send ``speech`` (fast), then ``last``; everything the server sent and its close code."""
+    async with websockets.connect(f"{server.ws}/v1/stream", max_size=None) as ws:
+        assert json.loads(await ws.recv())["type"] == "ready"
+        for frame in frames_of(pcm16(speech)):
+            await ws.send(frame)
+        await ws.send(last)
+        messages = await read_all(ws)
+        assert ws.close_code is not None
+        return messages, ws.close_code
+
+
+@pytest.mark.parametrize(
+    ("last", "code", "error"),
+    [
+        ("this is not json", 4400, "protocol_violation"),
+        (json.dumps([1, 2, 3]), 4400, "protocol_violation"),
+        (json.dumps({"kind": "close"}), 4400, "protocol_violation"),
+        ("{" * 100_000, 4413, "frame_too_large"),  # a control message over 4 KiB
+        (b"\x00" * 70_000, 4413, "frame_too_large"),  # an audio frame over 64 KiB
+    ],
+)
+async def test_a_protocol_breach_ends_the_stream_but_keeps_what_was_said(
+    server: Server, synth: Synth, last: bytes | str, code: int, error: str
+) -> None:
+    messages, close = await stream_then(server, np.concatenate([GAP, synth(PROSE[9]), GAP]), last)
+    assert close == code
+    assert [m["code"] for m in messages if m["type"] == "error"] == [error]
+    finals = " ".join(str(m["text"]) for m in messages if m["type"] == "final")
+    assert corpus_wer([(PROSE[9], finals)]) <= 0.10  # finalized, not thrown away
+    assert messages[-1]["type"] == "closed"
+
+
+async def test_a_frame_past_the_protocol_limit_is_cut_off_with_1009(server: Server) -> None:
     async with websockets.connect(f"{server.ws}/v1/stream", max_size=None) as ws:
         await ws.recv()
-        await ws.send(b"\x00" * (2 * 1024 * 1024))
-        message = json.loads(await ws.recv())
+        await ws.send(b"\x00" * (2 * 1024 * 1024))  # over 4x the frame limit: never buffered
         with pytest.raises(websockets.ConnectionClosed):
             await ws.recv()
-    assert message["code"] == "frame_too_large"
     assert ws.close_code == 1009
 
 
@@ -93,7 +132,8 @@ async def test_vanishing_and_stalled_clients_do_not_disturb_others(server: Serve
     async def stall() -> None:
         """Sends speech but never reads a message until everyone else is done."""
         async with websockets.connect(f"{server.ws}/v1/stream") as ws:
-            await ws.send(pcm16(np.concatenate([synth(PROSE[2]), GAP, synth(PROSE[3]), GAP])))
+            for frame in frames_of(pcm16(np.concatenate([synth(PROSE[2]), GAP, synth(PROSE[3]), GAP]))):
+                await ws.send(frame)
             await done.wait()
 
     async def survive() -> Session:
@@ -105,7 +145,8 @@ async def test_vanishing_and_stalled_clients_do_not_disturb_others(server: Serve
     async def vanish() -> None:
         ws = await websockets.connect(f"{server.ws}/v1/stream")
         await ws.recv()
-        await ws.send(pcm16(synth(PROSE[3]))[: 16000 * 2 * 2])  # two seconds: mid-utterance
+        for frame in frames_of(pcm16(synth(PROSE[3]))[: 16000 * 2 * 2]):  # two seconds: mid-utterance
+            await ws.send(frame)
         await asyncio.sleep(0.5)
         ws.transport.abort()  # no close frame: the TCP connection just dies
 

@@ -12,11 +12,19 @@ from typing import Any
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from slowapi.errors import RateLimitExceeded
+from slowapi.middleware import SlowAPIASGIMiddleware
 
 from voxindex import __version__
 from voxindex.api import rest
 from voxindex.api.auth import SCOPES, AuthConfig, Authenticator, mint_token
 from voxindex.api.keys import ApiKeyStore
+from voxindex.api.limits import (
+    BodySizeLimit,
+    ConnectLimits,
+    rate_limited_response,
+    rest_limiter,
+)
 from voxindex.api.native_ws import native_stream
 from voxindex.config import Settings
 from voxindex.engine.scheduler import Scheduler
@@ -34,6 +42,7 @@ class Services:
     scheduler: Scheduler
     index: LiveIndex | None
     auth: Authenticator
+    connects: ConnectLimits
 
 
 def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI:
@@ -45,7 +54,8 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
         index = LiveIndex.open(settings.data_dir, settings.ivf_threshold) if settings.index else None
         scheduler = Scheduler(wm, settings, index)
         scheduler.start()
-        app.state.services = Services(settings, wm, scheduler, index, build_authenticator(settings))
+        auth, connects = build_authenticator(settings), ConnectLimits.from_settings(settings)
+        app.state.services = Services(settings, wm, scheduler, index, auth, connects)
         log.info("voxindex %s serving %s on %s", __version__, wm.name, wm.device)
         try:
             yield
@@ -55,7 +65,13 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
                 index.close()
 
     app = FastAPI(title="voxindex", version=__version__, lifespan=lifespan)
-    app.include_router(rest.router)
+    # the routes themselves, not include_router(): FastAPI >= 0.16x wraps an included router in
+    # one route without an endpoint, and slowapi finds (and limits) requests by route endpoint
+    app.router.routes.extend(rest.router.routes)
+    app.state.limiter = limiter = rest_limiter(settings, lambda: services().auth)
+    app.add_middleware(SlowAPIASGIMiddleware)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_exception_handler(RateLimitExceeded, rate_limited_response)  # type: ignore[arg-type]
 
     @app.exception_handler(rest.ApiError)
     async def api_error(request: Request, e: rest.ApiError) -> JSONResponse:
@@ -74,7 +90,7 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:
         s = services()
-        await native_stream(ws, s.scheduler, s.settings, s.auth)
+        await native_stream(ws, s.scheduler, s.settings, s.auth, s.connects)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -93,6 +109,8 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
                 "kind": s.index.indexer.vectors.kind,
             }
         return body
+
+    limiter.exempt(health)  # type: ignore[no-untyped-call]  # probes are never rate limited
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -162,12 +180,18 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     settings = check_secure(settings)
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ws="websockets-sansio",
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=30,
-    )
+    uvicorn.run(create_app(settings), **uvicorn_options(settings))
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn serves the app. WebSocket messages up to 4x the frame limit reach the handler,
+    which answers 4413 with an explanation; larger ones are cut off by the protocol layer (1009)
+    before they are buffered."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "ws": "websockets-sansio",
+        "ws_max_size": 4 * max(settings.max_frame_bytes, settings.max_control_bytes),
+        "log_level": settings.log_level.lower(),
+        "timeout_graceful_shutdown": 30,
+    }

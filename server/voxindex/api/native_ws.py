@@ -1,8 +1,7 @@
-"""``GET /v1/stream``: the native streaming protocol over one WebSocket.
+"""``GET /v1/stream``: the native streaming protocol (docs/protocol.md).
 
-Shape (vLLM's async front end): one task pumps the stream's events to the socket, the
-handler's own loop reads frames into the stream; whichever side ends first ends the
-other, and ``finally`` always releases the stream so the engine forgets it.
+The socket is accepted first and refusals are sent as an ``error`` message plus a close code,
+because browsers cannot read the HTTP status of a refused WebSocket handshake.
 """
 
 from __future__ import annotations
@@ -10,149 +9,74 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
+from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from voxindex.api.auth import Authenticator, AuthError, ForbiddenError
+from voxindex.api.auth import Authenticator, ForbiddenError
+from voxindex.api.limits import ConnectLimits, client_ip, origin_allowed
 from voxindex.api.protocol import (
-    CLOSE_FORBIDDEN,
-    CLOSE_INTERNAL,
-    CLOSE_NORMAL,
-    CLOSE_POLICY,
-    CLOSE_TOO_BIG,
-    CLOSE_TRY_AGAIN,
-    CLOSE_UNAUTHENTICATED,
     SUBPROTOCOL,
+    close_code,
     parse_control,
     parse_options,
     subprotocol_token,
     to_wire,
 )
+from voxindex.api.session import Control, serve_stream
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
-from voxindex.engine.events import Closed, Error, Event, Ready
+from voxindex.engine.events import Error, Event, Ready
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream
-from voxindex.errors import CapacityError, InvalidRequestError
-
-log = logging.getLogger("voxindex.api")
+from voxindex.errors import VoxError
 
 
-async def native_stream(ws: WebSocket, scheduler: Scheduler, settings: Settings, auth: Authenticator) -> None:
+class NativeCodec:
+    def control(self, text: str) -> Control:
+        return parse_control(text)
+
+    def render(self, event: Event) -> list[dict[str, Any]]:
+        return [to_wire(event)]
+
+
+async def native_stream(
+    ws: WebSocket, scheduler: Scheduler, settings: Settings, auth: Authenticator, connects: ConnectLimits
+) -> None:
     offered = list(ws.scope.get("subprotocols") or [])
     await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     try:
-        principal = auth.authenticate(
-            ws.headers.get("authorization"), ws.query_params.get("access_token") or subprotocol_token(offered)
-        ).require("transcribe")
-    except AuthError as e:
-        await _refuse(ws, Error(e.code, e.message), CLOSE_UNAUTHENTICATED)
+        stream = _admit(ws, offered, scheduler, settings, auth, connects)
+    except VoxError as e:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await ws.send_text(json.dumps(to_wire(Error(e.code, e.message))))
+            await ws.close(close_code(e), e.message[:120])
         return
-    except ForbiddenError as e:
-        await _refuse(ws, Error(e.code, e.message), CLOSE_FORBIDDEN)
-        return
-    try:
-        options = parse_options(ws.query_params, scheduler.wm.multilingual)
-    except InvalidRequestError as e:
-        await _refuse(ws, Error(e.code, e.message), CLOSE_POLICY)
-        return
-    try:
-        stream = scheduler.open(options, asyncio.get_running_loop(), principal.tenant)
-    except CapacityError as e:
-        await _refuse(ws, Error(e.code, e.message), CLOSE_TRY_AGAIN)
-        return
-    await _send(ws, Ready(stream.id, scheduler.wm.name, options.sample_rate))
-    pump = asyncio.create_task(_pump_events(ws, stream))
-    reader = asyncio.create_task(_read_frames(ws, stream, scheduler, settings))
-    try:
-        done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
-        if reader in done and reader.exception() is None and reader.result() and not pump.done():
-            await pump  # the client said close: the pump ends after `closed`
-    finally:
-        for task in (pump, reader):
-            task.cancel()
-        if not stream.is_finished:
-            stream.abort()
-        scheduler.wake()
-        if ws.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await ws.close(CLOSE_NORMAL)
-
-
-async def _read_frames(ws: WebSocket, stream: Stream, scheduler: Scheduler, settings: Settings) -> bool:
-    """Read until the client sends ``close`` or idles out (True: `closed` will follow) or goes
-    away (False: the stream is aborted, nothing more is sent)."""
+    await ws.send_text(json.dumps(to_wire(Ready(stream.id, scheduler.wm.name, stream.options.sample_rate))))
     pcm = PcmDecoder(stream.options.encoding, stream.options.sample_rate)
-    while True:
-        try:
-            message = await asyncio.wait_for(ws.receive(), timeout=settings.idle_timeout_s)
-        except TimeoutError:
-            stream.emit(Error("idle_timeout", f"no message for {settings.idle_timeout_s:g} s; closing"))
-            stream.request_close()
-            scheduler.wake()
-            return True
-        if message["type"] == "websocket.disconnect":
-            stream.abort()
-            scheduler.wake()
-            return False
-        data = message.get("bytes")
-        if data is not None:
-            if len(data) > settings.max_frame_bytes:
-                await _refuse(
-                    ws,
-                    Error(
-                        "frame_too_large",
-                        f"audio frame of {len(data)} bytes exceeds {settings.max_frame_bytes}",
-                    ),
-                    CLOSE_TOO_BIG,
-                )
-                stream.abort()
-                return False
-            await stream.room.wait()  # backpressure: a client faster than the engine waits here
-            samples = pcm.push(data)
-            if samples.size:
-                stream.push_audio(samples)
-                scheduler.wake()
-            continue
-        try:
-            kind = parse_control(message.get("text") or "")
-        except InvalidRequestError as e:
-            stream.emit(Error(e.code, e.message))
-            continue
-        if kind == "flush":
-            stream.request_flush()
-        elif kind == "close":
-            tail = pcm.flush()
-            if tail.size:
-                stream.push_audio(tail)
-            if pcm.leftover:
-                stream.emit(
-                    Error("bad_audio", f"stream ended inside a sample: {pcm.leftover} byte(s) dropped")
-                )
-            stream.request_close()
-            scheduler.wake()
-            return True
-        scheduler.wake()
+    await serve_stream(ws, stream, scheduler, settings, NativeCodec(), pcm)
 
 
-async def _pump_events(ws: WebSocket, stream: Stream) -> None:
-    while True:
-        event = await stream.events.get()
-        await _send(ws, event)
-        if isinstance(event, Closed):
-            await ws.close(CLOSE_NORMAL)
-            return
-        if isinstance(event, Error) and event.code == "engine_error":
-            await ws.close(CLOSE_INTERNAL, event.message[:120])
-            return
+def _admit(
+    ws: WebSocket,
+    offered: list[str],
+    scheduler: Scheduler,
+    settings: Settings,
+    auth: Authenticator,
+    connects: ConnectLimits,
+) -> Stream:
+    """Origin → handshakes per IP → credential → handshakes per tenant → parameters → a stream.
 
-
-async def _send(ws: WebSocket, event: Event) -> None:
-    await ws.send_text(json.dumps(to_wire(event)))
-
-
-async def _refuse(ws: WebSocket, error: Error, code: int) -> None:
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        await _send(ws, error)
-        await ws.close(code, error.message[:120])
+    Cheap refusals come before the credential is verified, so a flood of anonymous handshakes
+    costs little; each step raises a VoxError that ``close_code`` maps to the documented code.
+    """
+    origin = ws.headers.get("origin")
+    if not origin_allowed(origin, settings.allowed_origins):
+        raise ForbiddenError(f"origin {origin[:100]!r} is not allowed" if origin else "origin not allowed")
+    connects.hit_ip(client_ip(ws))
+    principal = auth.authenticate(
+        ws.headers.get("authorization"), ws.query_params.get("access_token") or subprotocol_token(offered)
+    ).require("transcribe")
+    connects.hit_tenant(principal.tenant)
+    options = parse_options(ws.query_params, scheduler.wm.multilingual)
+    return scheduler.open(options, asyncio.get_running_loop(), principal.tenant)

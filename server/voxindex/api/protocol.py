@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 from voxindex.engine.events import (
     Closed,
@@ -20,21 +20,46 @@ from voxindex.engine.events import (
     SpeechStarted,
 )
 from voxindex.engine.stream import StreamOptions
-from voxindex.errors import InvalidRequestError
+from voxindex.errors import CapacityError, InvalidRequestError, QuotaError, VoxError
+
+
+class ProtocolViolation(InvalidRequestError):
+    """A text frame that is not a JSON control message: the client does not speak the protocol."""
+
+    code = "protocol_violation"
+
+
+def close_code(error: VoxError) -> int:
+    """The close code that answers a refusal at the handshake."""
+    from voxindex.api.auth import AuthError, ForbiddenError
+    from voxindex.api.limits import RateLimitedError
+
+    codes: list[tuple[type[VoxError], int]] = [
+        (AuthError, CLOSE_UNAUTHENTICATED),
+        (ForbiddenError, CLOSE_FORBIDDEN),
+        (RateLimitedError, CLOSE_RATE_LIMITED),
+        (QuotaError, CLOSE_RATE_LIMITED),
+        (CapacityError, CLOSE_TRY_AGAIN),
+        (InvalidRequestError, CLOSE_PROTOCOL),
+    ]
+    return next((code for kind, code in codes if isinstance(error, kind)), CLOSE_INTERNAL)
+
 
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000
 ENCODINGS = {"pcm_s16le": 2, "pcm_f32le": 4}  # bytes per sample
 CONTROL_TYPES = ("flush", "keepalive", "close")
 
-# WebSocket close codes (RFC 6455 registry), as documented in docs/protocol.md
+# WebSocket close codes, as documented in docs/protocol.md: 4xxx mirror the HTTP statuses
 CLOSE_NORMAL = 1000
-CLOSE_POLICY = 1008  # invalid parameters or credentials
-CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
-CLOSE_TRY_AGAIN = 1013  # over capacity
+CLOSE_TRY_AGAIN = 1013  # the server is at capacity
+CLOSE_PROTOCOL = 4400  # a bad parameter or a malformed message
 CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
+CLOSE_FORBIDDEN = 4403  # scope, tenant or Origin
+CLOSE_IDLE = 4408
+CLOSE_FRAME_TOO_LARGE = 4413
+CLOSE_RATE_LIMITED = 4429  # a rate or quota limit
 SUBPROTOCOL = "voxindex"  # echoed when offered; a token may ride along as "bearer.<token>"
 
 
@@ -101,22 +126,23 @@ def subprotocol_token(offered: list[str]) -> str | None:
     return None
 
 
-def parse_control(text: str) -> str:
-    """The ``type`` of a client JSON control message; InvalidRequestError for anything else."""
+def parse_control(text: str) -> Literal["flush", "keepalive", "close"]:
+    """The ``type`` of a client JSON control message. ProtocolViolation for a frame that is not a
+    JSON object with a string ``type``; InvalidRequestError for a type this server does not know."""
     try:
         message = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
-        raise InvalidRequestError(
+        raise ProtocolViolation(
             "text frames must be JSON control messages; audio goes in binary frames"
         ) from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise InvalidRequestError('control messages are JSON objects with a "type" field')
+        raise ProtocolViolation('control messages are JSON objects with a "type" field')
     kind = message["type"]
     if kind not in CONTROL_TYPES:
         raise InvalidRequestError(
             f"unknown message type {kind[:40]!r}; expected one of {', '.join(CONTROL_TYPES)}"
         )
-    return str(kind)
+    return kind  # type: ignore[no-any-return]
 
 
 def to_wire(event: Event) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from voxindex.engine.executor import MAX_WINDOW_AUDIO_S, Executor, Job, Reading
 from voxindex.engine.policy import agreed_prefix, join_words, last_sentence_end
 from voxindex.engine.stream import PREROLL_S, FinalizeReason, Stream, StreamOptions, StreamStatus
 from voxindex.engine.vad import CHUNK, Vad
-from voxindex.errors import CapacityError
+from voxindex.errors import CapacityError, QuotaError
 from voxindex.models.loader import WhisperModel
 
 log = logging.getLogger("voxindex.engine")
@@ -117,10 +117,14 @@ class Scheduler:
     def open(
         self, options: StreamOptions, loop: asyncio.AbstractEventLoop, tenant: str = "default"
     ) -> Stream:
-        """Admit a new stream or raise CapacityError (the handler answers 1013)."""
+        """Admit a new stream, or raise CapacityError (the server is full: 1013) or QuotaError
+        (the tenant has its most concurrent streams: 4429)."""
         with self._lock:
             if len(self.streams) >= self.settings.max_streams:
                 raise CapacityError(f"server is at its limit of {self.settings.max_streams} streams")
+            quota = self.settings.max_streams_per_tenant
+            if quota and sum(s.tenant == tenant for s in self.streams.values()) >= quota:
+                raise QuotaError(f"tenant {tenant!r} already has its limit of {quota} concurrent streams")
             if self.lag > ADMISSION_MAX_LAG_S:
                 raise CapacityError(f"engine is {self.lag:.1f} s behind real time; try again shortly")
             stream = Stream(options, loop, max_inbox_s=self.settings.max_queue_s, tenant=tenant)
@@ -132,8 +136,12 @@ class Scheduler:
 
     @property
     def lag(self) -> float:
-        """The worst stream's unread audio, in seconds."""
-        return max((s.lag for s in list(self.streams.values())), default=0.0)
+        """How far the engine is behind real time: the worst stream's ``behind``, in seconds.
+
+        A client sending faster than real time builds up unread audio of its own making; that
+        is not the engine falling behind and must not close admission for everyone else.
+        """
+        return max((s.behind for s in list(self.streams.values())), default=0.0)
 
     def _loop(self) -> None:
         while self._running:
@@ -165,7 +173,10 @@ class Scheduler:
 
     # ---------------- ingest: audio, VAD, endpoints ----------------
     def _ingest(self, streams: list[Stream]) -> bool:
-        fresh = [s.take_inbox(int(MAX_INGEST_S * SAMPLE_RATE)) for s in streams]
+        # audio the stream's VAD decisions have not been interpreted for yet stays in the inbox,
+        # so a stream ahead of its readings holds at most MAX_INGEST_S here and backpressure
+        # reaches its client
+        fresh = [s.take_inbox(self._ingest_room(s)) for s in streams]
         for s, audio in zip(streams, fresh, strict=True):
             s.append_audio(audio)
         gated = [s for s in streams if s.options.vad]
@@ -187,6 +198,10 @@ class Scheduler:
             track.vad_samples += len(p) * CHUNK
             self._track_speech(s, track)
         return any(a.size for a in fresh)
+
+    def _ingest_room(self, s: Stream) -> int:
+        pending = len(self._tracks[s.id].decisions) * CHUNK
+        return max(0, int(MAX_INGEST_S * SAMPLE_RATE) - pending)
 
     def _track_speech(self, s: Stream, track: _Track) -> None:
         """Interpret queued VAD decisions, pausing while an utterance awaits its final."""
@@ -225,7 +240,7 @@ class Scheduler:
             and s.in_utterance
             and self._tracks[s.id].heard - max(s.hypothesis_until, s.audio_start) >= step
         ]
-        ready.sort(key=lambda s: s.lag, reverse=True)
+        ready.sort(key=lambda s: (s.behind, s.lag), reverse=True)  # real-time clients before floods
         urgent = urgent[: self.max_batch]
         spare = max(0, min(self.max_batch, self._slots_in_budget()) - len(urgent))
         return [(s, self._job(s)) for s in urgent + ready[:spare]]

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import enum
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class Stream:
     options: StreamOptions
     loop: asyncio.AbstractEventLoop
     max_inbox_s: float = 30.0
+    opened_at: float = field(default_factory=time.monotonic)
     tenant: str = "default"
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     status: StreamStatus = StreamStatus.OPEN
@@ -66,7 +68,8 @@ class Stream:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _inbox: deque[Float32Array] = field(default_factory=deque, repr=False)
     _inbox_samples: int = 0
-    flush_requested: bool = False
+    _pushed: int = 0  # samples ever queued
+    flush_at: int | None = None  # a flush applies once the engine has ingested this many samples
     room: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     # -- scheduler side --
@@ -97,12 +100,13 @@ class Stream:
         with self._lock:
             self._inbox.append(samples)
             self._inbox_samples += samples.size
+            self._pushed += samples.size
             if self._inbox_samples >= self.max_inbox_s * SAMPLE_RATE:
                 self.room.clear()
 
     def request_flush(self) -> None:
         with self._lock:
-            self.flush_requested = True
+            self.flush_at = self._pushed  # everything sent before the flush, not what the engine has
 
     def request_close(self) -> None:
         with self._lock:
@@ -141,6 +145,13 @@ class Stream:
             pending += max(0.0, self.now - max(self.hypothesis_until, self.audio_start))
         return pending
 
+    @property
+    def behind(self) -> float:
+        """How far this stream's reading trails the wall clock since it opened: its ``lag``, but
+        never more than the audio a real-time client could have sent by now."""
+        read_until = self.now + self.inbox_seconds - self.lag
+        return max(0.0, min(self.lag, (time.monotonic() - self.opened_at) - read_until))
+
     def take_inbox(self, max_samples: int) -> Float32Array:
         """Move up to ``max_samples`` from the inbox to the engine."""
         with self._lock:
@@ -159,9 +170,12 @@ class Stream:
         return np.concatenate(taken) if taken else np.zeros(0, np.float32)
 
     def take_flush(self) -> bool:
+        """Whether a flush is due: requested, and the audio sent before it is ingested."""
         with self._lock:
-            flag, self.flush_requested = self.flush_requested, False
-            return flag
+            if self.flush_at is None or self.received < self.flush_at:
+                return False
+            self.flush_at = None
+            return True
 
     def inbox_empty(self) -> bool:
         with self._lock:

@@ -1,0 +1,178 @@
+"""One admitted stream served over one WebSocket, whatever the wire protocol.
+
+Shape (vLLM's async front end): one task pumps the stream's events to the socket, the
+handler's own loop reads frames into the stream; whichever side ends first ends the other,
+and ``finally`` always releases the stream so the engine forgets it. A protocol adapter
+only supplies a ``Codec``: how its text frames become controls and how internal events
+become its messages. Limits (frame size, idle time, duration, pace) hold for every protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any, Literal, Protocol
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from voxindex.api.protocol import (
+    CLOSE_FRAME_TOO_LARGE,
+    CLOSE_IDLE,
+    CLOSE_INTERNAL,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL,
+    CLOSE_RATE_LIMITED,
+    ProtocolViolation,
+)
+from voxindex.audio import SAMPLE_RATE, PcmDecoder
+from voxindex.config import Settings
+from voxindex.engine.events import Closed, Error, Event
+from voxindex.engine.scheduler import Scheduler
+from voxindex.engine.stream import Stream
+from voxindex.errors import InvalidRequestError
+
+log = logging.getLogger("voxindex.api")
+
+Control = Literal["flush", "keepalive", "close"]
+
+
+class Codec(Protocol):
+    """A wire protocol's view of the internal event model."""
+
+    def control(self, text: str) -> Control:
+        """A client text frame → a control. ProtocolViolation ends the stream (4400);
+        InvalidRequestError is reported and the stream goes on."""
+        ...
+
+    def render(self, event: Event) -> list[dict[str, Any]]:
+        """The messages (zero or more) that tell the client about ``event``."""
+        ...
+
+
+async def serve_stream(
+    ws: WebSocket, stream: Stream, scheduler: Scheduler, settings: Settings, codec: Codec, pcm: PcmDecoder
+) -> None:
+    """Serve an admitted stream on an accepted socket until it ends, then release it."""
+    pump = asyncio.create_task(_pump_events(ws, stream, codec))
+    reader = asyncio.create_task(_read_frames(ws, stream, scheduler, settings, codec, pcm))
+    try:
+        done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
+        code = reader.result() if reader in done and reader.exception() is None else None
+        if code is not None and not pump.done():
+            await pump  # the stream is being finalized: the pump ends after `closed`
+        if code is not None and pump.exception() is None and pump.result():
+            with contextlib.suppress(Exception):
+                await ws.close(code)
+    except Exception:  # a bug: log it, but never let it out of the handler
+        log.exception("stream %s handler failed", stream.id)
+    finally:
+        for task in (pump, reader):
+            task.cancel()
+        if not stream.is_finished:
+            stream.abort()  # what was heard is still finalized and stored
+        scheduler.wake()
+        if ws.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await ws.close(CLOSE_INTERNAL)
+
+
+async def _read_frames(
+    ws: WebSocket, stream: Stream, scheduler: Scheduler, settings: Settings, codec: Codec, pcm: PcmDecoder
+) -> int | None:
+    """Read the client's frames into the stream until the stream must end.
+
+    Returns the close code to send once the stream is finalized and its end reported (1000
+    when the client said close; 4408, 4413, 4400, 4429 when a limit or the protocol ended
+    it), or None when the client went away (the stream is aborted; nothing more is sent).
+    Audio already received is never thrown away: every ending finalizes and stores it.
+    """
+    audio_s = 0.0
+
+    def end(code: int, error: Error | None = None) -> int:
+        if error is not None:
+            stream.emit(error)
+        tail = pcm.flush()
+        if tail.size:
+            stream.push_audio(tail)
+        if pcm.leftover:
+            stream.emit(Error("bad_audio", f"stream ended inside a sample: {pcm.leftover} byte(s) dropped"))
+        stream.request_close()
+        scheduler.wake()
+        return code
+
+    while True:
+        age = time.monotonic() - stream.opened_at
+        limit_left = settings.max_stream_s - max(age, audio_s)
+        if limit_left <= 0:
+            too_long = f"stream reached the limit of {settings.max_stream_s:g} s; closing"
+            return end(CLOSE_RATE_LIMITED, Error("quota_exceeded", too_long))
+        try:
+            message = await asyncio.wait_for(ws.receive(), timeout=min(settings.idle_timeout_s, limit_left))
+        except TimeoutError:
+            if limit_left <= settings.idle_timeout_s:
+                continue  # the stream's time is up: said at the top of the loop
+            idle = f"no audio or keepalive for {settings.idle_timeout_s:g} s; closing"
+            return end(CLOSE_IDLE, Error("idle_timeout", idle))
+        if message["type"] == "websocket.disconnect":
+            stream.abort()
+            scheduler.wake()
+            return None
+        data = message.get("bytes")
+        if data is not None:
+            if len(data) > settings.max_frame_bytes:
+                too_big = f"audio frame of {len(data)} bytes exceeds the limit of {settings.max_frame_bytes}"
+                return end(CLOSE_FRAME_TOO_LARGE, Error("frame_too_large", too_big))
+            await stream.room.wait()  # backpressure: a client faster than the engine waits here
+            samples = pcm.push(data)
+            if samples.size:
+                audio_s += samples.size / SAMPLE_RATE
+                stream.push_audio(samples)
+                scheduler.wake()
+                await _keep_pace(audio_s, stream.opened_at, settings)
+            continue
+        text = message.get("text") or ""
+        if len(text) > settings.max_control_bytes:
+            too_big = f"control message of {len(text)} characters exceeds {settings.max_control_bytes}"
+            return end(CLOSE_FRAME_TOO_LARGE, Error("frame_too_large", too_big))
+        try:
+            kind = codec.control(text)
+        except ProtocolViolation as e:
+            return end(CLOSE_PROTOCOL, Error(e.code, e.message))
+        except InvalidRequestError as e:
+            stream.emit(Error(e.code, e.message))  # e.g. a message type from a newer client
+            continue
+        if kind == "flush":
+            stream.request_flush()
+        elif kind == "close":
+            return end(CLOSE_NORMAL)
+        scheduler.wake()
+
+
+async def _keep_pace(audio_s: float, opened_at: float, settings: Settings) -> None:
+    """A client may send ``max_queue_s`` of audio at once, then ``max_audio_speed`` x real time.
+    Past that the handler stops reading its socket for a while: TCP backpressure slows it down."""
+    speed = settings.max_audio_speed
+    if speed > 0:
+        ahead = audio_s - settings.max_queue_s - speed * (time.monotonic() - opened_at)
+        if ahead > 0:
+            await asyncio.sleep(ahead / speed)
+
+
+async def _pump_events(ws: WebSocket, stream: Stream, codec: Codec) -> bool:
+    """Send the stream's events until `closed` (True: the handler closes the socket) or an
+    engine failure (False: closed here with 1011) or the client is gone (False)."""
+    while True:
+        event = await stream.events.get()
+        try:
+            for message in codec.render(event):
+                await ws.send_text(json.dumps(message))
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return False
+        if isinstance(event, Closed):
+            return True
+        if isinstance(event, Error) and event.code == "engine_error":
+            await ws.close(CLOSE_INTERNAL, event.message[:120])
+            return False
