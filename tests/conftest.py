@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import hypothesis as _hypothesis  # noqa: F401  (imported before any test: see below)
 import numpy as np
 import pytest
 
@@ -14,6 +15,9 @@ from voxindex.audio import Float32Array, StreamResampler, decode_file
 from voxindex.models.loader import WhisperModel, load_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# hypothesis is imported above, at collection, because its pytest plugin otherwise imports it
+# lazily at the end of a session; CPython 3.11.7's AST validator can then fail with
+# "SystemError: AST constructor recursion depth mismatch" while pytest rewrites its modules.
 
 # Ordinary read English, the kind a meeting or a dictation holds.
 PROSE = [
@@ -121,3 +125,33 @@ def synth() -> Synth:
 
 def load_fixture(name: str) -> Float32Array:
     return decode_file(FIXTURES / name)
+
+
+@dataclass
+class KeyedServer:
+    """A real server with auth on: a JWT secret and one API key (tenant ``compat``)."""
+
+    url: str  # http://127.0.0.1:PORT
+    api_key: str
+    secret: str
+    app: object
+
+    @property
+    def ws(self) -> str:
+        return self.url.replace("http", "ws", 1)
+
+
+@pytest.fixture(scope="session")
+def keyed_server(tiny: WhisperModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedServer]:
+    from tests.api.conftest import start_server
+    from voxindex.api.keys import ApiKeyStore
+    from voxindex.config import Settings
+
+    data = tmp_path_factory.mktemp("keyed")
+    _, key = ApiKeyStore(data / "keys.sqlite3").create("compat", ["transcribe", "search"])
+    secret = "keyed-secret-" + "z" * 32
+    settings = Settings(jwt_secret=secret, data_dir=data, cache_dir=data, max_streams=8, idle_timeout_s=20)
+    srv, uv, thread = start_server(settings, tiny)
+    yield KeyedServer(srv.url, key, secret, srv.app)
+    uv.should_exit = True
+    thread.join(timeout=30)

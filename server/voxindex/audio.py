@@ -136,17 +136,53 @@ def _frames_to_array(frames: list[av.AudioFrame]) -> Float32Array:
     return np.concatenate([f.to_ndarray().reshape(-1).astype(np.float32, copy=False) for f in frames])
 
 
+def _mulaw(code: int) -> int:
+    u = ~code & 0xFF
+    magnitude = (((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 7)
+    return -(magnitude - 0x84) if u & 0x80 else magnitude - 0x84
+
+
+def _alaw(code: int) -> int:
+    a = code ^ 0x55
+    exponent, mantissa = (a >> 4) & 7, a & 0x0F
+    magnitude = (mantissa << 4) + 8 if exponent == 0 else ((mantissa << 4) + 0x108) << (exponent - 1)
+    return magnitude if a & 0x80 else -magnitude
+
+
+# ITU-T G.711 (telephony): one byte per sample, decoded by table
+_MULAW = np.array([_mulaw(c) for c in range(256)], np.float32) / 32768.0
+_ALAW = np.array([_alaw(c) for c in range(256)], np.float32) / 32768.0
+
+
+def mulaw_to_float(data: bytes) -> Float32Array:
+    return _MULAW[np.frombuffer(data, dtype=np.uint8)]
+
+
+def alaw_to_float(data: bytes) -> Float32Array:
+    return _ALAW[np.frombuffer(data, dtype=np.uint8)]
+
+
+# encoding → (bytes per sample, decoder)
+PCM_ENCODINGS = {
+    "pcm_s16le": (2, pcm16_to_float),
+    "pcm_f32le": (4, f32_to_float),
+    "pcm_mulaw": (1, mulaw_to_float),
+    "pcm_alaw": (1, alaw_to_float),
+}
+
+
 class PcmDecoder:
     """Raw PCM bytes of a live stream → 16 kHz float32.
 
     Frames need not hold whole samples: a sample split across two frames is joined, as
     TCP-style chunking by clients and proxies requires. ``leftover`` counts bytes still
-    waiting for the rest of their sample.
+    waiting for the rest of their sample. Interleaved channels are mixed down to mono.
     """
 
-    def __init__(self, encoding: str, sample_rate: int) -> None:
-        self.width = {"pcm_s16le": 2, "pcm_f32le": 4}[encoding]
-        self._convert = pcm16_to_float if encoding == "pcm_s16le" else f32_to_float
+    def __init__(self, encoding: str, sample_rate: int, channels: int = 1) -> None:
+        sample_width, self._convert = PCM_ENCODINGS[encoding]
+        self.channels = channels
+        self.width = sample_width * channels  # bytes per frame of all channels
         self._carry = b""
         self._resampler = StreamResampler(sample_rate)
 
@@ -158,7 +194,12 @@ class PcmDecoder:
         data = self._carry + data
         whole = len(data) - len(data) % self.width
         self._carry = data[whole:]
-        return self._resampler.push(self._convert(data[:whole])) if whole else np.zeros(0, np.float32)
+        if not whole:
+            return np.zeros(0, np.float32)
+        samples = self._convert(data[:whole])
+        if self.channels > 1:
+            samples = samples.reshape(-1, self.channels).mean(axis=1, dtype=np.float32)
+        return self._resampler.push(samples)
 
     def flush(self) -> Float32Array:
         return self._resampler.flush()

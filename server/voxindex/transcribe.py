@@ -75,9 +75,14 @@ class OfflineTranscriber:
         self.mel = LogMel(wm.n_mels, wm.device)
         self.vad = Vad()
 
-    def transcribe(self, audio: Float32Array, language: str | None = None, words: bool = False) -> Transcript:
+    def transcribe(
+        self, audio: Float32Array, language: str | None = None, words: bool = False, prompt_text: str = ""
+    ) -> Transcript:
+        """``prompt_text`` primes the first window (spellings, names, style), as Whisper's prompt."""
         segments: list[Segment] = []
-        prompt: list[int] = []
+        prompt: list[int] = (
+            self.wm.tokenizer.encode(" " + prompt_text.strip())[-223:] if prompt_text.strip() else []
+        )
         speech = self.vad([VadState()], [audio])[0] >= SPEECH_PROBABILITY
         seek = 0
         while seek < audio.size:

@@ -16,8 +16,9 @@ from slowapi.errors import RateLimitExceeded
 from slowapi.middleware import SlowAPIASGIMiddleware
 
 from voxindex import __version__
-from voxindex.api import rest
+from voxindex.api import openai_rest, rest
 from voxindex.api.auth import SCOPES, AuthConfig, Authenticator, mint_token
+from voxindex.api.deepgram_ws import deepgram_stream
 from voxindex.api.keys import ApiKeyStore
 from voxindex.api.limits import (
     BodySizeLimit,
@@ -26,6 +27,7 @@ from voxindex.api.limits import (
     rest_limiter,
 )
 from voxindex.api.native_ws import native_stream
+from voxindex.api.openai_rest import OfflineService
 from voxindex.config import Settings
 from voxindex.engine.scheduler import Scheduler
 from voxindex.errors import InvalidRequestError
@@ -43,6 +45,7 @@ class Services:
     index: LiveIndex | None
     auth: Authenticator
     connects: ConnectLimits
+    offline: OfflineService
 
 
 def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI:
@@ -55,7 +58,8 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
         scheduler = Scheduler(wm, settings, index)
         scheduler.start()
         auth, connects = build_authenticator(settings), ConnectLimits.from_settings(settings)
-        app.state.services = Services(settings, wm, scheduler, index, auth, connects)
+        offline = OfflineService(wm, index)
+        app.state.services = Services(settings, wm, scheduler, index, auth, connects, offline)
         log.info("voxindex %s serving %s on %s", __version__, wm.name, wm.device)
         try:
             yield
@@ -67,7 +71,7 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
     app = FastAPI(title="voxindex", version=__version__, lifespan=lifespan)
     # the routes themselves, not include_router(): FastAPI >= 0.16x wraps an included router in
     # one route without an endpoint, and slowapi finds (and limits) requests by route endpoint
-    app.router.routes.extend(rest.router.routes)
+    app.router.routes.extend(rest.router.routes + openai_rest.router.routes)
     app.state.limiter = limiter = rest_limiter(settings, lambda: services().auth)
     app.add_middleware(SlowAPIASGIMiddleware)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -91,6 +95,12 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
     async def stream(ws: WebSocket) -> None:
         s = services()
         await native_stream(ws, s.scheduler, s.settings, s.auth, s.connects)
+
+    @app.websocket("/v1/listen")
+    async def listen(ws: WebSocket) -> None:
+        """Deepgram's live protocol (docs/compatibility.md)."""
+        s = services()
+        await deepgram_stream(ws, s.scheduler, s.settings, s.auth, s.connects)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any, Literal
 
+from voxindex.audio import PCM_ENCODINGS
 from voxindex.engine.events import (
     Closed,
     Event,
@@ -47,7 +48,7 @@ def close_code(error: VoxError) -> int:
 
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000
-ENCODINGS = {"pcm_s16le": 2, "pcm_f32le": 4}  # bytes per sample
+ENCODINGS = tuple(PCM_ENCODINGS)
 CONTROL_TYPES = ("flush", "keepalive", "close")
 
 # WebSocket close codes, as documented in docs/protocol.md: 4xxx mirror the HTTP statuses

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from voxindex.index.store import Segment
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class Span(Protocol):
+    """A stretch of transcript: a stored segment, or a segment of an offline transcript."""
+
+    @property
+    def start(self) -> float: ...
+
+    @property
+    def end(self) -> float: ...
+
+    @property
+    def text(self) -> str: ...
+
 
 FORMATS = {"json": "application/json", "txt": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
 
 
-def to_txt(segments: list[Segment]) -> str:
+def to_txt(segments: Sequence[Span]) -> str:
     return "".join(s.text + "\n" for s in segments)
 
 
@@ -20,7 +35,7 @@ def clock(seconds: float, sep: str = ".") -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
-def to_srt(segments: list[Segment]) -> str:
+def to_srt(segments: Sequence[Span]) -> str:
     blocks = [
         f"{n}\n{clock(s.start, ',')} --> {clock(max(s.end, s.start + 0.001), ',')}\n{s.text}\n"
         for n, s in enumerate(segments, start=1)
@@ -28,7 +43,7 @@ def to_srt(segments: list[Segment]) -> str:
     return "\n".join(blocks)
 
 
-def to_vtt(segments: list[Segment]) -> str:
+def to_vtt(segments: Sequence[Span]) -> str:
     cues = [
         f"{clock(s.start, '.')} --> {clock(max(s.end, s.start + 0.001), '.')}\n{s.text}\n" for s in segments
     ]

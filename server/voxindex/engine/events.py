@@ -36,6 +36,7 @@ class Final:
     end: float
     words: list[Word] = field(default_factory=list)
     language: str | None = None
+    reason: str = "endpoint"  # why now: endpoint | flush | close | window (25 s) | sentence (long monologue)
 
 
 @dataclass(frozen=True)

@@ -330,7 +330,7 @@ class Scheduler:
             return
         n = last_sentence_end(s.confirmed)
         if n:
-            self._emit_final(s, s.confirmed[:n])
+            self._emit_final(s, s.confirmed[:n], "sentence")
             s.confirmed = s.confirmed[n:]
             cut = s.confirmed[0].start if s.confirmed else (s.tail[0].start if s.tail else None)
             s.drop_audio_before(cut if cut is not None else s.audio_start)
@@ -344,7 +344,7 @@ class Scheduler:
             cut = s.tail[0].start if s.tail else track.final_until
         else:
             cut = track.final_until
-        self._emit_final(s, words)
+        self._emit_final(s, words, reason.value if reason is not None else "close")
         s.confirmed, s.tail = [], []
         s.drop_audio_before(min(cut, s.now))
         s.hypothesis_until = s.audio_start
@@ -356,11 +356,13 @@ class Scheduler:
             s.in_utterance = False
         self._track_speech(s, track)
 
-    def _emit_final(self, s: Stream, words: list[Word]) -> None:
+    def _emit_final(self, s: Stream, words: list[Word], reason: str) -> None:
         s.last_interim = ""
         if not words:
             return
-        final = Final(s.segment_id, join_words(words), words[0].start, words[-1].end, list(words), s.language)
+        final = Final(
+            s.segment_id, join_words(words), words[0].start, words[-1].end, list(words), s.language, reason
+        )
         if self.sink is not None:
             self.sink.commit(s.id, final, self.wm.name)  # durable before it is sent
         s.emit(final)

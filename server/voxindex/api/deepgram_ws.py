@@ -1,0 +1,300 @@
+"""``GET /v1/listen``: Deepgram's live-streaming protocol, so Deepgram clients work unchanged.
+
+Query parameters, auth (``Authorization: Token <key>``, ``Bearer``, or the browser subprotocols
+``["token", "<key>"]``), client messages (``KeepAlive``, ``Finalize``, ``CloseStream``) and
+server messages (``Results``, ``SpeechStarted``, ``UtteranceEnd``, ``Metadata``) follow
+https://developers.deepgram.com/reference/speech-to-text/listen-streaming. A refused handshake
+is an HTTP error response as Deepgram gives (401, 403, 400, 429, 503, with ``err_code`` and
+``err_msg``). Parameters voxindex has no use for (``model``, ``smart_format``, ``diarize``, …)
+are accepted and ignored. See docs/compatibility.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.datastructures import QueryParams
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from voxindex import __version__
+from voxindex.api.auth import Authenticator, AuthError, ForbiddenError
+from voxindex.api.limits import ConnectLimits, RateLimitedError, client_ip, origin_allowed
+from voxindex.api.protocol import ProtocolViolation
+from voxindex.api.session import Control, serve_stream
+from voxindex.audio import PcmDecoder
+from voxindex.config import Settings
+from voxindex.engine.events import Closed, Error, Event, Final, Interim, SpeechEnded, SpeechStarted
+from voxindex.engine.scheduler import Scheduler
+from voxindex.engine.stream import Stream, StreamOptions
+from voxindex.errors import CapacityError, InvalidRequestError, QuotaError, VoxError
+
+ENCODINGS = {"linear16": "pcm_s16le", "mulaw": "pcm_mulaw", "alaw": "pcm_alaw"}
+MIN_ENDPOINTING_MS = 300  # Whisper needs context: shorter silences would cut utterances apart
+CONTROLS: dict[str, Control] = {"KeepAlive": "keepalive", "Finalize": "flush", "CloseStream": "close"}
+STATUS = [  # refusal → HTTP status and Deepgram-style err_code
+    (AuthError, 401, "INVALID_AUTH"),
+    (ForbiddenError, 403, "INSUFFICIENT_PERMISSIONS"),
+    (RateLimitedError, 429, "TOO_MANY_REQUESTS"),
+    (QuotaError, 429, "TOO_MANY_REQUESTS"),
+    (CapacityError, 503, "SERVICE_UNAVAILABLE"),
+    (InvalidRequestError, 400, "Bad Request"),
+]
+
+
+@dataclass(frozen=True)
+class ListenOptions:
+    stream: StreamOptions
+    channels: int
+    interim_results: bool
+    vad_events: bool
+    utterance_end: bool
+    punctuate: bool
+    language: str
+
+
+def parse_listen(params: QueryParams, multilingual: bool) -> ListenOptions:
+    """Deepgram's query string → stream options. Unknown parameters are ignored."""
+    encoding = params.get("encoding")
+    if encoding is None:
+        raise InvalidRequestError(
+            "voxindex takes raw audio: set encoding (linear16, mulaw or alaw) and sample_rate"
+        )
+    if encoding not in ENCODINGS:
+        raise InvalidRequestError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding[:20]!r}")
+    rate = _int(params, "sample_rate", None)
+    if rate is None or not 8000 <= rate <= 48000:
+        raise InvalidRequestError("sample_rate is required for raw audio and must be 8000..48000")
+    channels = _int(params, "channels", 1)
+    if channels is None or not 1 <= channels <= 8:
+        raise InvalidRequestError("channels must be 1..8 (channels are mixed down to one)")
+    endpointing = params.get("endpointing", "10")
+    if endpointing.lower() == "false":
+        endpointing_ms = 10_000  # no pause ends an utterance short of 10 s of silence
+    else:
+        endpointing_ms = min(10_000, max(MIN_ENDPOINTING_MS, _int(params, "endpointing", 10) or 0))
+    language = params.get("language") or "en"
+    code = language.split("-")[0].lower()
+    if code == "multi":
+        code = "auto"
+    if not multilingual and code not in ("en", "auto"):
+        raise InvalidRequestError(
+            f"this server's model is English-only; language={language[:20]!r} unsupported"
+        )
+    if code != "auto" and not re.fullmatch(r"[a-z]{2,3}", code):
+        raise InvalidRequestError(f"language must be a code like 'en' or 'en-US', got {language[:20]!r}")
+    interim = _bool(params, "interim_results", False)
+    return ListenOptions(
+        stream=StreamOptions(
+            sample_rate=rate,
+            encoding=ENCODINGS[encoding],
+            language=None if code == "auto" or not multilingual else code,
+            interim_results=interim,
+            endpointing_ms=endpointing_ms,
+            vad=True,
+        ),
+        channels=channels,
+        interim_results=interim,
+        vad_events=_bool(params, "vad_events", False),
+        utterance_end=params.get("utterance_end_ms") is not None,
+        punctuate=_bool(params, "punctuate", False) or _bool(params, "smart_format", False),
+        language=language,
+    )
+
+
+def _int(params: QueryParams, name: str, default: int | None) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequestError(f"{name} must be an integer, got {raw[:20]!r}") from None
+
+
+def _bool(params: QueryParams, name: str, default: bool) -> bool:
+    raw = params.get(name)
+    return default if raw is None else raw.strip().lower() in ("true", "1", "yes")
+
+
+# ---------------- messages ----------------
+def plain_word(word: str) -> str:
+    """Deepgram's ``word``: lower case, without surrounding punctuation."""
+    return word.strip().strip(".,!?;:\"'()[]«»¿¡…").lower() or word.strip().lower()
+
+
+class DeepgramCodec:
+    def __init__(self, stream: Stream, options: ListenOptions, model: str) -> None:
+        self.request_id = stream.id
+        self.options = options
+        self.model = model
+        self.started = time.time()
+        self.last_word_end = 0.0
+        self.metadata = {
+            "request_id": stream.id,
+            "model_info": {"name": model, "version": __version__, "arch": "whisper"},
+            "model_uuid": hashlib.sha1(model.encode()).hexdigest(),
+        }
+
+    def control(self, text: str) -> Control:
+        try:
+            message = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            raise ProtocolViolation(
+                "text frames must be JSON messages; audio goes in binary frames"
+            ) from None
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise ProtocolViolation('messages are JSON objects with a "type" field')
+        kind = CONTROLS.get(message["type"])
+        if kind is None:
+            raise InvalidRequestError(
+                f"unknown message type {message['type'][:40]!r}; expected KeepAlive, Finalize or CloseStream"
+            )
+        return kind
+
+    def render(self, event: Event) -> list[dict[str, Any]]:
+        if isinstance(event, SpeechStarted):
+            return (
+                [{"type": "SpeechStarted", "channel": [0], "timestamp": event.time}]
+                if self.options.vad_events
+                else []
+            )
+        if isinstance(event, Interim):
+            if not self.options.interim_results:
+                return []
+            return [self._results(event.text, event.start, event.end, [], 0.0, final=False)]
+        if isinstance(event, Final):
+            words = [
+                {
+                    "word": plain_word(w.word),
+                    "start": w.start,
+                    "end": w.end,
+                    "confidence": w.confidence,
+                    "punctuated_word": w.word.strip(),
+                }
+                for w in event.words
+            ]
+            confidence = sum(w.confidence for w in event.words) / len(event.words) if event.words else 0.0
+            self.last_word_end = event.end
+            return [
+                self._results(
+                    event.text,
+                    event.start,
+                    event.end,
+                    words,
+                    confidence,
+                    final=True,
+                    speech_final=event.reason == "endpoint",
+                    from_finalize=event.reason == "flush",
+                )
+            ]
+        if isinstance(event, SpeechEnded):
+            if not self.options.utterance_end:
+                return []
+            return [{"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": self.last_word_end}]
+        if isinstance(event, Closed):
+            return [
+                {
+                    "type": "Metadata",
+                    "transaction_key": "deprecated",
+                    "request_id": self.request_id,
+                    "sha256": hashlib.sha256(self.request_id.encode()).hexdigest(),
+                    "created": datetime.fromtimestamp(self.started, UTC).isoformat().replace("+00:00", "Z"),
+                    "duration": event.duration,
+                    "channels": self.options.channels,
+                    "models": [self.metadata["model_uuid"]],
+                    "model_info": {self.metadata["model_uuid"]: self.metadata["model_info"]},
+                }
+            ]
+        if isinstance(event, Error):
+            return [
+                {
+                    "type": "Error",
+                    "err_code": event.code,
+                    "err_msg": event.message,
+                    "description": event.message,
+                }
+            ]
+        return []  # Ready: Deepgram sends nothing before the first result
+
+    def _results(
+        self,
+        text: str,
+        start: float,
+        end: float,
+        words: list[dict[str, Any]],
+        confidence: float,
+        *,
+        final: bool,
+        speech_final: bool = False,
+        from_finalize: bool = False,
+    ) -> dict[str, Any]:
+        transcript = text if self.options.punctuate else " ".join(plain_word(w) for w in text.split())
+        if not self.options.punctuate:
+            for w in words:
+                w.pop("punctuated_word", None)
+        return {
+            "type": "Results",
+            "channel_index": [0, 1],
+            "duration": round(max(0.0, end - start), 3),
+            "start": round(start, 3),
+            "is_final": final,
+            "speech_final": speech_final,
+            "from_finalize": from_finalize,
+            "channel": {
+                "alternatives": [{"transcript": transcript, "confidence": confidence, "words": words}]
+            },
+            "metadata": self.metadata,
+        }
+
+
+# ---------------- the handshake ----------------
+async def deepgram_stream(
+    ws: WebSocket, scheduler: Scheduler, settings: Settings, auth: Authenticator, connects: ConnectLimits
+) -> None:
+    offered = list(ws.scope.get("subprotocols") or [])
+    try:
+        stream, options = _admit(ws, offered, scheduler, settings, auth, connects)
+    except VoxError as e:
+        status, code = next(((s, c) for kind, s, c in STATUS if isinstance(e, kind)), (500, "INTERNAL"))
+        body = {"err_code": code, "err_msg": e.message, "category": e.code, "request_id": ""}
+        await ws.send_denial_response(JSONResponse(body, status_code=status))
+        return
+    await ws.accept(
+        subprotocol="token" if "token" in offered else None,
+        headers=[(b"dg-request-id", stream.id.encode())],
+    )
+    codec = DeepgramCodec(stream, options, scheduler.wm.name)
+    pcm = PcmDecoder(options.stream.encoding, options.stream.sample_rate, options.channels)
+    await serve_stream(ws, stream, scheduler, settings, codec, pcm)
+
+
+def _admit(
+    ws: WebSocket,
+    offered: list[str],
+    scheduler: Scheduler,
+    settings: Settings,
+    auth: Authenticator,
+    connects: ConnectLimits,
+) -> tuple[Stream, ListenOptions]:
+    origin = ws.headers.get("origin")
+    if not origin_allowed(origin, settings.allowed_origins):
+        raise ForbiddenError("origin not allowed")
+    connects.hit_ip(client_ip(ws))
+    token = (
+        offered[offered.index("token") + 1]
+        if "token" in offered[:-1]
+        else ws.query_params.get("access_token")
+    )
+    principal = auth.authenticate(ws.headers.get("authorization"), token).require("transcribe")
+    connects.hit_tenant(principal.tenant)
+    options = parse_listen(ws.query_params, scheduler.wm.multilingual)
+    stream = scheduler.open(options.stream, asyncio.get_running_loop(), principal.tenant)
+    return stream, options

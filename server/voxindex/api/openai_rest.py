@@ -1,0 +1,163 @@
+"""``POST /v1/audio/transcriptions``: OpenAI's transcription API, so OpenAI clients work unchanged.
+
+Multipart ``file`` (anything FFmpeg decodes), ``model`` (any name; the server's model answers),
+``language``, ``prompt``, ``response_format`` (json, text, verbose_json, srt, vtt) and
+``timestamp_granularities[]`` (segment, word), shaped as
+https://platform.openai.com/docs/api-reference/audio/createTranscription documents them.
+Errors use OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
+
+The file is transcribed offline (30 s windows, the best accuracy the model gives) on a worker
+thread, one file at a time beside the live engine, and stored in the transcript index like any
+stream, so it is searchable afterwards (its id is in the ``x-voxindex-stream-id`` header).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from voxindex.api.rest import ApiError, caller
+from voxindex.api.transcripts import to_srt, to_vtt
+from voxindex.audio import decode_file
+from voxindex.engine.events import Final
+from voxindex.errors import AudioDecodeError
+from voxindex.index.service import LiveIndex
+from voxindex.models.loader import WhisperModel
+from voxindex.transcribe import OfflineTranscriber, Transcript
+
+router = APIRouter()
+FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
+LANGUAGE_NAMES = {"en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian"}
+
+
+class OfflineService:
+    """One offline transcriber sharing the live engine's model; one file at a time."""
+
+    def __init__(self, wm: WhisperModel, index: LiveIndex | None) -> None:
+        self.wm = wm
+        self.index = index
+        self._transcriber: OfflineTranscriber | None = None
+        self._lock = threading.Lock()
+        self.turn = asyncio.Semaphore(1)
+
+    def transcribe(self, path: Path, language: str | None, prompt: str) -> Transcript:
+        audio = decode_file(path)
+        with self._lock:
+            if self._transcriber is None:
+                self._transcriber = OfflineTranscriber(self.wm)
+            transcript = self._transcriber.transcribe(audio, language, words=True, prompt_text=prompt)
+        return transcript
+
+    def store(self, transcript: Transcript, tenant: str) -> str | None:
+        if self.index is None:
+            return None
+        stream_id = uuid.uuid4().hex
+        self.index.open_stream(stream_id, self.wm.name, tenant)
+        for n, s in enumerate(transcript.segments):
+            final = Final(n, s.text, s.start, s.end, list(s.words), transcript.language, reason="file")
+            self.index.commit(stream_id, final, self.wm.name)
+        self.index.close_stream(stream_id)
+        return stream_id
+
+
+def openai_error(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+@router.post("/v1/audio/transcriptions", response_model=None)
+async def transcriptions(
+    request: Request,
+    file: Annotated[UploadFile, File(description="audio or video in any format FFmpeg reads")],
+    model: Annotated[str, Form(description="accepted for compatibility; the server's model answers")] = "",
+    language: Annotated[str | None, Form(description="ISO-639-1 code, e.g. en")] = None,
+    prompt: Annotated[str, Form(description="text that primes spelling and style")] = "",
+    response_format: Annotated[str, Form(description="json | text | verbose_json | srt | vtt")] = "json",
+    temperature: Annotated[float, Form(description="accepted; decoding is greedy")] = 0.0,
+    timestamp_granularities: Annotated[
+        list[str] | None, Form(alias="timestamp_granularities[]", description="segment and/or word")
+    ] = None,
+) -> Response:
+    try:
+        principal = caller(request, "transcribe")
+    except ApiError as e:
+        return openai_error(e.status, e.message, e.code)
+    service: OfflineService = request.app.state.services.offline
+    if response_format not in FORMATS:
+        return openai_error(
+            400, f"response_format must be one of {', '.join(FORMATS)}", "invalid_request", "response_format"
+        )
+    granularities = set(timestamp_granularities or [])
+    if not granularities <= {"segment", "word"}:
+        return openai_error(
+            400,
+            "timestamp_granularities[] takes segment and word",
+            "invalid_request",
+            "timestamp_granularities",
+        )
+    code = (language or "").split("-")[0].lower() or None
+    if code is not None and not service.wm.multilingual and code != "en":
+        return openai_error(400, f"this server's model is English-only; language={code!r}", "invalid_request")
+    with tempfile.TemporaryDirectory(prefix="voxindex-upload-") as tmp:
+        path = Path(tmp) / "upload"
+        with path.open("wb") as out:
+            while chunk := await file.read(1 << 20):
+                out.write(chunk)
+        try:
+            async with service.turn:
+                transcript = await asyncio.to_thread(service.transcribe, path, code, prompt)
+        except AudioDecodeError as e:
+            return openai_error(400, e.message.replace(str(path), file.filename or "file"), e.code, "file")
+    stream_id = await asyncio.to_thread(service.store, transcript, principal.tenant)
+    headers = {"x-voxindex-stream-id": stream_id} if stream_id else {}
+    return _render(transcript, response_format, granularities, headers)
+
+
+def _render(transcript: Transcript, fmt: str, granularities: set[str], headers: dict[str, str]) -> Response:
+    if fmt == "text":
+        return PlainTextResponse(transcript.text + "\n", headers=headers)
+    if fmt == "srt":
+        return PlainTextResponse(to_srt(transcript.segments), headers=headers)
+    if fmt == "vtt":
+        return PlainTextResponse(to_vtt(transcript.segments), media_type="text/vtt", headers=headers)
+    usage = {"type": "duration", "seconds": round(transcript.duration)}
+    if fmt == "json":
+        return JSONResponse({"text": transcript.text, "usage": usage}, headers=headers)
+    body: dict[str, Any] = {
+        "task": "transcribe",
+        "language": LANGUAGE_NAMES.get(transcript.language or "en", transcript.language or "english"),
+        "duration": transcript.duration,
+        "text": transcript.text,
+        "usage": usage,
+    }
+    if "segment" in granularities or not granularities:
+        body["segments"] = [
+            {
+                "id": n,
+                "seek": 0,
+                "start": s.start,
+                "end": s.end,
+                "text": " " + s.text,
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": 0.0,
+                "compression_ratio": 1.0,
+                "no_speech_prob": 0.0,
+            }
+            for n, s in enumerate(transcript.segments)
+        ]
+    if "word" in granularities:
+        body["words"] = [
+            {"word": w.word.strip(), "start": w.start, "end": w.end}
+            for s in transcript.segments
+            for w in s.words
+        ]
+    return JSONResponse(body, headers=headers)
