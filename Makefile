@@ -16,9 +16,10 @@ serve: setup
 	$(VENV)/bin/voxindex serve --dev $(ARGS)
 
 lint: setup-test
-	$(VENV)/bin/ruff check server tests benchmarks
-	$(VENV)/bin/ruff format --check server tests benchmarks
+	$(VENV)/bin/ruff check server tests benchmarks plugins
+	$(VENV)/bin/ruff format --check server tests benchmarks plugins
 	$(VENV)/bin/mypy
+	cd plugins/livekit-plugins-voxindex && $(abspath $(VENV))/bin/mypy --strict --namespace-packages --explicit-package-bases livekit
 
 test: lint
 	@$(VENV)/bin/python -m pytest $(ARGS); rc=$$?; \

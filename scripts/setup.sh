@@ -10,7 +10,7 @@ VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 stamp="$VENV/.installed${extras:+-$extras}"
 
-if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt plugins/livekit-plugins-voxindex/pyproject.toml ]; then
   exit 0
 fi
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "voxindex needs Python 3.11+"'
@@ -39,4 +39,7 @@ fi
 spec="."
 [ -n "$extras" ] && spec=".[$extras]"
 $pip install --quiet -e "$spec"
+if [ "$extras" = "test" ]; then  # the LiveKit plugin of plugins/, tested against the server
+  $pip install --quiet -e plugins/livekit-plugins-voxindex
+fi
 touch "$stamp"

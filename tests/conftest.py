@@ -6,6 +6,7 @@ import csv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hypothesis as _hypothesis  # noqa: F401  (imported before any test: see below)
 import numpy as np
@@ -155,3 +156,17 @@ def keyed_server(tiny: WhisperModel, tmp_path_factory: pytest.TempPathFactory) -
     yield KeyedServer(srv.url, key, secret, srv.app)
     uv.should_exit = True
     thread.join(timeout=30)
+
+
+def frames_48k(audio16k: Float32Array, ms: int = 20) -> list[Any]:
+    """Audio as a LiveKit room delivers it: 48 kHz PCM16 ``rtc.AudioFrame``s of ``ms`` each."""
+    from livekit import rtc
+
+    resampler = rtc.AudioResampler(16000, 48000, quality=rtc.AudioResamplerQuality.HIGH)
+    pcm = np.clip(audio16k * 32767, -32768, 32767).astype(np.int16)
+    step = 16000 * ms // 1000
+    out: list[Any] = []
+    for i in range(0, pcm.size, step):
+        chunk = pcm[i : i + step]
+        out += resampler.push(rtc.AudioFrame(chunk.tobytes(), 16000, 1, chunk.size))
+    return out + resampler.flush()

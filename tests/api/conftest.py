@@ -37,8 +37,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(settings: Settings, model: WhisperModel) -> tuple[Server, uvicorn.Server, threading.Thread]:
-    port = free_port()
+def start_server(
+    settings: Settings, model: WhisperModel, port: int | None = None
+) -> tuple[Server, uvicorn.Server, threading.Thread]:
+    port = port or free_port()
     if settings.data_dir == Settings().data_dir:  # never write ./data from a test
         settings = replace(settings, data_dir=settings.cache_dir / "data")
     settings = replace(settings, port=port, log_level="warning")

@@ -13,12 +13,11 @@ import av
 import numpy as np
 import pytest
 import websockets
-from livekit import rtc
 from livekit.agents import stt as lk_stt
 from livekit.plugins import deepgram
 
 from tests.api.conftest import frames_of, pcm16
-from tests.conftest import PROSE, KeyedServer, Synth, corpus_wer, load_fixture
+from tests.conftest import PROSE, KeyedServer, Synth, corpus_wer, frames_48k, load_fixture
 from voxindex.audio import alaw_to_float, mulaw_to_float
 
 GAP = np.zeros(16000, dtype=np.float32)
@@ -173,18 +172,6 @@ async def test_browsers_authenticate_with_the_token_subprotocol(keyed_server: Ke
 
 
 # ---------------- the real LiveKit Deepgram plugin ----------------
-def frames_48k(audio16k: np.ndarray, ms: int = 20) -> list[rtc.AudioFrame]:
-    """Audio as a LiveKit room delivers it: 48 kHz PCM16 frames."""
-    resampler = rtc.AudioResampler(16000, 48000, quality=rtc.AudioResamplerQuality.HIGH)
-    pcm = np.clip(audio16k * 32767, -32768, 32767).astype(np.int16)
-    step = 16000 * ms // 1000
-    out: list[rtc.AudioFrame] = []
-    for i in range(0, pcm.size, step):
-        chunk = pcm[i : i + step]
-        out += resampler.push(rtc.AudioFrame(chunk.tobytes(), 16000, 1, chunk.size))
-    return out + resampler.flush()
-
-
 async def test_the_livekit_deepgram_plugin_transcribes_through_voxindex(
     keyed_server: KeyedServer, synth: Synth
 ) -> None:

@@ -1,0 +1,205 @@
+"""``livekit.plugins.voxindex`` against a real voxindex server on loopback: 48 kHz frames of real
+speech in, LiveKit speech events out, with no LiveKit server involved."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from livekit.agents import APIConnectOptions, APIStatusError
+from livekit.agents import stt as lk_stt
+from livekit.plugins import voxindex
+
+from tests.api.conftest import free_port, start_server
+from tests.conftest import PROSE, KeyedServer, Synth, corpus_wer, frames_48k, load_fixture
+from voxindex.config import Settings
+from voxindex.models.loader import WhisperModel
+
+Kind = lk_stt.SpeechEventType
+GAP = np.zeros(16000, dtype=np.float32)
+HUMAN_REFERENCE = "go forward ten meters. eight of spades four of clubs seven of hearts."
+
+
+def human_speech() -> np.ndarray:
+    return np.concatenate([GAP, load_fixture("goforward.wav"), GAP, load_fixture("cards-005.wav"), GAP])
+
+
+@dataclass
+class Run:
+    events: list[lk_stt.SpeechEvent] = field(default_factory=list)
+    errors: list[Any] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+
+    def kinds(self) -> list[Kind]:
+        return [e.type for e in self.events if e.type != Kind.RECOGNITION_USAGE]
+
+    def finals(self) -> list[lk_stt.SpeechEvent]:
+        return [e for e in self.events if e.type == Kind.FINAL_TRANSCRIPT]
+
+    def text(self) -> str:
+        return " ".join(e.alternatives[0].text for e in self.finals())
+
+
+@pytest.fixture
+async def plugin(keyed_server: KeyedServer) -> AsyncIterator[voxindex.STT]:
+    stt = voxindex.STT(base_url=keyed_server.url, api_key=keyed_server.api_key)
+    yield stt
+    await stt.aclose()
+
+
+async def push(stream: voxindex.SpeechStream, audio: np.ndarray, *, real_time: bool = True) -> None:
+    for frame in frames_48k(audio):
+        stream.push_frame(frame)
+        if real_time:
+            await asyncio.sleep(frame.duration)
+
+
+async def collect(stt: voxindex.STT, stream: voxindex.SpeechStream, run: Run) -> None:
+    stt.on("error", run.errors.append)
+    async for event in stream:
+        run.events.append(event)
+
+
+def assert_paired(kinds: list[Kind]) -> None:
+    """START → INTERIM* → FINAL+ → END for every utterance; never two starts in a row."""
+    speaking = False
+    for kind in kinds:
+        if kind == Kind.START_OF_SPEECH:
+            assert not speaking, kinds
+            speaking = True
+        elif kind in (Kind.INTERIM_TRANSCRIPT, Kind.FINAL_TRANSCRIPT):
+            assert speaking, kinds
+        elif kind == Kind.END_OF_SPEECH:
+            assert speaking, kinds
+            speaking = False
+    assert not speaking, kinds
+
+
+async def test_real_speech_streams_to_paired_events_with_timings(plugin: voxindex.STT) -> None:
+    run = Run()
+    stream = plugin.stream()
+    collector = asyncio.create_task(collect(plugin, stream, run))
+    audio = human_speech()
+    await push(stream, audio)
+    stream.end_input()
+    await asyncio.wait_for(collector, 60)
+    assert corpus_wer([(HUMAN_REFERENCE, run.text())]) <= 0.15
+    kinds = run.kinds()
+    assert_paired(kinds)
+    assert kinds.count(Kind.START_OF_SPEECH) == 2 and Kind.INTERIM_TRANSCRIPT in kinds
+    usage = sum(e.recognition_usage.audio_duration for e in run.events if e.recognition_usage)
+    assert usage == pytest.approx(audio.size / 16000, abs=0.1)
+    for final in run.finals():
+        data = final.alternatives[0]
+        words = data.words or []
+        assert words and all(a.start_time <= b.start_time for a, b in itertools.pairwise(words))
+        assert data.start_time <= words[0].start_time and words[-1].end_time <= data.end_time + 0.01
+        assert final.speech_end_time is not None
+        assert run.started < final.speech_end_time <= final.created_at  # when speech ended, by the clock
+    ends = [e for e in run.events if e.type == Kind.END_OF_SPEECH]
+    assert all(e.speech_end_time is not None and e.speech_end_time <= e.created_at for e in ends)
+    assert not run.errors
+
+
+async def test_flush_makes_a_final_without_silence(plugin: voxindex.STT, synth: Synth) -> None:
+    run = Run()
+    stream = plugin.stream()
+    collector = asyncio.create_task(collect(plugin, stream, run))
+    await push(stream, synth(PROSE[5]), real_time=False)  # no trailing silence: no endpoint can fire
+    stream.flush()
+    for _ in range(300):
+        if run.finals():
+            break
+        await asyncio.sleep(0.1)
+    assert corpus_wer([(PROSE[5], run.text())]) <= 0.15  # the final came before the input ended
+    stream.end_input()
+    await asyncio.wait_for(collector, 60)
+    assert_paired(run.kinds())
+    assert not run.errors
+
+
+async def test_update_options_reaches_a_live_stream(plugin: voxindex.STT, synth: Synth) -> None:
+    run = Run()
+    stream = plugin.stream()
+    collector = asyncio.create_task(collect(plugin, stream, run))
+    await push(stream, np.concatenate([GAP, synth(PROSE[6]), GAP]))
+    while Kind.END_OF_SPEECH not in run.kinds():
+        await asyncio.sleep(0.1)
+    assert Kind.INTERIM_TRANSCRIPT in run.kinds()
+    plugin.update_options(interim_results=False)
+    seen = len(run.events)
+    await push(stream, np.concatenate([GAP, synth(PROSE[7]), GAP]))
+    stream.end_input()
+    await asyncio.wait_for(collector, 60)
+    later = [e.type for e in run.events[seen:]]
+    assert Kind.FINAL_TRANSCRIPT in later and Kind.INTERIM_TRANSCRIPT not in later
+    assert corpus_wer([(f"{PROSE[6]} {PROSE[7]}", run.text())]) <= 0.15
+
+
+async def test_a_bad_key_fails_fast_without_retries(keyed_server: KeyedServer) -> None:
+    stt = voxindex.STT(base_url=keyed_server.url, api_key="vxk_nobody_nothing")
+    run = Run()
+    stream = stt.stream(conn_options=APIConnectOptions(max_retry=3, retry_interval=2.0))
+    started = time.monotonic()
+    with pytest.raises(APIStatusError) as refused:
+        await asyncio.wait_for(collect(stt, stream, run), 10)
+    assert refused.value.status_code == 401 and not refused.value.retryable
+    assert time.monotonic() - started < 2.0  # no retry interval was waited
+    assert [e.recoverable for e in run.errors] == [False]
+    await stt.aclose()
+
+
+async def test_recognize_a_whole_buffer(plugin: voxindex.STT) -> None:
+    event = await plugin.recognize(frames_48k(load_fixture("goforward.wav")))
+    assert event.type == Kind.FINAL_TRANSCRIPT
+    assert corpus_wer([("go forward ten meters", event.alternatives[0].text)]) <= 0.1
+    assert event.alternatives[0].words
+
+
+@pytest.fixture
+def restartable(tiny: WhisperModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A server that can be stopped and started again on the same port and data."""
+    settings = Settings(no_auth=True, cache_dir=tmp_path_factory.mktemp("restart"))
+    port = free_port()
+    running: list[Any] = []
+
+    def start() -> str:
+        srv, uv, thread = start_server(settings, tiny, port=port)
+        running.append((uv, thread))
+        return srv.url
+
+    def stop() -> None:
+        uv, thread = running.pop()
+        uv.should_exit = True
+        thread.join(timeout=60)
+
+    yield start, stop
+    while running:
+        stop()
+
+
+async def test_a_server_restart_mid_stream_is_survived(restartable: Any, synth: Synth) -> None:
+    start, stop = restartable
+    url = start()
+    stt = voxindex.STT(base_url=url)
+    run = Run()
+    stream = stt.stream(conn_options=APIConnectOptions(max_retry=10, retry_interval=0.5))
+    collector = asyncio.create_task(collect(stt, stream, run))
+    await push(stream, np.concatenate([GAP, synth(PROSE[8]), GAP]))
+    while not run.finals():
+        await asyncio.sleep(0.1)
+    await asyncio.to_thread(stop)  # the server goes away mid-stream (it finishes what it heard)
+    await asyncio.to_thread(start)
+    await push(stream, np.concatenate([GAP, synth(PROSE[9]), GAP]))
+    stream.end_input()
+    await asyncio.wait_for(collector, 90)
+    await stt.aclose()
+    assert corpus_wer([(f"{PROSE[8]} {PROSE[9]}", run.text())]) <= 0.15
+    assert any(e.recoverable for e in run.errors)  # it did lose the connection, and came back
+    assert_paired(run.kinds())
