@@ -28,7 +28,7 @@ def decode_file(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Float32Arra
         raise AudioDecodeError(f"{p}: is a directory, not an audio file")
     if p.stat().st_size == 0:
         raise AudioDecodeError(f"{p}: file is empty")
-    _check_wav_complete(p)
+    check_wav_complete(p)
     try:
         samples = _decode(p, sample_rate)
     except AudioDecodeError:
@@ -58,7 +58,7 @@ def _decode(path: Path, sample_rate: int) -> Float32Array:
     return samples
 
 
-def _check_wav_complete(path: Path) -> None:
+def check_wav_complete(path: Path) -> None:
     """FFmpeg silently decodes what is left of a cut WAV; compare the data chunk's declared size instead."""
     with path.open("rb") as f:
         head = f.read(12)

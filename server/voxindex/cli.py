@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--no-index", action="store_false", dest="index", default=None)
     s.add_argument("--no-auth", action="store_true", dest="no_auth", default=None, help="loopback only")
+    s.add_argument("--import-dir", type=Path, dest="import_dir", help="recordings may be imported from here")
     s.add_argument("--dev", action="store_true", default=None, help="generate a dev secret, print a token")
     s.add_argument("--jwt-secret-file", type=Path, dest="jwt_secret_file", help="HS256 shared secret")
     s.add_argument("--jwt-public-key", type=Path, dest="jwt_public_key", help="RS256/ES256 public key (PEM)")
@@ -90,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.add_argument("--token", help="bearer token or API key (default: $VOXINDEX_TOKEN)")
 
+    ix = sub.add_parser("index", help="upload recordings to a server for background transcription and search")
+    ix.add_argument("files", nargs="+", type=Path)
+    ix.add_argument("--url", default="http://127.0.0.1:8080")
+    ix.add_argument("--token", help="bearer token or API key (default: $VOXINDEX_TOKEN)")
+    ix.add_argument("--no-wait", action="store_false", dest="wait", help="return once uploaded")
+    ix.add_argument("--json", action="store_true", help="print each recording's final status as JSON")
+
     b = sub.add_parser("bench", help="drive N real-time WebSocket streams and report latencies")
     b.add_argument("--url", help="server to drive; default: start one in-process")
     b.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4])
@@ -122,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "jwt_secret_file",
                     "jwt_public_key",
                     "jwks_file",
+                    "import_dir",
                     "jwt_audience",
                     "jwt_issuer",
                 )
@@ -140,6 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "search":
             return _search(args, settings)
+        if args.command == "index":
+            from voxindex.upload import index_files
+
+            return index_files(
+                args.url, args.token or settings.token, args.files, wait=args.wait, as_json=args.json
+            )
         if args.command == "token":
             return _token(args, settings)
         if args.command == "keys":

@@ -17,6 +17,7 @@ from slowapi.middleware import SlowAPIASGIMiddleware
 
 from voxindex import __version__
 from voxindex.api import openai_rest, rest
+from voxindex.api import recordings as recordings_api
 from voxindex.api.auth import SCOPES, AuthConfig, Authenticator, mint_token
 from voxindex.api.deepgram_ws import deepgram_stream
 from voxindex.api.keys import ApiKeyStore
@@ -28,7 +29,9 @@ from voxindex.api.limits import (
 )
 from voxindex.api.native_ws import native_stream
 from voxindex.api.openai_rest import OfflineService
+from voxindex.api.recordings import RecordingService
 from voxindex.config import Settings
+from voxindex.engine.recordings import Recordings
 from voxindex.engine.scheduler import Scheduler
 from voxindex.errors import InvalidRequestError
 from voxindex.index.service import LiveIndex
@@ -46,6 +49,7 @@ class Services:
     auth: Authenticator
     connects: ConnectLimits
     offline: OfflineService
+    recordings: RecordingService | None
 
 
 def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI:
@@ -55,11 +59,15 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         wm = model or load_model(settings.model, settings.device, settings.cache_dir, settings.compute_type)
         index = LiveIndex.open(settings.data_dir, settings.ivf_threshold) if settings.index else None
-        scheduler = Scheduler(wm, settings, index)
+        background = Recordings(index, wm.name) if index is not None else None
+        scheduler = Scheduler(wm, settings, index, background)
         scheduler.start()
+        recordings = RecordingService(settings, wm.name, index, background) if index and background else None
+        if recordings is not None:
+            recordings.resume()
         auth, connects = build_authenticator(settings), ConnectLimits.from_settings(settings)
         offline = OfflineService(wm, index)
-        app.state.services = Services(settings, wm, scheduler, index, auth, connects, offline)
+        app.state.services = Services(settings, wm, scheduler, index, auth, connects, offline, recordings)
         log.info("voxindex %s serving %s on %s", __version__, wm.name, wm.device)
         try:
             yield
@@ -71,7 +79,7 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
     app = FastAPI(title="voxindex", version=__version__, lifespan=lifespan)
     # the routes themselves, not include_router(): FastAPI >= 0.16x wraps an included router in
     # one route without an endpoint, and slowapi finds (and limits) requests by route endpoint
-    app.router.routes.extend(rest.router.routes + openai_rest.router.routes)
+    app.router.routes.extend(rest.router.routes + openai_rest.router.routes + recordings_api.router.routes)
     app.state.limiter = limiter = rest_limiter(settings, lambda: services().auth)
     app.add_middleware(SlowAPIASGIMiddleware)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

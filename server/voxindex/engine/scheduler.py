@@ -3,8 +3,8 @@
 ``Scheduler.step()`` is *ingest → schedule → execute → update*: take new audio and VAD
 decisions for every stream, pick the streams that need the model (finalizations first,
 then the most-lagging interim readings), run them as one batch, and turn the readings
-into interim and final events. Handlers never call the model; a slow client only ever
-slows itself.
+into interim and final events. Then recordings (background work) fill what is left.
+Handlers never call the model; a slow client only ever slows itself.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from voxindex.engine.align import Word
 from voxindex.engine.events import Closed, Error, Final, Interim, SpeechEnded, SpeechStarted
 from voxindex.engine.executor import MAX_WINDOW_AUDIO_S, Executor, Job, Reading
 from voxindex.engine.policy import agreed_prefix, join_words, last_sentence_end
+from voxindex.engine.recordings import Recordings
 from voxindex.engine.stream import PREROLL_S, FinalizeReason, Stream, StreamOptions, StreamStatus
 from voxindex.engine.vad import CHUNK, Vad
 from voxindex.errors import CapacityError, QuotaError
@@ -59,8 +60,15 @@ class StepStats:
     cost_per_item: float = 0.0  # moving average of seconds per reading in a batch
     recent_batches: deque[int] = field(default_factory=lambda: deque(maxlen=100))
 
+    recording_cost: float = 0.0  # the same, for a recording window (30 s windows cost more)
+
     def observe_cost(self, seconds: float) -> None:
         self.cost_per_item = seconds if self.cost_per_item <= 0 else 0.7 * self.cost_per_item + 0.3 * seconds
+
+    def observe_recording_cost(self, seconds: float) -> None:
+        self.recording_cost = (
+            seconds if self.recording_cost <= 0 else 0.7 * self.recording_cost + 0.3 * seconds
+        )
 
 
 @dataclass
@@ -74,12 +82,19 @@ class _Track:
 
 
 class Scheduler:
-    def __init__(self, wm: WhisperModel, settings: Settings, sink: TranscriptSink | None = None) -> None:
+    def __init__(
+        self,
+        wm: WhisperModel,
+        settings: Settings,
+        sink: TranscriptSink | None = None,
+        recordings: Recordings | None = None,
+    ) -> None:
         self.wm = wm
         self.settings = settings
         self.executor = Executor(wm)
         self.vad = Vad()
         self.sink = sink
+        self.recordings = recordings
         self.max_batch = settings.max_batch if settings.batching else 1
         self.stats = StepStats()
         self.streams: dict[str, Stream] = {}
@@ -167,9 +182,10 @@ class Scheduler:
             self.stats.observe_cost((time.perf_counter() - t) / len(batch))
             for (stream, job), reading in zip(batch, readings, strict=True):
                 self._update(stream, job, reading)
+        background = self._read_recordings(len(batch), started)
         finished = self._finish()
         self._record(started, len(batch))
-        return ingested or bool(batch) or finished
+        return ingested or bool(batch) or background or finished
 
     # ---------------- ingest: audio, VAD, endpoints ----------------
     def _ingest(self, streams: list[Stream]) -> bool:
@@ -283,6 +299,39 @@ class Scheduler:
                 stream.emit(Error("engine_error", f"transcription failed: {e.__class__.__name__}"))
                 stream.status = StreamStatus.FINISHED
             return [Reading(rejected="error") for _ in batch]
+
+    # ---------------- background: recordings in the room live streams leave ----------------
+    def _read_recordings(self, live_items: int, started: float) -> bool:
+        """Recording windows fill what live streams leave: the empty batch slots, and only the
+        step time left once every live reading that is due has been made. Finals always first."""
+        if self.recordings is None:
+            return False
+        self.recordings.finish_empty()
+        if not self.recordings.pending():
+            return False
+        spare = self.max_batch - live_items
+        if spare <= 0 or any(s.finalize is not None for s in list(self.streams.values())):
+            return False
+        cost = self.stats.recording_cost
+        if cost <= 0:
+            n = 1  # measure one window before filling the batch
+        elif live_items:
+            n = int((self.settings.step_budget_s - (time.perf_counter() - started)) / cost)
+        else:
+            n = max(1, int(self.settings.step_budget_s / cost))
+        taken = self.recordings.take(min(n, spare))
+        if not taken:
+            return False
+        t = time.perf_counter()
+        try:
+            readings = self.executor.run([job for _, _, job in taken])
+        except Exception as e:  # fail these recordings, never the loop or the live streams
+            log.exception("recording batch failed")
+            self.recordings.fail(taken, f"transcription failed: {e.__class__.__name__}")
+            return True
+        self.stats.observe_recording_cost((time.perf_counter() - t) / len(taken))
+        self.recordings.complete(taken, readings)
+        return True
 
     # ---------------- update: readings → events ----------------
     def _update(self, s: Stream, job: Job, reading: Reading) -> None:

@@ -26,12 +26,14 @@ class Hit:
     score: float
     before: str
     after: str
+    recording: bool = False  # the segment is from an uploaded recording (id = stream id)
 
     def to_json(self) -> dict[str, Any]:
         s = self.segment
         return {
             "segment_id": s.id,
             "stream_id": s.stream_id,
+            "recording_id": s.stream_id if self.recording else None,
             "segment_index": s.segment_index,
             "text": s.text,
             "start": s.start,
@@ -63,11 +65,12 @@ class Searcher:
                 k,
             )
         segments = self.store.get_segments([i for i, _ in ranked])
+        recordings = self.store.recording_ids({s.stream_id for s in segments.values()})
         hits = []
         for i, score in ranked:
             if i in segments:
                 before, after = self.store.neighbours(segments[i])
-                hits.append(Hit(segments[i], score, before, after))
+                hits.append(Hit(segments[i], score, before, after, segments[i].stream_id in recordings))
         return hits[:k]
 
     def _vector(self, query: str, k: int, filters: Filters) -> list[tuple[int, float]]:

@@ -39,6 +39,22 @@ class LiveIndex:
         self.indexer.submit(segment_id)
         return segment_id
 
+    # ---------------- recordings (the engine's RecordingSink) ----------------
+    def commit_window(self, recording_id: str, finals: list[Final], done_s: float, model: str) -> None:
+        for segment_id in self.store.commit_window(recording_id, finals, done_s, model):
+            self.indexer.submit(segment_id)
+
+    def finish_recording(self, recording_id: str, language: str | None) -> None:
+        self.store.update_recording(recording_id, status="indexed", language=language)
+        self.store.close_stream(recording_id)
+
+    def fail_recording(self, recording_id: str, reason: str) -> None:
+        self.store.update_recording(recording_id, status="failed", reason=reason)
+
+    def reuse_transcript(self, source: str, target: str) -> None:
+        for segment_id in self.store.copy_segments(source, target):
+            self.indexer.submit(segment_id)
+
     def delete_stream(self, stream_id: str, tenant: str | None = None) -> bool:
         ids = self.store.delete_stream(stream_id, tenant)
         if ids is None:

@@ -51,6 +51,23 @@ END;
 CREATE TRIGGER IF NOT EXISTS segments_ad AFTER DELETE ON segments BEGIN
     INSERT INTO segments_fts(segments_fts, rowid, text) VALUES ('delete', old.id, old.text);
 END;
+CREATE TABLE IF NOT EXISTS recordings (
+    id TEXT PRIMARY KEY REFERENCES streams(id) ON DELETE CASCADE,
+    tenant TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    media TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    duration REAL,
+    done_s REAL NOT NULL DEFAULT 0,
+    language TEXT,
+    model TEXT NOT NULL,
+    reused_from TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recordings_by_sha ON recordings(sha256, status);
 """
 
 
@@ -89,6 +106,39 @@ class Segment:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["words"] = [asdict(w) for w in self.words]
+        return d
+
+
+@dataclass(frozen=True)
+class RecordingRecord:
+    id: str
+    tenant: str
+    filename: str
+    sha256: str
+    media: str
+    status: str  # queued | transcribing | indexed | failed
+    reason: str | None
+    duration: float | None
+    done_s: float
+    language: str | None
+    model: str
+    reused_from: str | None
+    created: float
+    updated: float
+    segments: int
+
+    @property
+    def progress(self) -> float:
+        if self.status == "indexed":
+            return 1.0
+        if not self.duration:
+            return 0.0
+        return round(min(1.0, self.done_s / self.duration), 4)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        del d["media"], d["tenant"]
+        d["progress"] = self.progress
         return d
 
 
@@ -168,6 +218,145 @@ class Store:
             self._db.execute("DELETE FROM streams WHERE id = ?", (stream_id,))
             self._db.execute("COMMIT")
             return ids
+
+    # ---------------- recordings ----------------
+    def create_recording(
+        self, recording_id: str, tenant: str, filename: str, sha256: str, media: str, model: str
+    ) -> None:
+        """A recording is a stream (its segments, search and export work the same) plus its status."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT INTO streams(id, tenant, model, created, metadata) VALUES (?, ?, ?, ?, ?)",
+                (recording_id, tenant, model, now, json.dumps({"kind": "recording", "filename": filename})),
+            )
+            self._db.execute(
+                "INSERT INTO recordings(id, tenant, filename, sha256, media, status, model, created, updated)"
+                " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                (recording_id, tenant, filename, sha256, media, model, now, now),
+            )
+            self._db.execute("COMMIT")
+
+    def update_recording(self, recording_id: str, **fields: Any) -> None:
+        allowed = {"status", "reason", "duration", "language", "reused_from"}
+        assert set(fields) <= allowed, fields
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self._lock:
+            self._db.execute(
+                f"UPDATE recordings SET {sets}, updated = ? WHERE id = ?",
+                (*fields.values(), time.time(), recording_id),
+            )
+
+    def commit_window(
+        self, recording_id: str, finals: Sequence[Final], done_s: float, model: str
+    ) -> list[int]:
+        """A window's segments and the progress they make, in one transaction: a restart resumes
+        exactly after the last committed window, never repeating a segment."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            ids = []
+            for final in finals:
+                cur = self._db.execute(
+                    "INSERT INTO segments(stream_id, segment_index, start, end, text, words, language, model,"
+                    " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        recording_id,
+                        final.segment_id,
+                        final.start,
+                        final.end,
+                        final.text,
+                        json.dumps([asdict(w) for w in final.words]),
+                        final.language,
+                        model,
+                        time.time(),
+                    ),
+                )
+                ids.append(int(cur.lastrowid or 0))
+            self._db.execute(
+                "UPDATE recordings SET done_s = MAX(done_s, ?), status = 'transcribing', updated = ?"
+                " WHERE id = ?",
+                (done_s, time.time(), recording_id),
+            )
+            self._db.execute("COMMIT")
+            return ids
+
+    def copy_segments(self, source: str, target: str) -> list[int]:
+        """Reuse a finished transcript for identical content: the segments, under another id."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT INTO segments(stream_id, segment_index, start, end, text, words, language, model,"
+                " created) SELECT ?, segment_index, start, end, text, words, language, model, ?"
+                " FROM segments WHERE stream_id = ? ORDER BY segment_index",
+                (target, time.time(), source),
+            )
+            self._db.execute("COMMIT")
+            rows = self._db.execute("SELECT id FROM segments WHERE stream_id = ?", (target,)).fetchall()
+            return [int(r[0]) for r in rows]
+
+    def get_recording(self, recording_id: str, tenant: str | None = None) -> RecordingRecord | None:
+        rows = self._recordings(
+            "WHERE r.id = ?" + (" AND r.tenant = ?" if tenant else ""),
+            (recording_id, tenant) if tenant else (recording_id,),
+        )
+        return rows[0] if rows else None
+
+    def list_recordings(
+        self, tenant: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[RecordingRecord]:
+        where = "WHERE r.tenant = ?" if tenant else ""
+        params: tuple[Any, ...] = (tenant,) if tenant else ()
+        return self._recordings(f"{where} ORDER BY r.created DESC LIMIT ? OFFSET ?", (*params, limit, offset))
+
+    def indexed_recording(self, sha256: str) -> RecordingRecord | None:
+        """A finished transcript of the same content, if there is one."""
+        rows = self._recordings(
+            "WHERE r.sha256 = ? AND r.status = 'indexed' AND r.reused_from IS NULL"
+            " ORDER BY r.created LIMIT 1",
+            (sha256,),
+        )
+        return rows[0] if rows else None
+
+    def recording_ids(self, stream_ids: set[str]) -> set[str]:
+        """Which of these streams are recordings."""
+        if not stream_ids:
+            return set()
+        marks = ",".join("?" * len(stream_ids))
+        with self._lock:
+            rows = self._db.execute(f"SELECT id FROM recordings WHERE id IN ({marks})", tuple(stream_ids))
+            return {str(r[0]) for r in rows}
+
+    def unfinished_recordings(self) -> list[RecordingRecord]:
+        return self._recordings("WHERE r.status IN ('queued', 'transcribing') ORDER BY r.created", ())
+
+    def _recordings(self, tail: str, params: Sequence[Any]) -> list[RecordingRecord]:
+        sql = (
+            "SELECT r.*, (SELECT COUNT(*) FROM segments g WHERE g.stream_id = r.id) AS n FROM recordings r "
+            + tail
+        )
+        with self._lock:
+            rows = self._db.execute(sql, tuple(params)).fetchall()
+        return [
+            RecordingRecord(
+                r["id"],
+                r["tenant"],
+                r["filename"],
+                r["sha256"],
+                r["media"],
+                r["status"],
+                r["reason"],
+                r["duration"],
+                r["done_s"],
+                r["language"],
+                r["model"],
+                r["reused_from"],
+                r["created"],
+                r["updated"],
+                r["n"],
+            )
+            for r in rows
+        ]
 
     # ---------------- reads ----------------
     def get_stream(self, stream_id: str, tenant: str | None = None) -> StreamRecord | None:

@@ -1,0 +1,261 @@
+"""``/v1/recordings``: upload audio or video for background transcription and indexing.
+
+An upload is checked (it must be media with an audio track the decoder reads), stored under
+``<data-dir>/media``, and answered ``202`` at once. A worker thread decodes it (PyAV) and finds
+its speech (Silero VAD); the engine then reads it in windows in the room live streams leave
+(engine/recordings.py). Identical content (SHA-256) is transcribed once: a second upload reuses
+the transcript. Unfinished recordings resume after a restart from their last committed window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import av
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.datastructures import UploadFile
+
+from voxindex.api.rest import ApiError, caller
+from voxindex.audio import check_wav_complete, decode_file
+from voxindex.config import Settings
+from voxindex.engine.recordings import Recordings, RecordingWork, plan_windows
+from voxindex.engine.vad import Vad, VadState
+from voxindex.errors import AudioDecodeError
+from voxindex.index.service import LiveIndex
+from voxindex.index.store import RecordingRecord
+
+log = logging.getLogger("voxindex.api")
+router = APIRouter()
+MAX_FILES_PER_REQUEST = 20
+
+
+class RecordingService:
+    """Uploads in, prepared work out to the engine; the store keeps every status."""
+
+    def __init__(self, settings: Settings, model: str, index: LiveIndex, recordings: Recordings) -> None:
+        self.settings = settings
+        self.model = model
+        self.index = index
+        self.recordings = recordings
+        self.media_dir = settings.data_dir / "media"
+        self.media_dir.mkdir(parents=True, exist_ok=True)
+        self._vad = Vad()
+        self._turn = asyncio.Semaphore(1)  # one decode + VAD at a time beside the engine
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def resume(self) -> None:
+        """Queue again what a restart interrupted; committed windows are not read twice."""
+        for record in self.index.store.unfinished_recordings():
+            self._schedule(record)
+
+    async def add(self, source: Path, filename: str, tenant: str) -> RecordingRecord:
+        """Check, hash and keep ``source`` (a temporary file this call may move), then queue it."""
+        await asyncio.to_thread(probe, source, filename)
+        sha256 = await asyncio.to_thread(file_sha256, source)
+        recording_id = uuid.uuid4().hex
+        media = self.media_dir / f"{recording_id}{Path(filename).suffix.lower()[:10]}"
+        await asyncio.to_thread(shutil.move, str(source), media)
+        store = self.index.store
+        store.create_recording(recording_id, tenant, filename, sha256, str(media), self.model)
+        earlier = store.indexed_recording(sha256)
+        if earlier is not None:  # identical content: reuse its transcript
+            self.index.reuse_transcript(earlier.id, recording_id)
+            store.update_recording(
+                recording_id,
+                status="indexed",
+                duration=earlier.duration,
+                language=earlier.language,
+                reused_from=earlier.id,
+            )
+            self.index.close_stream(recording_id)
+        else:
+            self._schedule(store.get_recording(recording_id) or _missing(recording_id))
+        return store.get_recording(recording_id) or _missing(recording_id)
+
+    def delete(self, recording_id: str, tenant: str | None) -> bool:
+        record = self.index.store.get_recording(recording_id, tenant)
+        if record is None:
+            return False
+        self.recordings.cancel(recording_id)
+        self.index.delete_stream(recording_id, tenant)
+        Path(record.media).unlink(missing_ok=True)
+        return True
+
+    def _schedule(self, record: RecordingRecord) -> None:
+        task = asyncio.get_running_loop().create_task(self._prepare(record))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _prepare(self, record: RecordingRecord) -> None:
+        try:
+            async with self._turn:
+                work = await asyncio.to_thread(self._work, record)
+        except AudioDecodeError as e:
+            reason = e.message.replace(record.media, record.filename)
+            self.index.store.update_recording(record.id, status="failed", reason=reason)
+            return
+        except Exception as e:  # never a stuck job: anything unexpected fails the recording
+            log.exception("preparing recording %s failed", record.id)
+            self.index.store.update_recording(
+                record.id, status="failed", reason=f"{e.__class__.__name__}: {e}"
+            )
+            return
+        if self.index.store.get_recording(record.id) is not None:  # not deleted meanwhile
+            self.recordings.submit(work)
+
+    def _work(self, record: RecordingRecord) -> RecordingWork:
+        audio = decode_file(record.media)
+        duration = round(audio.size / 16000, 3)
+        speech = self._vad([VadState()], [audio])[0]
+        windows = [w for w in plan_windows(speech, duration) if w.end > record.done_s + 1e-3]
+        self.index.store.update_recording(record.id, status="transcribing", duration=duration)
+        return RecordingWork(record.id, audio, windows, language=None, segments=record.segments)
+
+
+def _missing(recording_id: str) -> RecordingRecord:
+    raise ApiError(404, "not_found", f"no recording {recording_id}")
+
+
+def probe(path: Path, filename: str) -> None:
+    """Media with an audio track the decoder can read, or AudioDecodeError saying what is wrong."""
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(f"{filename}: file is empty")
+    try:
+        check_wav_complete(path)
+    except AudioDecodeError as e:
+        raise AudioDecodeError(e.message.replace(str(path), filename)) from None
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioDecodeError(f"{filename}: has no audio track")
+            stream = container.streams.audio[0]
+            for n, _ in enumerate(container.decode(stream)):
+                if n >= 4:  # a few frames decode: the codec is supported and the data is audio
+                    break
+    except AudioDecodeError:
+        raise
+    except (av.error.FFmpegError, ValueError, IndexError, OSError) as e:
+        raise AudioDecodeError(
+            f"{filename}: not a readable audio or video file ({e.__class__.__name__})"
+        ) from e
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------- routes ----------------
+def _service(request: Request) -> RecordingService:
+    service: RecordingService | None = request.app.state.services.recordings
+    if service is None:
+        raise ApiError(503, "index_disabled", "this server runs without a transcript index")
+    return service
+
+
+@router.post("/v1/recordings", status_code=202, response_model=None)
+async def create_recordings(request: Request) -> JSONResponse:
+    """Multipart ``file`` (one or more), or JSON ``{"url": "file:///..."}`` under the import dir."""
+    principal = caller(request, "transcribe")
+    service = _service(request)
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("application/json"):
+        record = await _import(request, service, principal.tenant)
+        return JSONResponse(record.to_json(), status_code=202)
+    if not kind.startswith("multipart/form-data"):
+        raise ApiError(415, "invalid_request", "send multipart/form-data with a file, or JSON with a url")
+    form = await request.form(max_files=MAX_FILES_PER_REQUEST)
+    uploads = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
+    if not uploads:
+        raise ApiError(400, "invalid_request", "no file: send the media in a multipart field named 'file'")
+    records = []
+    for upload in uploads:
+        name = Path(upload.filename or "upload").name or "upload"
+        with tempfile.NamedTemporaryFile(dir=service.media_dir, prefix=".upload-", delete=False) as tmp:
+            while chunk := await upload.read(1 << 20):
+                tmp.write(chunk)
+        try:
+            records.append(await service.add(Path(tmp.name), name, principal.tenant))
+        except AudioDecodeError as e:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise ApiError(400, e.code, e.message) from None
+    if len(records) == 1:
+        return JSONResponse(records[0].to_json(), status_code=202)
+    return JSONResponse({"recordings": [r.to_json() for r in records]}, status_code=202)
+
+
+async def _import(request: Request, service: RecordingService, tenant: str) -> RecordingRecord:
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_request", "the body is not JSON") from None
+    url = body.get("url") if isinstance(body, dict) else None
+    if not isinstance(url, str):
+        raise ApiError(400, "invalid_request", 'JSON uploads need {"url": "file:///path/in/the/import/dir"}')
+    root = service.settings.import_dir
+    parsed = urlparse(url)
+    if root is None or parsed.scheme not in ("file", ""):
+        raise ApiError(
+            400, "invalid_request", "only file:// URLs inside the server's import dir (--import-dir) are read"
+        )
+    path = Path(unquote(parsed.path)).resolve()
+    if not path.is_relative_to(root.resolve()) or not path.is_file():
+        raise ApiError(404, "not_found", f"no such file in the import dir: {parsed.path[:200]}")
+    if path.stat().st_size > service.settings.max_body_bytes:
+        raise ApiError(
+            413, "payload_too_large", f"file over the limit of {service.settings.max_body_bytes} bytes"
+        )
+    copy = service.media_dir / f".import-{uuid.uuid4().hex}"
+    await asyncio.to_thread(shutil.copyfile, path, copy)
+    try:
+        return await service.add(copy, path.name, tenant)
+    except AudioDecodeError as e:
+        copy.unlink(missing_ok=True)
+        raise ApiError(400, e.code, e.message) from None
+
+
+@router.get("/v1/recordings")
+def list_recordings(request: Request) -> dict[str, Any]:
+    principal = caller(request, "search")
+    records = _service(request).index.store.list_recordings(principal.tenant_filter())
+    return {"recordings": [r.to_json() for r in records]}
+
+
+@router.get("/v1/recordings/{recording_id}")
+def get_recording(request: Request, recording_id: str) -> dict[str, Any]:
+    principal = caller(request, "search")
+    record = _service(request).index.store.get_recording(recording_id, principal.tenant_filter())
+    if record is None:
+        raise ApiError(404, "not_found", f"no recording {recording_id}")
+    return record.to_json()
+
+
+@router.get("/v1/recordings/{recording_id}/media", response_model=None)
+def get_media(request: Request, recording_id: str) -> FileResponse:
+    """The uploaded file, for playing a search hit from its ``start`` (HTTP range requests work)."""
+    principal = caller(request, "search")
+    record = _service(request).index.store.get_recording(recording_id, principal.tenant_filter())
+    if record is None or not Path(record.media).exists():
+        raise ApiError(404, "not_found", f"no media for recording {recording_id}")
+    return FileResponse(record.media, filename=record.filename)
+
+
+@router.delete("/v1/recordings/{recording_id}")
+def delete_recording(request: Request, recording_id: str) -> dict[str, Any]:
+    principal = caller(request, "transcribe")
+    if not _service(request).delete(recording_id, principal.tenant_filter()):
+        raise ApiError(404, "not_found", f"no recording {recording_id}")
+    return {"deleted": recording_id}

@@ -1,0 +1,219 @@
+"""Background work for the engine: uploaded recordings, read in windows when live streams leave room.
+
+A recording is decoded and its speech found (Silero VAD) before it reaches the engine; here it
+is a list of windows of at most ``WINDOW_S`` that start and end in silence, so no word is cut.
+The scheduler takes windows with ``take`` for the batch slots live streams leave empty and
+hands the readings back with ``complete``; windows are committed in order, each with the audio
+time done, so a restart resumes after the last committed window without duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from voxindex.audio import SAMPLE_RATE, Float32Array
+from voxindex.engine.align import Word
+from voxindex.engine.events import Final
+from voxindex.engine.executor import Job, Reading
+from voxindex.engine.policy import join_words
+from voxindex.engine.vad import CHUNK_S
+
+log = logging.getLogger("voxindex.engine")
+
+WINDOW_S = 28.0  # audio per window: Whisper reads 30 s, and the edges stay in silence
+MIN_CUT_S = 18.0  # a window running into unbroken speech is cut at its quietest point after this
+SPEECH_PROBABILITY = 0.5
+MERGE_GAP_S = 0.6  # pauses shorter than this stay inside one speech region
+PAD_S = 0.2
+PAUSE_SPLITS_SEGMENT_S = 1.0
+
+
+@dataclass(frozen=True)
+class Window:
+    start: float
+    end: float
+
+
+def plan_windows(speech: npt.NDArray[np.float32], duration: float) -> list[Window]:
+    """Windows of at most WINDOW_S covering every stretch of speech; edges fall in silence
+    (or, inside unbroken speech, at the least speech-like 32 ms chunk)."""
+    regions = _speech_regions(speech, duration)
+    windows: list[Window] = []
+    start: float | None = None
+    end = 0.0
+    for a, b in regions:
+        if start is not None and b - start <= WINDOW_S:
+            end = b
+            continue
+        if start is not None:
+            windows.append(Window(start, end))
+        start, end = a, b
+        while end - start > WINDOW_S:  # unbroken speech: cut at its quietest point
+            lo, hi = int((start + MIN_CUT_S) / CHUNK_S), int((start + WINDOW_S) / CHUNK_S)
+            cut = (lo + int(np.argmin(speech[lo:hi]))) * CHUNK_S if hi > lo else start + WINDOW_S
+            windows.append(Window(start, cut))
+            start = cut
+    if start is not None:
+        windows.append(Window(start, end))
+    return [Window(round(w.start, 3), round(w.end, 3)) for w in windows if w.end - w.start > 0.1]
+
+
+def _speech_regions(speech: npt.NDArray[np.float32], duration: float) -> list[tuple[float, float]]:
+    voiced = speech >= SPEECH_PROBABILITY
+    regions: list[tuple[float, float]] = []
+    i = 0
+    while i < voiced.size:
+        if not voiced[i]:
+            i += 1
+            continue
+        j = i
+        while j < voiced.size and voiced[j]:
+            j += 1
+        a, b = max(0.0, i * CHUNK_S - PAD_S), min(duration, j * CHUNK_S + PAD_S)
+        if regions and a - regions[-1][1] < MERGE_GAP_S:
+            regions[-1] = (regions[-1][0], b)
+        else:
+            regions.append((a, b))
+        i = j
+    return regions
+
+
+def split_segments(words: list[Word]) -> list[list[Word]]:
+    """Sentences, or stretches between pauses of a second or more: the unit a search hit shows."""
+    segments: list[list[Word]] = []
+    current: list[Word] = []
+    for w in words:
+        if current and w.start - current[-1].end >= PAUSE_SPLITS_SEGMENT_S:
+            segments.append(current)
+            current = []
+        current.append(w)
+        if w.word.rstrip().endswith((".", "?", "!")):
+            segments.append(current)
+            current = []
+    if current:
+        segments.append(current)
+    return segments
+
+
+class RecordingSink(Protocol):
+    """Where a recording's windows go (the store). Called on the engine thread."""
+
+    def commit_window(self, recording_id: str, finals: list[Final], done_s: float, model: str) -> None: ...
+
+    def finish_recording(self, recording_id: str, language: str | None) -> None: ...
+
+    def fail_recording(self, recording_id: str, reason: str) -> None: ...
+
+
+@dataclass
+class RecordingWork:
+    id: str
+    audio: Float32Array
+    windows: list[Window]
+    language: str | None = None
+    next_window: int = 0  # the next window to hand out
+    segments: int = 0  # segments committed so far (their index continues from here)
+    cancelled: bool = False
+    detected: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.next_window >= len(self.windows)
+
+
+@dataclass
+class Recordings:
+    sink: RecordingSink
+    model: str
+    _queue: deque[RecordingWork] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def submit(self, work: RecordingWork) -> None:
+        """Queue a prepared recording (any thread). One without windows is finished at once."""
+        with self._lock:
+            self._queue.append(work)
+
+    def cancel(self, recording_id: str) -> None:
+        with self._lock:
+            for work in self._queue:
+                if work.id == recording_id:
+                    work.cancelled = True
+
+    def pending(self) -> bool:
+        with self._lock:
+            return bool(self._queue)
+
+    def take(self, n: int) -> list[tuple[RecordingWork, Window, Job]]:
+        """Up to ``n`` windows, oldest recording first, in order within a recording."""
+        taken: list[tuple[RecordingWork, Window, Job]] = []
+        with self._lock:
+            for work in self._queue:
+                while len(taken) < n and not work.done and not work.cancelled:
+                    window = work.windows[work.next_window]
+                    work.next_window += 1
+                    a, b = round(window.start * SAMPLE_RATE), round(window.end * SAMPLE_RATE)
+                    language = work.language or work.detected
+                    taken.append((work, window, Job(work.audio[a:b], window.start, (), language)))
+                if len(taken) >= n:
+                    break
+        return taken
+
+    def complete(self, taken: list[tuple[RecordingWork, Window, Job]], readings: list[Reading]) -> None:
+        """Commit each window's segments in order; finish recordings whose last window is in."""
+        for (work, window, _), reading in zip(taken, readings, strict=True):
+            if work.cancelled:
+                continue
+            work.detected = work.detected or reading.language
+            finals = []
+            for words in split_segments(reading.words):
+                text = join_words(words)
+                if text:
+                    finals.append(
+                        Final(
+                            work.segments,
+                            text,
+                            words[0].start,
+                            words[-1].end,
+                            words,
+                            work.detected,
+                            "recording",
+                        )
+                    )
+                    work.segments += 1
+            try:
+                self.sink.commit_window(work.id, finals, window.end, self.model)
+            except Exception as e:  # e.g. the recording was deleted meanwhile: drop it, keep going
+                log.warning("recording %s: window not stored (%s); dropping it", work.id, e)
+                work.cancelled = True
+                with contextlib.suppress(Exception):
+                    self.sink.fail_recording(
+                        work.id, f"could not store its transcript: {e.__class__.__name__}"
+                    )
+        with self._lock:
+            for work in [w for w in self._queue if w.cancelled or w.done]:
+                self._queue.remove(work)
+                if not work.cancelled:
+                    self.sink.finish_recording(work.id, work.language or work.detected)
+
+    def fail(self, taken: list[tuple[RecordingWork, Window, Job]], reason: str) -> None:
+        with self._lock:
+            for work in {id(w): w for w, _, _ in taken}.values():
+                work.cancelled = True
+                if work in self._queue:
+                    self._queue.remove(work)
+                self.sink.fail_recording(work.id, reason)
+
+    def finish_empty(self) -> None:
+        """Recordings that had no speech at all are done as soon as the engine sees them."""
+        with self._lock:
+            for work in [w for w in self._queue if not w.windows]:
+                self._queue.remove(work)
+                self.sink.finish_recording(work.id, work.language)
