@@ -16,10 +16,11 @@ serve: setup
 	$(VENV)/bin/voxindex serve --dev $(ARGS)
 
 lint: setup-test
-	$(VENV)/bin/ruff check server tests benchmarks plugins
-	$(VENV)/bin/ruff format --check server tests benchmarks plugins
+	$(VENV)/bin/ruff check server tests benchmarks plugins clients
+	$(VENV)/bin/ruff format --check server tests benchmarks plugins clients
 	$(VENV)/bin/mypy
 	cd plugins/livekit-plugins-voxindex && $(abspath $(VENV))/bin/mypy --strict --namespace-packages --explicit-package-bases livekit
+	cd clients/python && $(abspath $(VENV))/bin/mypy --strict voxindex_client
 
 test: lint
 	@$(VENV)/bin/python -m pytest $(ARGS); rc=$$?; \

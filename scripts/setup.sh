@@ -10,7 +10,17 @@ VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 stamp="$VENV/.installed${extras:+-$extras}"
 
-if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt plugins/livekit-plugins-voxindex/pyproject.toml ]; then
+# The browser test drives Debian's Chromium: install it where we may (root with apt-get).
+if [ "$extras" = "test" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+  && [ "$(id -u)" = 0 ]; then
+  echo "setup: installing Debian's chromium and chromium-driver for the browser test"
+  { apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }; } \
+    || echo "setup: could not install chromium: the browser test will be skipped (loudly)"
+fi
+
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt plugins/livekit-plugins-voxindex/pyproject.toml ] \
+  && [ "$stamp" -nt clients/python/pyproject.toml ]; then
   exit 0
 fi
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "voxindex needs Python 3.11+"'
@@ -39,6 +49,7 @@ fi
 spec="."
 [ -n "$extras" ] && spec=".[$extras]"
 $pip install --quiet -e "$spec"
+$pip install --quiet -e clients/python  # voxindex_client: `voxindex stream` is built on it
 if [ "$extras" = "test" ]; then  # the LiveKit plugin of plugins/, tested against the server
   $pip install --quiet -e plugins/livekit-plugins-voxindex
 fi

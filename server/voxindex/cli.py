@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -91,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.add_argument("--token", help="bearer token or API key (default: $VOXINDEX_TOKEN)")
 
+    st = sub.add_parser("stream", help="stream a file (or the microphone) to a server, show the transcript")
+    st.add_argument("file", nargs="?", type=Path)
+    st.add_argument("--url", default="http://127.0.0.1:8080")
+    st.add_argument("--token", help="bearer token or API key (default: $VOXINDEX_TOKEN)")
+    st.add_argument(
+        "--fast", action="store_true", help="send as fast as the server accepts, not in real time"
+    )
+    st.add_argument("--mic", action="store_true", help="stream the default input device until Ctrl-C")
+
     ix = sub.add_parser("index", help="upload recordings to a server for background transcription and search")
     ix.add_argument("files", nargs="+", type=Path)
     ix.add_argument("--url", default="http://127.0.0.1:8080")
@@ -149,6 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "search":
             return _search(args, settings)
+        if args.command == "stream":
+            from voxindex.stream_cli import stream
+
+            if (args.file is None) == (not args.mic):
+                print("error: invalid_request: give a FILE or --mic", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            token = args.token or settings.token
+            return stream(args.url, token, args.file, fast=args.fast, mic=args.mic)
         if args.command == "index":
             from voxindex.upload import index_files
 
@@ -283,9 +301,15 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(body))
         return 0
+    if not body["hits"]:
+        print("no hits", file=sys.stderr)
+        return 0
+    width = shutil.get_terminal_size((120, 20)).columns
+    print(f"{'score':>7}  {'source':<13} {'from':<12}  text")
     for hit in body["hits"]:
-        where = f"{hit['stream_id'][:8]} {clock(hit['start'])}"
-        print(f"{hit['score']:.4f}  [{where}]  {hit['text']}")
+        source = ("rec " if hit.get("recording_id") else "live ") + hit["stream_id"][:8]
+        line = f"{hit['score']:7.4f}  {source:<13} {clock(hit['start']):<12}  {hit['text']}"
+        print(line if len(line) <= width else line[: width - 1] + "…")
     return 0
 
 

@@ -44,6 +44,7 @@ class Settings:
     jwks_file: Path | None = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
+    web_dir: Path | None = None  # the browser app served at /; default: the repository's clients/web
     import_dir: Path | None = None  # POST /v1/recordings {"url": "file:///..."} reads only inside it
     token: str | None = None  # the credential `voxindex search` sends (VOXINDEX_TOKEN)
     # limits (docs/limits.md); a rate is "N/second|minute|hour" or "N per K seconds", "" disables it

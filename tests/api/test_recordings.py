@@ -371,6 +371,10 @@ def test_voxindex_index_uploads_and_follows_to_the_end(
     out, err = capsys.readouterr()
     assert out.startswith("indexed ") and "standup.wav" in out and "segments" in out
     assert "100%" in err and "#" * 30 in err  # the progress bar reached the end
+    assert main(["search", "version of the application", "--url", rec_server.url, "--mode", "keyword"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["score", "source", "from", "text"]
+    assert any(row.split()[1] == "rec" and "application" in row for row in table[1:])  # a row per hit
     assert main(["index", "--url", rec_server.url, str(bad), str(tmp_path / "missing.wav")]) == 2
     out, err = capsys.readouterr()
     assert "bad_audio" in err and "notes.txt" in err and "missing.wav" in err and out == ""

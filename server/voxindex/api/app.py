@@ -7,11 +7,13 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from slowapi.errors import RateLimitExceeded
 from slowapi.middleware import SlowAPIASGIMiddleware
 
@@ -38,6 +40,7 @@ from voxindex.index.service import LiveIndex
 from voxindex.models.loader import WhisperModel, load_model
 
 log = logging.getLogger("voxindex.api")
+WEB_DIR = Path(__file__).resolve().parents[3] / "clients" / "web"  # the repository's browser app
 
 
 @dataclass
@@ -135,6 +138,9 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
         s = services()
         return {"data": [{"id": s.model.name, "multilingual": s.model.multilingual}]}
 
+    web = settings.web_dir or WEB_DIR
+    if web.is_dir():  # the browser app at /, after every API route
+        app.mount("/", StaticFiles(directory=web, html=True), name="web")
     return app
 
 

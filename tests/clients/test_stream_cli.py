@@ -1,0 +1,77 @@
+"""``voxindex stream``: finals with times, progress, and Ctrl-C closing the stream cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from tests.api.conftest import pcm16
+from tests.conftest import PROSE, KeyedServer, Synth, corpus_wer
+
+FINAL = re.compile(r"^\[(\d\d:\d\d:\d\d\.\d\d\d) --> (\d\d:\d\d:\d\d\.\d\d\d)\] (.+)$")
+GAP = np.zeros(16000, np.float32)
+
+
+def write_wav(path: Path, audio: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm16(audio))
+    return path
+
+
+def voxindex(*args: str) -> list[str]:
+    return [sys.executable, "-m", "voxindex.cli", *args]
+
+
+def test_stream_prints_finals_with_times_and_progress(
+    keyed_server: KeyedServer, synth: Synth, tmp_path: Path
+) -> None:
+    audio = np.concatenate([GAP, synth(PROSE[6]), GAP, synth(PROSE[7]), GAP])
+    path = write_wav(tmp_path / "talk.wav", audio)
+    run = subprocess.run(
+        voxindex("stream", str(path), "--url", keyed_server.url, "--token", keyed_server.api_key, "--fast"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [FINAL.match(line) for line in run.stdout.splitlines()]
+    assert lines and all(lines), run.stdout
+    assert corpus_wer([(f"{PROSE[6]} {PROSE[7]}", " ".join(m.group(3) for m in lines if m))]) <= 0.15
+    shares = [int(m) for m in re.findall(r"progress +(\d+)%", run.stderr)]
+    assert len(shares) >= 10 and shares == sorted(shares) and shares[-1] == 100, run.stderr
+
+
+def test_ctrl_c_closes_the_stream_and_still_prints_its_finals(
+    keyed_server: KeyedServer, synth: Synth, tmp_path: Path
+) -> None:
+    audio = np.concatenate([GAP, synth(PROSE[8]), GAP] + [synth(PROSE[9]), GAP] * 3)
+    path = write_wav(tmp_path / "long.wav", audio)
+    proc = subprocess.Popen(
+        voxindex("stream", str(path), "--url", keyed_server.url, "--token", keyed_server.api_key),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # real-time pacing: the first sentence's final
+    assert FINAL.match(first), first
+    time.sleep(2.0)  # well into the next sentence
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    later = [FINAL.match(line) for line in rest.splitlines() if line.strip()]
+    assert later and all(later), rest  # the sentence cut by Ctrl-C was finalized and printed
+    assert corpus_wer([(PROSE[8], FINAL.match(first).group(3))]) <= 0.15  # type: ignore[union-attr]
