@@ -32,12 +32,26 @@ def needs_chromium() -> None:
         pytest.skip(message)
 
 
-@pytest.fixture
-def browser(synth: Synth, tmp_path: Path) -> Iterator[Any]:
-    needs_chromium()
+def chromium(flags: list[str]) -> Any:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1100,900",
+        *flags,
+    ]:
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+@pytest.fixture
+def browser(synth: Synth, tmp_path: Path) -> Iterator[Any]:
+    needs_chromium()
     gap = np.zeros(12000, np.float32)
     tail = np.zeros(16000 * 15, np.float32)  # silence, long enough to stop before the file loops
     speech = np.concatenate([gap, synth(PROSE[10]), gap, synth(PROSE[11]), tail])
@@ -47,20 +61,14 @@ def browser(synth: Synth, tmp_path: Path) -> Iterator[Any]:
         w.setsampwidth(2)
         w.setframerate(16000)
         w.writeframes(pcm16(speech))
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={capture}",
-        "--autoplay-policy=no-user-gesture-required",
-        "--window-size=1100,900",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver = chromium(
+        [
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={capture}",
+        ]
+    )
+
     try:
         yield driver
     finally:
@@ -119,3 +127,18 @@ def test_a_bad_token_is_explained_on_the_page(browser: Any, keyed_server: KeyedS
     browser.find_element(By.ID, "start").click()
     wait_until(lambda: browser.find_element(By.ID, "message").is_displayed(), 20, "an error message")
     assert "refused the token" in browser.find_element(By.ID, "message").text
+
+
+def test_a_denied_microphone_is_explained(keyed_server: KeyedServer) -> None:
+    from selenium.webdriver.common.by import By
+
+    needs_chromium()
+    driver = chromium(["--deny-permission-prompts", "--use-fake-device-for-media-stream"])
+    try:
+        driver.get(f"{keyed_server.url}/#token={keyed_server.api_key}")
+        driver.find_element(By.ID, "start").click()
+        wait_until(lambda: driver.find_element(By.ID, "message").is_displayed(), 20, "an error message")
+        assert "Microphone access was denied" in driver.find_element(By.ID, "message").text
+        assert driver.find_element(By.ID, "status").text == "microphone unavailable"
+    finally:
+        driver.quit()
