@@ -170,3 +170,29 @@ def frames_48k(audio16k: Float32Array, ms: int = 20) -> list[Any]:
         chunk = pcm[i : i + step]
         out += resampler.push(rtc.AudioFrame(chunk.tobytes(), 16000, 1, chunk.size))
     return out + resampler.flush()
+
+
+@pytest.fixture
+def restartable(tiny: WhisperModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """``(start, stop)`` for a server (no auth) that can go down and come back on the same port
+    and data, as a restart or a deploy does; ``start()`` returns its base URL."""
+    from tests.api.conftest import free_port, start_server
+    from voxindex.config import Settings
+
+    settings = Settings(no_auth=True, cache_dir=tmp_path_factory.mktemp("restartable"))
+    port = free_port()
+    running: list[Any] = []
+
+    def start() -> str:
+        srv, uv, thread = start_server(settings, tiny, port=port)
+        running.append((uv, thread))
+        return srv.url
+
+    def stop() -> None:
+        uv, thread = running.pop()
+        uv.should_exit = True
+        thread.join(timeout=60)
+
+    yield start, stop
+    while running:
+        stop()

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import voxindex_client as vx
 
-from tests.api.conftest import free_port, pcm16, start_server
+from tests.api.conftest import pcm16
 from tests.conftest import PROSE, KeyedServer, Synth, corpus_wer
-from voxindex.config import Settings
-from voxindex.models.loader import WhisperModel
 
 GAP = np.zeros(16000, np.float32)
 
@@ -62,27 +59,6 @@ async def test_refusals_raise_with_the_servers_code(keyed_server: KeyedServer) -
         async with vx.connect(keyed_server.url, token="vxk_not_a_key"):
             pass
     assert refused.value.code == "unauthenticated" and refused.value.close_code == 4401
-
-
-@pytest.fixture
-def restartable(tiny: WhisperModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    settings = Settings(no_auth=True, cache_dir=tmp_path_factory.mktemp("client-restart"))
-    port = free_port()
-    running: list[Any] = []
-
-    def start() -> str:
-        srv, uv, thread = start_server(settings, tiny, port=port)
-        running.append((uv, thread))
-        return srv.url
-
-    def stop() -> None:
-        uv, thread = running.pop()
-        uv.should_exit = True
-        thread.join(timeout=60)
-
-    yield start, stop
-    while running:
-        stop()
 
 
 async def test_a_dropped_connection_reconnects_and_times_go_on(restartable: Any, synth: Synth) -> None:

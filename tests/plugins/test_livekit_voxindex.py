@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,10 +16,7 @@ from livekit.agents import APIConnectOptions, APIStatusError
 from livekit.agents import stt as lk_stt
 from livekit.plugins import voxindex
 
-from tests.api.conftest import free_port, start_server
 from tests.conftest import PROSE, KeyedServer, Synth, corpus_wer, frames_48k, load_fixture
-from voxindex.config import Settings
-from voxindex.models.loader import WhisperModel
 
 Kind = lk_stt.SpeechEventType
 GAP = np.zeros(16000, dtype=np.float32)
@@ -160,28 +157,6 @@ async def test_recognize_a_whole_buffer(plugin: voxindex.STT) -> None:
     assert event.type == Kind.FINAL_TRANSCRIPT
     assert corpus_wer([("go forward ten meters", event.alternatives[0].text)]) <= 0.1
     assert event.alternatives[0].words
-
-
-@pytest.fixture
-def restartable(tiny: WhisperModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A server that can be stopped and started again on the same port and data."""
-    settings = Settings(no_auth=True, cache_dir=tmp_path_factory.mktemp("restart"))
-    port = free_port()
-    running: list[Any] = []
-
-    def start() -> str:
-        srv, uv, thread = start_server(settings, tiny, port=port)
-        running.append((uv, thread))
-        return srv.url
-
-    def stop() -> None:
-        uv, thread = running.pop()
-        uv.should_exit = True
-        thread.join(timeout=60)
-
-    yield start, stop
-    while running:
-        stop()
 
 
 async def test_a_server_restart_mid_stream_is_survived(restartable: Any, synth: Synth) -> None:

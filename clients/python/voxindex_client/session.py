@@ -129,12 +129,14 @@ class Session:
     async def _send(self, chunk: bytes) -> None:
         while True:
             await self._connected.wait()
+            ws = self._ws
             try:
-                await self._ws.send(chunk)
+                await ws.send(chunk)
                 self._sent += len(chunk)
                 return
             except websockets.ConnectionClosed:
-                self._connected.clear()  # the reader reconnects; then send again
+                if self._ws is ws:  # not yet replaced: the reader reconnects; then send again
+                    self._connected.clear()
                 await asyncio.sleep(0.05)
 
     async def flush(self) -> None:

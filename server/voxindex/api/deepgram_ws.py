@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -26,9 +25,9 @@ from starlette.websockets import WebSocket
 
 from voxindex import __version__
 from voxindex.api.auth import Authenticator, AuthError, ForbiddenError
-from voxindex.api.limits import ConnectLimits, RateLimitedError, client_ip, origin_allowed
-from voxindex.api.protocol import ProtocolViolation
-from voxindex.api.session import Control, serve_stream
+from voxindex.api.limits import ConnectLimits, RateLimitedError
+from voxindex.api.protocol import message_type
+from voxindex.api.session import Control, authorize, serve_stream
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
 from voxindex.engine.events import Closed, Error, Event, Final, Interim, SpeechEnded, SpeechStarted
@@ -144,20 +143,12 @@ class DeepgramCodec:
         }
 
     def control(self, text: str) -> Control:
-        try:
-            message = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
-            raise ProtocolViolation(
-                "text frames must be JSON messages; audio goes in binary frames"
-            ) from None
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            raise ProtocolViolation('messages are JSON objects with a "type" field')
-        kind = CONTROLS.get(message["type"])
-        if kind is None:
+        kind = message_type(text)
+        if kind not in CONTROLS:
             raise InvalidRequestError(
-                f"unknown message type {message['type'][:40]!r}; expected KeepAlive, Finalize or CloseStream"
+                f"unknown message type {kind[:40]!r}; expected KeepAlive, Finalize or CloseStream"
             )
-        return kind
+        return CONTROLS[kind]
 
     def render(self, event: Event) -> list[dict[str, Any]]:
         if isinstance(event, SpeechStarted):
@@ -284,17 +275,10 @@ def _admit(
     auth: Authenticator,
     connects: ConnectLimits,
 ) -> tuple[Stream, ListenOptions]:
-    origin = ws.headers.get("origin")
-    if not origin_allowed(origin, settings.allowed_origins):
-        raise ForbiddenError("origin not allowed")
-    connects.hit_ip(client_ip(ws))
-    token = (
-        offered[offered.index("token") + 1]
-        if "token" in offered[:-1]
-        else ws.query_params.get("access_token")
-    )
-    principal = auth.authenticate(ws.headers.get("authorization"), token).require("transcribe")
-    connects.hit_tenant(principal.tenant)
+    token = ws.query_params.get("access_token")
+    if "token" in offered[:-1]:  # browsers: new WebSocket(url, ["token", key])
+        token = offered[offered.index("token") + 1]
+    principal = authorize(ws, token, settings, auth, connects)
     options = parse_listen(ws.query_params, scheduler.wm.multilingual)
     stream = scheduler.open(options.stream, asyncio.get_running_loop(), principal.tenant)
     return stream, options

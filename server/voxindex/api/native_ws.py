@@ -13,8 +13,8 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from voxindex.api.auth import Authenticator, ForbiddenError
-from voxindex.api.limits import ConnectLimits, client_ip, origin_allowed
+from voxindex.api.auth import Authenticator
+from voxindex.api.limits import ConnectLimits
 from voxindex.api.protocol import (
     SUBPROTOCOL,
     close_code,
@@ -23,7 +23,7 @@ from voxindex.api.protocol import (
     subprotocol_token,
     to_wire,
 )
-from voxindex.api.session import Control, serve_stream
+from voxindex.api.session import Control, authorize, serve_stream
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
 from voxindex.engine.events import Error, Event, Ready
@@ -65,18 +65,7 @@ def _admit(
     auth: Authenticator,
     connects: ConnectLimits,
 ) -> Stream:
-    """Origin → handshakes per IP → credential → handshakes per tenant → parameters → a stream.
-
-    Cheap refusals come before the credential is verified, so a flood of anonymous handshakes
-    costs little; each step raises a VoxError that ``close_code`` maps to the documented code.
-    """
-    origin = ws.headers.get("origin")
-    if not origin_allowed(origin, settings.allowed_origins):
-        raise ForbiddenError(f"origin {origin[:100]!r} is not allowed" if origin else "origin not allowed")
-    connects.hit_ip(client_ip(ws))
-    principal = auth.authenticate(
-        ws.headers.get("authorization"), ws.query_params.get("access_token") or subprotocol_token(offered)
-    ).require("transcribe")
-    connects.hit_tenant(principal.tenant)
+    token = ws.query_params.get("access_token") or subprotocol_token(offered)
+    principal = authorize(ws, token, settings, auth, connects)
     options = parse_options(ws.query_params, scheduler.wm.multilingual)
     return scheduler.open(options, asyncio.get_running_loop(), principal.tenant)

@@ -127,9 +127,9 @@ def subprotocol_token(offered: list[str]) -> str | None:
     return None
 
 
-def parse_control(text: str) -> Literal["flush", "keepalive", "close"]:
-    """The ``type`` of a client JSON control message. ProtocolViolation for a frame that is not a
-    JSON object with a string ``type``; InvalidRequestError for a type this server does not know."""
+def message_type(text: str) -> str:
+    """The ``type`` of a JSON text frame; ProtocolViolation unless it is an object with a string
+    ``type`` (every protocol's control messages are)."""
     try:
         message = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
@@ -138,12 +138,18 @@ def parse_control(text: str) -> Literal["flush", "keepalive", "close"]:
         ) from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolViolation('control messages are JSON objects with a "type" field')
-    kind = message["type"]
+    return str(message["type"])
+
+
+def parse_control(text: str) -> Literal["flush", "keepalive", "close"]:
+    """The native control message in a text frame. ProtocolViolation for a frame that is not a
+    JSON object with a string ``type``; InvalidRequestError for a type this server does not know."""
+    kind = message_type(text)
     if kind not in CONTROL_TYPES:
         raise InvalidRequestError(
             f"unknown message type {kind[:40]!r}; expected one of {', '.join(CONTROL_TYPES)}"
         )
-    return kind  # type: ignore[no-any-return]
+    return kind  # type: ignore[return-value]
 
 
 def to_wire(event: Event) -> dict[str, Any]:

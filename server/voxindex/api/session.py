@@ -18,6 +18,8 @@ from typing import Any, Literal, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from voxindex.api.auth import Authenticator, ForbiddenError, Principal
+from voxindex.api.limits import ConnectLimits, client_ip, origin_allowed
 from voxindex.api.protocol import (
     CLOSE_FRAME_TOO_LARGE,
     CLOSE_IDLE,
@@ -50,6 +52,23 @@ class Codec(Protocol):
     def render(self, event: Event) -> list[dict[str, Any]]:
         """The messages (zero or more) that tell the client about ``event``."""
         ...
+
+
+def authorize(
+    ws: WebSocket, token: str | None, settings: Settings, auth: Authenticator, connects: ConnectLimits
+) -> Principal:
+    """Who may open a stream: Origin → handshakes per IP → credential → handshakes per tenant.
+
+    Cheap refusals come before the credential is verified, so a flood of anonymous handshakes
+    costs little; each step raises a VoxError the protocol answers with its documented code.
+    """
+    origin = ws.headers.get("origin")
+    if not origin_allowed(origin, settings.allowed_origins):
+        raise ForbiddenError(f"origin {origin[:100]!r} is not allowed" if origin else "origin not allowed")
+    connects.hit_ip(client_ip(ws))
+    principal = auth.authenticate(ws.headers.get("authorization"), token).require("transcribe")
+    connects.hit_tenant(principal.tenant)
+    return principal
 
 
 async def serve_stream(
