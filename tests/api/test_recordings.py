@@ -348,7 +348,7 @@ async def test_live_streams_keep_their_latency_while_a_recording_transcribes(
             await sender
         return delays, [(" ".join(sentences), " ".join(finals))]
 
-    results = await asyncio.gather(speak(HARVARD[5:8]), speak(PROSE[4:7]))
+    results = await asyncio.gather(speak(PROSE[0:3]), speak(PROSE[4:7]))
     delays = sorted(d for r in results for d in r[0])
     p95 = delays[int(0.95 * (len(delays) - 1))]
     assert p95 <= 3.5, delays  # generous: a live final waits for at most one recording window
