@@ -147,3 +147,45 @@ def test_a_damaged_vector_index_is_rebuilt_from_the_store(
             assert "rebuilding it from the store" in server.log.read_text()
     finally:
         server.kill(signal.SIGTERM)
+
+
+def test_sigterm_mid_stream_finalizes_sends_finals_and_closes_1012(
+    dirs: tuple[Path, Path], synth: Synth
+) -> None:
+    data_dir, cache_dir = dirs
+    server = Process(data_dir, cache_dir)
+    audio = np.concatenate([GAP, synth(PROSE[6]), GAP, synth(PROSE[7]), GAP])
+
+    async def client() -> tuple[str, list[dict[str, object]], int | None, float]:
+        messages: list[dict[str, object]] = []
+        async with websockets.connect(f"{server.url.replace('http', 'ws')}/v1/stream") as ws:
+            stream_id = str(json.loads(await ws.recv())["stream_id"])
+            data = pcm16(audio)
+            cut = int((GAP.size + synth(PROSE[6]).size + GAP.size + 16000) * 2)  # 1 s into the 2nd sentence
+            for i in range(0, cut, 3200):
+                await ws.send(data[i : i + 3200])
+                await asyncio.sleep(0.1)
+            signalled = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)  # mid-utterance, the client still connected
+            try:
+                while True:
+                    messages.append(json.loads(await ws.recv()))
+            except websockets.ConnectionClosed:
+                pass
+            return stream_id, messages, ws.close_code, signalled
+
+    stream_id, messages, code, signalled = asyncio.run(client())
+    server.proc.wait(timeout=60)
+    assert server.proc.returncode == 0 and time.monotonic() - signalled < 30  # within the grace period
+    assert code == 1012
+    kinds = [m["type"] for m in messages]
+    assert "error" in kinds and kinds[-1] == "closed"
+    assert [m["code"] for m in messages if m["type"] == "error"] == ["server_restarting"]
+    finals = [str(m["text"]) for m in messages if m["type"] == "final"]
+    assert len(finals) == 2  # the first sentence, and the part of the second said before SIGTERM
+    server = Process(data_dir, cache_dir)
+    try:
+        stored = httpx.get(f"{server.url}/v1/streams/{stream_id}/transcript").json()["segments"]
+        assert [s["text"] for s in stored] == finals
+    finally:
+        server.kill(signal.SIGTERM)

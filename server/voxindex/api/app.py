@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -53,6 +55,7 @@ class Services:
     connects: ConnectLimits
     offline: OfflineService
     recordings: RecordingService | None
+    draining: asyncio.Event  # set on graceful shutdown: streams finish, new ones are refused
 
 
 def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI:
@@ -70,7 +73,9 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
             recordings.resume()
         auth, connects = build_authenticator(settings), ConnectLimits.from_settings(settings)
         offline = OfflineService(wm, index)
-        app.state.services = Services(settings, wm, scheduler, index, auth, connects, offline, recordings)
+        app.state.services = Services(
+            settings, wm, scheduler, index, auth, connects, offline, recordings, asyncio.Event()
+        )
         log.info("voxindex %s serving %s on %s", __version__, wm.name, wm.device)
         try:
             yield
@@ -105,13 +110,13 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:
         s = services()
-        await native_stream(ws, s.scheduler, s.settings, s.auth, s.connects)
+        await native_stream(ws, s.scheduler, s.settings, s.auth, s.connects, s.draining)
 
     @app.websocket("/v1/listen")
     async def listen(ws: WebSocket) -> None:
         """Deepgram's live protocol (docs/compatibility.md)."""
         s = services()
-        await deepgram_stream(ws, s.scheduler, s.settings, s.auth, s.connects)
+        await deepgram_stream(ws, s.scheduler, s.settings, s.auth, s.connects, s.draining)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -204,7 +209,48 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     settings = check_secure(settings)
-    uvicorn.run(create_app(settings), **uvicorn_options(settings))
+    app = create_app(settings)
+    DrainingServer(uvicorn.Config(app, **uvicorn_options(settings)), app, settings.shutdown_grace_s).run()
+
+
+class DrainingServer:
+    """uvicorn, with a graceful shutdown that lets streams finish.
+
+    On SIGTERM uvicorn would close every WebSocket with 1012 at once; first, every stream is
+    finalized instead (its clients get their last finals and `closed`, then 1012, so they
+    reconnect elsewhere), new streams are refused, and only then does uvicorn shut down. A
+    second SIGTERM, or the grace period running out, cuts the wait short; finals are committed
+    to the store before they are sent, so nothing committed is lost either way.
+    """
+
+    def __init__(self, config: Any, app: FastAPI, grace_s: float) -> None:
+        import uvicorn
+
+        grace = grace_s
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                """SIGTERM/SIGINT: shut down gracefully, then exit 0; a second one: stop waiting."""
+                if self.should_exit:
+                    self.force_exit = True
+                self.should_exit = True
+
+            async def shutdown(self, sockets: Any = None) -> None:
+                services: Services | None = (
+                    getattr(config.loaded_app.app.state, "services", None) if config.loaded else None
+                )
+                if services is not None:
+                    services.draining.set()
+                    deadline = time.monotonic() + grace
+                    while services.scheduler.streams and not self.force_exit and time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.3)  # the handlers send `closed` and their 1012
+                await super().shutdown(sockets)
+
+        self.server = Server(config)
+
+    def run(self) -> None:
+        self.server.run()
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -217,5 +263,5 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws": "websockets-sansio",
         "ws_max_size": 4 * max(settings.max_frame_bytes, settings.max_control_bytes),
         "log_level": settings.log_level.lower(),
-        "timeout_graceful_shutdown": 30,
+        "timeout_graceful_shutdown": int(settings.shutdown_grace_s),
     }

@@ -248,11 +248,16 @@ class DeepgramCodec:
 
 # ---------------- the handshake ----------------
 async def deepgram_stream(
-    ws: WebSocket, scheduler: Scheduler, settings: Settings, auth: Authenticator, connects: ConnectLimits
+    ws: WebSocket,
+    scheduler: Scheduler,
+    settings: Settings,
+    auth: Authenticator,
+    connects: ConnectLimits,
+    draining: asyncio.Event | None = None,
 ) -> None:
     offered = list(ws.scope.get("subprotocols") or [])
     try:
-        stream, options = _admit(ws, offered, scheduler, settings, auth, connects)
+        stream, options = _admit(ws, offered, scheduler, settings, auth, connects, draining)
     except VoxError as e:
         status, code = next(((s, c) for kind, s, c in STATUS if isinstance(e, kind)), (500, "INTERNAL"))
         body = {"err_code": code, "err_msg": e.message, "category": e.code, "request_id": ""}
@@ -264,7 +269,7 @@ async def deepgram_stream(
     )
     codec = DeepgramCodec(stream, options, scheduler.wm.name)
     pcm = PcmDecoder(options.stream.encoding, options.stream.sample_rate, options.channels)
-    await serve_stream(ws, stream, scheduler, settings, codec, pcm)
+    await serve_stream(ws, stream, scheduler, settings, codec, pcm, draining)
 
 
 def _admit(
@@ -274,11 +279,12 @@ def _admit(
     settings: Settings,
     auth: Authenticator,
     connects: ConnectLimits,
+    draining: asyncio.Event | None,
 ) -> tuple[Stream, ListenOptions]:
     token = ws.query_params.get("access_token")
     if "token" in offered[:-1]:  # browsers: new WebSocket(url, ["token", key])
         token = offered[offered.index("token") + 1]
-    principal = authorize(ws, token, settings, auth, connects)
+    principal = authorize(ws, token, settings, auth, connects, draining)
     options = parse_listen(ws.query_params, scheduler.wm.multilingual)
     stream = scheduler.open(options.stream, asyncio.get_running_loop(), principal.tenant)
     return stream, options

@@ -41,12 +41,17 @@ class NativeCodec:
 
 
 async def native_stream(
-    ws: WebSocket, scheduler: Scheduler, settings: Settings, auth: Authenticator, connects: ConnectLimits
+    ws: WebSocket,
+    scheduler: Scheduler,
+    settings: Settings,
+    auth: Authenticator,
+    connects: ConnectLimits,
+    draining: asyncio.Event | None = None,
 ) -> None:
     offered = list(ws.scope.get("subprotocols") or [])
     await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     try:
-        stream = _admit(ws, offered, scheduler, settings, auth, connects)
+        stream = _admit(ws, offered, scheduler, settings, auth, connects, draining)
     except VoxError as e:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await ws.send_text(json.dumps(to_wire(Error(e.code, e.message))))
@@ -54,7 +59,7 @@ async def native_stream(
         return
     await ws.send_text(json.dumps(to_wire(Ready(stream.id, scheduler.wm.name, stream.options.sample_rate))))
     pcm = PcmDecoder(stream.options.encoding, stream.options.sample_rate)
-    await serve_stream(ws, stream, scheduler, settings, NativeCodec(), pcm)
+    await serve_stream(ws, stream, scheduler, settings, NativeCodec(), pcm, draining)
 
 
 def _admit(
@@ -64,8 +69,9 @@ def _admit(
     settings: Settings,
     auth: Authenticator,
     connects: ConnectLimits,
+    draining: asyncio.Event | None,
 ) -> Stream:
     token = ws.query_params.get("access_token") or subprotocol_token(offered)
-    principal = authorize(ws, token, settings, auth, connects)
+    principal = authorize(ws, token, settings, auth, connects, draining)
     options = parse_options(ws.query_params, scheduler.wm.multilingual)
     return scheduler.open(options, asyncio.get_running_loop(), principal.tenant)

@@ -54,6 +54,7 @@ CONTROL_TYPES = ("flush", "keepalive", "close")
 # WebSocket close codes, as documented in docs/protocol.md: 4xxx mirror the HTTP statuses
 CLOSE_NORMAL = 1000
 CLOSE_INTERNAL = 1011
+CLOSE_SERVICE_RESTART = 1012  # graceful shutdown: finals sent, reconnect elsewhere
 CLOSE_TRY_AGAIN = 1013  # the server is at capacity
 CLOSE_PROTOCOL = 4400  # a bad parameter or a malformed message
 CLOSE_UNAUTHENTICATED = 4401

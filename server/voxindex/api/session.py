@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Any, Literal, Protocol
 
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voxindex.api.auth import Authenticator, ForbiddenError, Principal
@@ -27,6 +28,7 @@ from voxindex.api.protocol import (
     CLOSE_NORMAL,
     CLOSE_PROTOCOL,
     CLOSE_RATE_LIMITED,
+    CLOSE_SERVICE_RESTART,
     ProtocolViolation,
 )
 from voxindex.audio import SAMPLE_RATE, PcmDecoder
@@ -34,7 +36,7 @@ from voxindex.config import Settings
 from voxindex.engine.events import Closed, Error, Event
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream
-from voxindex.errors import InvalidRequestError
+from voxindex.errors import CapacityError, InvalidRequestError
 
 log = logging.getLogger("voxindex.api")
 
@@ -55,13 +57,20 @@ class Codec(Protocol):
 
 
 def authorize(
-    ws: WebSocket, token: str | None, settings: Settings, auth: Authenticator, connects: ConnectLimits
+    ws: WebSocket,
+    token: str | None,
+    settings: Settings,
+    auth: Authenticator,
+    connects: ConnectLimits,
+    draining: asyncio.Event | None = None,
 ) -> Principal:
     """Who may open a stream: Origin → handshakes per IP → credential → handshakes per tenant.
 
     Cheap refusals come before the credential is verified, so a flood of anonymous handshakes
     costs little; each step raises a VoxError the protocol answers with its documented code.
     """
+    if draining is not None and draining.is_set():
+        raise CapacityError("the server is shutting down; connect again (to another replica)")
     origin = ws.headers.get("origin")
     if not origin_allowed(origin, settings.allowed_origins):
         raise ForbiddenError(f"origin {origin[:100]!r} is not allowed" if origin else "origin not allowed")
@@ -72,11 +81,18 @@ def authorize(
 
 
 async def serve_stream(
-    ws: WebSocket, stream: Stream, scheduler: Scheduler, settings: Settings, codec: Codec, pcm: PcmDecoder
+    ws: WebSocket,
+    stream: Stream,
+    scheduler: Scheduler,
+    settings: Settings,
+    codec: Codec,
+    pcm: PcmDecoder,
+    draining: asyncio.Event | None = None,
 ) -> None:
-    """Serve an admitted stream on an accepted socket until it ends, then release it."""
+    """Serve an admitted stream on an accepted socket until it ends, then release it.
+    ``draining`` set (graceful shutdown) finalizes the stream, sends its finals, closes 1012."""
     pump = asyncio.create_task(_pump_events(ws, stream, codec))
-    reader = asyncio.create_task(_read_frames(ws, stream, scheduler, settings, codec, pcm))
+    reader = asyncio.create_task(_read_frames(ws, stream, scheduler, settings, codec, pcm, draining))
     try:
         done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
         code = reader.result() if reader in done and reader.exception() is None else None
@@ -99,7 +115,13 @@ async def serve_stream(
 
 
 async def _read_frames(
-    ws: WebSocket, stream: Stream, scheduler: Scheduler, settings: Settings, codec: Codec, pcm: PcmDecoder
+    ws: WebSocket,
+    stream: Stream,
+    scheduler: Scheduler,
+    settings: Settings,
+    codec: Codec,
+    pcm: PcmDecoder,
+    draining: asyncio.Event | None = None,
 ) -> int | None:
     """Read the client's frames into the stream until the stream must end.
 
@@ -129,7 +151,10 @@ async def _read_frames(
             too_long = f"stream reached the limit of {settings.max_stream_s:g} s; closing"
             return end(CLOSE_RATE_LIMITED, Error("quota_exceeded", too_long))
         try:
-            message = await asyncio.wait_for(ws.receive(), timeout=min(settings.idle_timeout_s, limit_left))
+            message = await _receive(ws, min(settings.idle_timeout_s, limit_left), draining)
+        except Draining:
+            restart = "the server is restarting: this stream is finalized; reconnect to go on"
+            return end(CLOSE_SERVICE_RESTART, Error("server_restarting", restart))
         except TimeoutError:
             if limit_left <= settings.idle_timeout_s:
                 continue  # the stream's time is up: said at the top of the loop
@@ -168,6 +193,29 @@ async def _read_frames(
         elif kind == "close":
             return end(CLOSE_NORMAL)
         scheduler.wake()
+
+
+class Draining(Exception):
+    """The server is shutting down: finish the stream now."""
+
+
+async def _receive(ws: WebSocket, timeout: float, draining: asyncio.Event | None) -> Message:
+    """The next message; TimeoutError after ``timeout``; Draining once the server shuts down."""
+    if draining is None:
+        return await asyncio.wait_for(ws.receive(), timeout=timeout)
+    if draining.is_set():
+        raise Draining
+    receive = asyncio.ensure_future(ws.receive())
+    drain = asyncio.ensure_future(draining.wait())
+    done, _ = await asyncio.wait({receive, drain}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if receive in done:
+        drain.cancel()
+        return receive.result()
+    receive.cancel()
+    drain.cancel()
+    if drain in done:
+        raise Draining
+    raise TimeoutError
 
 
 async def _keep_pace(audio_s: float, opened_at: float, settings: Settings) -> None:
