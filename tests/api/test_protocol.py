@@ -76,3 +76,13 @@ def test_events_to_wire() -> None:
     assert "language" not in final
     assert to_wire(Closed(3.5, 2)) == {"type": "closed", "duration": 3.5, "segments": 2}
     assert to_wire(Error("bad_audio", "x")) == {"type": "error", "code": "bad_audio", "message": "x"}
+
+
+def test_deeply_nested_control_messages_are_refused_before_parsing() -> None:
+    import pytest
+
+    from voxindex.api.protocol import ProtocolViolation, parse_control
+
+    with pytest.raises(ProtocolViolation, match="nests too deeply"):
+        parse_control("[" * 3000)  # json.loads would hit the recursion limit
+    assert parse_control('{"type": "flush"}') == "flush"

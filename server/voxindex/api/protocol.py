@@ -50,6 +50,7 @@ MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000
 ENCODINGS = tuple(PCM_ENCODINGS)
 CONTROL_TYPES = ("flush", "keepalive", "close")
+MAX_NESTING = 32  # brackets in one control message: never a RecursionError in the parser
 
 # WebSocket close codes, as documented in docs/protocol.md: 4xxx mirror the HTTP statuses
 CLOSE_NORMAL = 1000
@@ -131,6 +132,8 @@ def subprotocol_token(offered: list[str]) -> str | None:
 def message_type(text: str) -> str:
     """The ``type`` of a JSON text frame; ProtocolViolation unless it is an object with a string
     ``type`` (every protocol's control messages are)."""
+    if text.count("[") + text.count("{") > MAX_NESTING:  # control messages are flat
+        raise ProtocolViolation("control messages are flat JSON objects; this one nests too deeply")
     try:
         message = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
