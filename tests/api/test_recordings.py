@@ -19,7 +19,7 @@ import pytest
 import websockets
 
 from tests.api.conftest import Server, frames_of, free_port, pcm16, start_server
-from tests.conftest import HARVARD, PROSE, Synth, corpus_wer, load_fixture
+from tests.conftest import HARVARD, PROSE, Synth, corpus_wer, load_fixture, onset
 from voxindex.config import Settings
 from voxindex.models.loader import WhisperModel
 
@@ -28,12 +28,6 @@ SR = 16000
 
 def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * SR), np.float32)
-
-
-def onset(clip: np.ndarray) -> float:
-    """Where speech starts in a clip: the first 10 ms louder than a tenth of its loudest 10 ms."""
-    rms = np.sqrt(np.mean(clip[: clip.size // 160 * 160].reshape(-1, 160) ** 2, axis=1))
-    return float(np.argmax(rms > 0.1 * rms.max())) * 0.01
 
 
 def wav_bytes(audio: np.ndarray) -> bytes:
