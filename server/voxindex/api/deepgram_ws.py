@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket
 from voxindex import __version__
 from voxindex.api.auth import Authenticator, AuthError, ForbiddenError
 from voxindex.api.limits import ConnectLimits, RateLimitedError
-from voxindex.api.protocol import message_type
+from voxindex.api.protocol import int_param, message_type
 from voxindex.api.session import Control, authorize, serve_stream
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
@@ -68,17 +68,19 @@ def parse_listen(params: QueryParams, multilingual: bool) -> ListenOptions:
         )
     if encoding not in ENCODINGS:
         raise InvalidRequestError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding[:20]!r}")
-    rate = _int(params, "sample_rate", None)
+    rate = int_param(params, "sample_rate")
     if rate is None or not 8000 <= rate <= 48000:
         raise InvalidRequestError("sample_rate is required for raw audio and must be 8000..48000")
-    channels = _int(params, "channels", 1)
-    if channels is None or not 1 <= channels <= 8:
+    given = int_param(params, "channels")
+    channels = 1 if given is None else given
+    if not 1 <= channels <= 8:
         raise InvalidRequestError("channels must be 1..8 (channels are mixed down to one)")
     endpointing = params.get("endpointing", "10")
     if endpointing.lower() == "false":
         endpointing_ms = 10_000  # no pause ends an utterance short of 10 s of silence
     else:
-        endpointing_ms = min(10_000, max(MIN_ENDPOINTING_MS, _int(params, "endpointing", 10) or 0))
+        asked = int_param(params, "endpointing")
+        endpointing_ms = min(10_000, max(MIN_ENDPOINTING_MS, 10 if asked is None else asked))
     language = params.get("language") or "en"
     code = language.split("-")[0].lower()
     if code == "multi":
@@ -106,16 +108,6 @@ def parse_listen(params: QueryParams, multilingual: bool) -> ListenOptions:
         punctuate=_bool(params, "punctuate", False) or _bool(params, "smart_format", False),
         language=language,
     )
-
-
-def _int(params: QueryParams, name: str, default: int | None) -> int | None:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidRequestError(f"{name} must be an integer, got {raw[:20]!r}") from None
 
 
 def _bool(params: QueryParams, name: str, default: bool) -> bool:

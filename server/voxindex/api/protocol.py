@@ -99,14 +99,20 @@ def parse_options(params: Mapping[str, str], multilingual: bool) -> StreamOption
     )
 
 
-def _int(params: Mapping[str, str], name: str, default: int) -> int:
+def int_param(params: Mapping[str, str], name: str) -> int | None:
+    """An integer query parameter, None when absent; InvalidRequestError when not an integer."""
     raw = params.get(name)
     if raw is None:
-        return default
+        return None
     try:
         return int(raw)
     except ValueError:
-        raise InvalidRequestError(f"{name} must be an integer, got {raw!r}") from None
+        raise InvalidRequestError(f"{name} must be an integer, got {raw[:20]!r}") from None
+
+
+def _int(params: Mapping[str, str], name: str, default: int) -> int:
+    value = int_param(params, name)
+    return default if value is None else value
 
 
 def _bool(params: Mapping[str, str], name: str, default: bool) -> bool:
