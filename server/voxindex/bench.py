@@ -180,7 +180,7 @@ def _start_server(settings: Settings) -> tuple[str, Any]:
 
     import uvicorn
 
-    from voxindex.api.app import create_app
+    from voxindex.api.app import create_app, wait_ready
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -193,6 +193,7 @@ def _start_server(settings: Settings) -> tuple[str, Any]:
         if not thread.is_alive():
             raise RuntimeError("bench server failed to start")
         time.sleep(0.05)
+    wait_ready(app)
 
     def stop() -> None:
         server.should_exit = True

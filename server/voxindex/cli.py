@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shutil
 import sys
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 from voxindex import __version__
 from voxindex.config import Settings
 from voxindex.errors import AudioDecodeError, VoxError
+from voxindex.logs import setup_logging
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
@@ -54,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--no-index", action="store_false", dest="index", default=None)
     s.add_argument("--no-auth", action="store_true", dest="no_auth", default=None, help="loopback only")
+    s.add_argument(
+        "--log-format", dest="log_format", choices=["text", "json"], help="json: one object per line"
+    )
+    s.add_argument(
+        "--forwarded-allow-ips",
+        dest="forwarded_allow_ips",
+        help="proxies trusted for X-Forwarded-For (comma-separated, or *); default 127.0.0.1",
+    )
+    s.add_argument(
+        "--shutdown-grace-s", type=float, dest="shutdown_grace_s", help="SIGTERM: seconds to finish streams"
+    )
     s.add_argument("--import-dir", type=Path, dest="import_dir", help="recordings may be imported from here")
     s.add_argument("--dev", action="store_true", default=None, help="generate a dev secret, print a token")
     s.add_argument("--jwt-secret-file", type=Path, dest="jwt_secret_file", help="HS256 shared secret")
@@ -143,13 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "import_dir",
                     "jwt_audience",
                     "jwt_issuer",
+                    "log_format",
+                    "forwarded_allow_ips",
+                    "shutdown_grace_s",
                 )
             },
         )
-        logging.basicConfig(
-            level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+        setup_logging(settings.log_level, settings.log_format)
         if args.command == "transcribe":
             return _transcribe(args, settings)
         if args.command == "serve":

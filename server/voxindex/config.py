@@ -33,6 +33,9 @@ class Settings:
     max_queue_s: float = 30.0
     threads: int = 0
     log_level: str = "info"
+    log_format: str = "text"  # text | json (one JSON object per line, for log shippers)
+    forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is trusted ("*": any)
+    warmup: bool = True  # run the model once before /readyz turns ready
     data_dir: Path = Path("data")
     index: bool = True
     ivf_threshold: int = 200_000

@@ -55,3 +55,9 @@ class QuotaError(VoxError):
 
     code = "quota_exceeded"
     retryable = True
+
+
+class NotReadyError(CapacityError):
+    """The server is still starting (model loading or warming up)."""
+
+    code = "not_ready"

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 import websockets
 
-from voxindex.api.app import create_app, uvicorn_options
+from voxindex.api.app import create_app, uvicorn_options, wait_ready
 from voxindex.config import Settings
 from voxindex.models.loader import WhisperModel
 
@@ -54,6 +54,7 @@ def start_server(
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("server did not start")
         time.sleep(0.05)
+    wait_ready(app, timeout=60)
     return Server(f"http://127.0.0.1:{port}", app), server, thread
 
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, WebSocket
+import torch
+from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
 from slowapi.errors import RateLimitExceeded
 from slowapi.middleware import SlowAPIASGIMiddleware
 
@@ -24,6 +28,7 @@ from voxindex.api import openai_rest, rest
 from voxindex.api import recordings as recordings_api
 from voxindex.api.auth import SCOPES, AuthConfig, Authenticator, mint_token
 from voxindex.api.deepgram_ws import deepgram_stream
+from voxindex.api.deepgram_ws import refuse as refuse_deepgram
 from voxindex.api.keys import ApiKeyStore
 from voxindex.api.limits import (
     BodySizeLimit,
@@ -32,59 +37,148 @@ from voxindex.api.limits import (
     rest_limiter,
 )
 from voxindex.api.native_ws import native_stream
+from voxindex.api.native_ws import refuse as refuse_native
 from voxindex.api.openai_rest import OfflineService
 from voxindex.api.recordings import RecordingService
+from voxindex.api.services import Boot, Services, running
+from voxindex.audio import Float32Array, decode_file
 from voxindex.config import Settings
 from voxindex.engine.recordings import Recordings
-from voxindex.engine.scheduler import Scheduler
-from voxindex.errors import InvalidRequestError
+from voxindex.engine.scheduler import ADMISSION_MAX_LAG_S, Scheduler
+from voxindex.errors import InvalidRequestError, NotReadyError, VoxError
 from voxindex.index.service import LiveIndex
+from voxindex.metrics import Metrics
 from voxindex.models.loader import WhisperModel, load_model
+from voxindex.models.registry import resolve
 
 log = logging.getLogger("voxindex.api")
 WEB_DIR = Path(__file__).resolve().parents[3] / "clients" / "web"  # the repository's browser app
+LIVENESS_STALL_S = 120.0  # an engine loop that has not turned for this long is stuck: restart
 
 
-@dataclass
-class Services:
-    settings: Settings
-    model: WhisperModel
-    scheduler: Scheduler
-    index: LiveIndex | None
-    auth: Authenticator
-    connects: ConnectLimits
-    offline: OfflineService
-    recordings: RecordingService | None
-    draining: asyncio.Event  # set on graceful shutdown: streams finish, new ones are refused
+def start_services(
+    settings: Settings, model: WhisperModel | None, boot: Boot, metrics: Metrics, draining: asyncio.Event
+) -> Services:
+    """Load the model, open the index, warm the model up and start the engine (a worker thread:
+    the server already answers probes meanwhile)."""
+    wm = model or load_model(settings.model, settings.device, settings.cache_dir, settings.compute_type)
+    boot.model = "ok"
+    index = LiveIndex.open(settings.data_dir, settings.ivf_threshold) if settings.index else None
+    boot.index = "ok" if index is not None else "disabled"
+    background = Recordings(index, wm.name) if index is not None else None
+    scheduler = Scheduler(wm, settings, index, background, metrics)
+    if settings.warmup:
+        t = time.perf_counter()
+        reading = scheduler.warm_up(warmup_audio(), batch=4)
+        metrics.warmup_seconds.set(time.perf_counter() - t)
+        if not reading.text.strip():
+            log.warning("warm-up heard nothing in the sample speech: is the model %s sound?", wm.name)
+        log.info("warm-up took %.2f s", time.perf_counter() - t)
+    scheduler.start()
+    recordings = RecordingService(settings, wm.name, index, background) if index and background else None
+    if recordings is not None:
+        recordings.resume()
+    auth, connects = build_authenticator(settings), ConnectLimits.from_settings(settings)
+    offline = OfflineService(wm, index)
+    services = Services(
+        settings, wm, scheduler, index, auth, connects, offline, recordings, draining, metrics
+    )
+    watch(services)
+    boot.warm = "ok"
+    log.info("voxindex %s serving %s on %s", __version__, wm.name, wm.device)
+    return services
+
+
+def warmup_audio() -> Float32Array:
+    """Real speech shipped with the package: warm-up runs every stage (VAD, decode, alignment)."""
+    return decode_file(Path(str(resources.files("voxindex.samples") / "goforward.wav")))
+
+
+def watch(s: Services) -> None:
+    """The gauges read from live state at each scrape."""
+    m = s.metrics
+    m.build.info({"version": __version__, "model": s.model.name, "device": str(s.model.device)})
+    m.watch(m.active_streams, lambda: len(s.scheduler.streams))
+    m.watch(m.engine_lag, lambda: s.scheduler.lag)
+    m.watch(m.draining, lambda: float(s.draining.is_set()))
+    if s.index is not None:
+        index = s.index
+        m.watch(m.recordings_pending, lambda: len(index.store.unfinished_recordings()))
+        m.watch(m.index_segments, index.store.count_segments)
+        m.watch(m.index_vectors, lambda: index.indexer.vectors.size)
+        m.watch(m.index_pending, index.indexer.pending)
+    if s.model.device.type == "cuda":
+        device = s.model.device
+        m.watch_gpu(lambda: torch.cuda.memory_allocated(device), lambda: torch.cuda.memory_reserved(device))
+
+
+def wait_ready(app: FastAPI, timeout: float = 300.0) -> None:
+    """Block until an app served in this process has started (tests, `voxindex bench`)."""
+    deadline = time.monotonic() + timeout
+    while getattr(app.state, "services", None) is None:
+        boot: Boot = app.state.boot
+        if boot.failed is not None:
+            raise RuntimeError(f"server start-up failed: {boot.failed}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server not ready after {timeout:.0f} s: {boot}")
+        time.sleep(0.05)
+
+
+def readiness(app: FastAPI) -> dict[str, str]:
+    """Each check /readyz makes; all "ok" means this replica should get new streams."""
+    boot: Boot = app.state.boot
+    checks = {"model": boot.model, "index": boot.index, "warm": boot.warm}
+    if boot.failed is not None:
+        checks["start"] = "failed"
+    s: Services | None = app.state.services
+    if s is not None:
+        checks["engine"] = "ok" if s.scheduler.alive else "stopped"
+        full = len(s.scheduler.streams) >= s.settings.max_streams or s.scheduler.lag > ADMISSION_MAX_LAG_S
+        checks["capacity"] = "full" if full else "ok"
+        if s.draining.is_set():
+            checks["draining"] = "yes"
+    return checks
 
 
 def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI:
-    """Build the app. ``model`` lets tests share one loaded model; otherwise it loads at start-up."""
+    """Build the app. ``model`` lets tests share one loaded model; otherwise it loads at start-up.
+
+    The app listens at once; the model loads and warms up in a worker thread, and until it is
+    ready /readyz answers 503 and streams are refused with ``not_ready`` (1013 / HTTP 503).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        wm = model or load_model(settings.model, settings.device, settings.cache_dir, settings.compute_type)
-        index = LiveIndex.open(settings.data_dir, settings.ivf_threshold) if settings.index else None
-        background = Recordings(index, wm.name) if index is not None else None
-        scheduler = Scheduler(wm, settings, index, background)
-        scheduler.start()
-        recordings = RecordingService(settings, wm.name, index, background) if index and background else None
-        if recordings is not None:
-            recordings.resume()
-        auth, connects = build_authenticator(settings), ConnectLimits.from_settings(settings)
-        offline = OfflineService(wm, index)
-        app.state.services = Services(
-            settings, wm, scheduler, index, auth, connects, offline, recordings, asyncio.Event()
-        )
-        log.info("voxindex %s serving %s on %s", __version__, wm.name, wm.device)
+        app.state.boot = boot = Boot()
+        app.state.services = None
+        draining = asyncio.Event()
+
+        async def start() -> None:
+            try:
+                app.state.services = await asyncio.to_thread(
+                    start_services, settings, model, boot, app.state.metrics, draining
+                )
+            except Exception as e:
+                boot.failed = str(e) if isinstance(e, VoxError) else f"{e.__class__.__name__}: {e}"
+                log.exception("start-up failed: %s", boot.failed)
+
+        starting = asyncio.create_task(start())
         try:
             yield
         finally:
-            scheduler.stop()
-            if index is not None:
-                index.close()
+            draining.set()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(starting)  # a thread cannot be cancelled: let it finish
+            s: Services | None = app.state.services
+            if s is not None:
+                s.scheduler.stop()
+                if s.index is not None:
+                    s.index.close()
 
     app = FastAPI(title="voxindex", version=__version__, lifespan=lifespan)
+    app.state.metrics = Metrics()
+    app.state.services = None
+    app.state.boot = Boot()
     # the routes themselves, not include_router(): FastAPI >= 0.16x wraps an included router in
     # one route without an endpoint, and slowapi finds (and limits) requests by route endpoint
     app.router.routes.extend(rest.router.routes + openai_rest.router.routes + recordings_api.router.routes)
@@ -104,22 +198,70 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
         )
         return rest.error_response(rest.ApiError(400, "invalid_request", problems))
 
+    @app.exception_handler(NotReadyError)
+    async def not_ready(request: Request, e: NotReadyError) -> JSONResponse:
+        body = {"error": {"code": e.code, "message": e.message}}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
     def services() -> Services:
-        return app.state.services  # type: ignore[no-any-return]
+        return running(app)
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:
-        s = services()
-        await native_stream(ws, s.scheduler, s.settings, s.auth, s.connects, s.draining)
+        s: Services | None = app.state.services
+        if s is None:
+            app.state.metrics.streams_refused.labels("not_ready").inc()
+            await refuse_native(ws, NotReadyError("the server is starting; connect again shortly"))
+            return
+        await native_stream(ws, s.scheduler, s.settings, s.auth, s.connects, s.draining, s.metrics)
 
     @app.websocket("/v1/listen")
     async def listen(ws: WebSocket) -> None:
         """Deepgram's live protocol (docs/compatibility.md)."""
-        s = services()
-        await deepgram_stream(ws, s.scheduler, s.settings, s.auth, s.connects, s.draining)
+        s: Services | None = app.state.services
+        if s is None:
+            app.state.metrics.streams_refused.labels("not_ready").inc()
+            await refuse_deepgram(ws, NotReadyError("the server is starting; connect again shortly"))
+            return
+        await deepgram_stream(ws, s.scheduler, s.settings, s.auth, s.connects, s.draining, s.metrics)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        """Liveness: the process serves requests and its engine loop turns. Restart if 503."""
+        boot: Boot = app.state.boot
+        s: Services | None = app.state.services
+        problem = None
+        if boot.failed is not None:
+            problem = f"start-up failed: {boot.failed}"
+        elif s is not None and not s.draining.is_set():
+            if not s.scheduler.alive:
+                problem = "the engine loop has stopped"
+            elif time.monotonic() - s.scheduler.heartbeat > LIVENESS_STALL_S:
+                problem = f"the engine loop has not turned for {LIVENESS_STALL_S:.0f} s"
+        if problem is not None:
+            return JSONResponse({"status": "failing", "reason": problem}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Readiness: model loaded and warmed, index open, engine running, capacity left, not
+        draining. 503 takes this replica out of the load balancer without restarting it."""
+        checks = readiness(app)
+        ready = all(v in ("ok", "disabled") for v in checks.values())
+        app.state.metrics.ready.set(1 if ready else 0)
+        return JSONResponse(
+            {"status": "ready" if ready else "unready", "checks": checks}, status_code=200 if ready else 503
+        )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus exposition (docs/operations.md)."""
+        app.state.metrics.ready.set(1 if all(v in ("ok", "disabled") for v in readiness(app).values()) else 0)
+        return Response(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
+        """Human-readable status (model, streams, index); 503 ``not_ready`` while starting."""
         s = services()
         body: dict[str, Any] = {
             "status": "ok",
@@ -136,7 +278,8 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
             }
         return body
 
-    limiter.exempt(health)  # type: ignore[no-untyped-call]  # probes are never rate limited
+    for probe in (health, healthz, readyz, metrics):  # probes and scrapes are never rate limited
+        limiter.exempt(probe)  # type: ignore[no-untyped-call]
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -209,6 +352,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     settings = check_secure(settings)
+    resolve(settings.model)  # an unknown model fails now, with its message, not after start-up
     app = create_app(settings)
     DrainingServer(uvicorn.Config(app, **uvicorn_options(settings)), app, settings.shutdown_grace_s).run()
 
@@ -263,5 +407,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws": "websockets-sansio",
         "ws_max_size": 4 * max(settings.max_frame_bytes, settings.max_control_bytes),
         "log_level": settings.log_level.lower(),
+        "log_config": None,  # logging is set up once, by voxindex.logs (JSON or text, redacted)
+        "proxy_headers": True,  # the client's address from X-Forwarded-For, only from trusted proxies
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
         "timeout_graceful_shutdown": int(settings.shutdown_grace_s),
     }

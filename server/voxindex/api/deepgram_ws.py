@@ -27,13 +27,14 @@ from voxindex import __version__
 from voxindex.api.auth import Authenticator, AuthError, ForbiddenError
 from voxindex.api.limits import ConnectLimits, RateLimitedError
 from voxindex.api.protocol import int_param, message_type
-from voxindex.api.session import Control, authorize, serve_stream
+from voxindex.api.session import Control, authorize, opened, refused, serve_stream
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
 from voxindex.engine.events import Closed, Error, Event, Final, Interim, SpeechEnded, SpeechStarted
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream, StreamOptions
 from voxindex.errors import CapacityError, InvalidRequestError, QuotaError, VoxError
+from voxindex.metrics import Metrics
 
 ENCODINGS = {"linear16": "pcm_s16le", "mulaw": "pcm_mulaw", "alaw": "pcm_alaw"}
 MIN_ENDPOINTING_MS = 300  # Whisper needs context: shorter silences would cut utterances apart
@@ -246,15 +247,16 @@ async def deepgram_stream(
     auth: Authenticator,
     connects: ConnectLimits,
     draining: asyncio.Event | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     offered = list(ws.scope.get("subprotocols") or [])
     try:
         stream, options = _admit(ws, offered, scheduler, settings, auth, connects, draining)
     except VoxError as e:
-        status, code = next(((s, c) for kind, s, c in STATUS if isinstance(e, kind)), (500, "INTERNAL"))
-        body = {"err_code": code, "err_msg": e.message, "category": e.code, "request_id": ""}
-        await ws.send_denial_response(JSONResponse(body, status_code=status))
+        refused(ws, e, metrics)
+        await refuse(ws, e)
         return
+    opened(ws, stream, "deepgram", metrics)
     await ws.accept(
         subprotocol="token" if "token" in offered else None,
         headers=[(b"dg-request-id", stream.id.encode())],
@@ -262,6 +264,13 @@ async def deepgram_stream(
     codec = DeepgramCodec(stream, options, scheduler.wm.name)
     pcm = PcmDecoder(options.stream.encoding, options.stream.sample_rate, options.channels)
     await serve_stream(ws, stream, scheduler, settings, codec, pcm, draining)
+
+
+async def refuse(ws: WebSocket, error: VoxError) -> None:
+    """Deepgram refuses the handshake itself: an HTTP status and its JSON error body."""
+    status, code = next(((s, c) for kind, s, c in STATUS if isinstance(error, kind)), (500, "INTERNAL"))
+    body = {"err_code": code, "err_msg": error.message, "category": error.code, "request_id": ""}
+    await ws.send_denial_response(JSONResponse(body, status_code=status))
 
 
 def _admit(

@@ -23,13 +23,14 @@ from voxindex.api.protocol import (
     subprotocol_token,
     to_wire,
 )
-from voxindex.api.session import Control, authorize, serve_stream
+from voxindex.api.session import Control, authorize, opened, refused, serve_stream
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
 from voxindex.engine.events import Error, Event, Ready
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream
 from voxindex.errors import VoxError
+from voxindex.metrics import Metrics
 
 
 class NativeCodec:
@@ -47,19 +48,34 @@ async def native_stream(
     auth: Authenticator,
     connects: ConnectLimits,
     draining: asyncio.Event | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     offered = list(ws.scope.get("subprotocols") or [])
     await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     try:
         stream = _admit(ws, offered, scheduler, settings, auth, connects, draining)
     except VoxError as e:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            await ws.send_text(json.dumps(to_wire(Error(e.code, e.message))))
-            await ws.close(close_code(e), e.message[:120])
+        refused(ws, e, metrics)
+        await _explain(ws, e)
         return
+    opened(ws, stream, "native", metrics)
     await ws.send_text(json.dumps(to_wire(Ready(stream.id, scheduler.wm.name, stream.options.sample_rate))))
     pcm = PcmDecoder(stream.options.encoding, stream.options.sample_rate)
     await serve_stream(ws, stream, scheduler, settings, NativeCodec(), pcm, draining)
+
+
+async def refuse(ws: WebSocket, error: VoxError) -> None:
+    """Refuse a stream before admission: accept, explain, close with the error's code."""
+    offered = list(ws.scope.get("subprotocols") or [])
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    await _explain(ws, error)
+
+
+async def _explain(ws: WebSocket, error: VoxError) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await ws.send_text(json.dumps(to_wire(Error(error.code, error.message))))
+        await ws.close(close_code(error), error.message[:120])
 
 
 def _admit(

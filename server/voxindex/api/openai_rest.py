@@ -24,6 +24,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from voxindex.api.rest import ApiError, caller
+from voxindex.api.services import running
 from voxindex.api.transcripts import to_srt, to_vtt
 from voxindex.audio import decode_file
 from voxindex.engine.events import Final
@@ -90,7 +91,7 @@ async def transcriptions(
         principal = caller(request, "transcribe")
     except ApiError as e:
         return openai_error(e.status, e.message, e.code)
-    service: OfflineService = request.app.state.services.offline
+    service: OfflineService = running(request.app).offline
     if response_format not in FORMATS:
         return openai_error(
             400, f"response_format must be one of {', '.join(FORMATS)}", "invalid_request", "response_format"

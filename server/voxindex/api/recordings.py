@@ -26,6 +26,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.datastructures import UploadFile
 
 from voxindex.api.rest import ApiError, caller
+from voxindex.api.services import running
 from voxindex.audio import check_wav_complete, decode_file
 from voxindex.config import Settings
 from voxindex.engine.recordings import Recordings, RecordingWork, plan_windows
@@ -160,7 +161,7 @@ def file_sha256(path: Path) -> str:
 
 # ---------------- routes ----------------
 def _service(request: Request) -> RecordingService:
-    service: RecordingService | None = request.app.state.services.recordings
+    service: RecordingService | None = running(request.app).recordings
     if service is None:
         raise ApiError(503, "index_disabled", "this server runs without a transcript index")
     return service

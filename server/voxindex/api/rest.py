@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from voxindex.api.auth import Authenticator, AuthError, ForbiddenError, Principal
+from voxindex.api.services import running
 from voxindex.api.transcripts import FORMATS, to_srt, to_txt, to_vtt
 from voxindex.index.search import Mode
 from voxindex.index.service import LiveIndex
@@ -32,7 +34,7 @@ def error_response(e: ApiError) -> JSONResponse:
 
 def caller(request: Request, scope: str) -> Principal:
     """The caller, holding ``scope``: 401 without a valid credential, 403 without the scope."""
-    auth: Authenticator = request.app.state.services.auth
+    auth: Authenticator = running(request.app).auth
     try:
         return auth.authenticate(request.headers.get("authorization")).require(scope)
     except AuthError as e:
@@ -42,7 +44,7 @@ def caller(request: Request, scope: str) -> Principal:
 
 
 def _index(request: Request) -> LiveIndex:
-    index: LiveIndex | None = request.app.state.services.index
+    index: LiveIndex | None = running(request.app).index
     if index is None:
         raise ApiError(503, "index_disabled", "this server runs without a transcript index")
     return index
@@ -98,7 +100,11 @@ def search(
     if start is not None and end is not None and start >= end:
         raise ApiError(400, "invalid_request", "since must be before until")
     filters = Filters(tenant=principal.tenant_filter(), stream_id=stream_id, since=start, until=end)
-    hits = _index(request).searcher.search(q, k, search_mode, filters)
+    index = _index(request)
+    started = time.perf_counter()
+    hits = index.searcher.search(q, k, search_mode, filters)
+    elapsed = time.perf_counter() - started
+    running(request.app).metrics.search_seconds.labels(search_mode.value).observe(elapsed)
     return {"query": q, "mode": search_mode.value, "hits": [h.to_json() for h in hits]}
 
 

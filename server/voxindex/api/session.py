@@ -36,7 +36,9 @@ from voxindex.config import Settings
 from voxindex.engine.events import Closed, Error, Event
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream
-from voxindex.errors import CapacityError, InvalidRequestError
+from voxindex.errors import CapacityError, InvalidRequestError, VoxError
+from voxindex.logs import log_context
+from voxindex.metrics import Metrics
 
 log = logging.getLogger("voxindex.api")
 
@@ -80,6 +82,24 @@ def authorize(
     return principal
 
 
+def opened(ws: WebSocket, stream: Stream, protocol: str, metrics: Metrics | None) -> None:
+    if metrics is not None:
+        metrics.streams_opened.labels(protocol).inc()
+    log.info(
+        "stream opened (%s, %d Hz %s)",
+        protocol,
+        stream.options.sample_rate,
+        stream.options.encoding,
+        extra={"stream_id": stream.id, "tenant": stream.tenant, "client": client_ip(ws)},
+    )
+
+
+def refused(ws: WebSocket, error: VoxError, metrics: Metrics | None) -> None:
+    if metrics is not None:
+        metrics.streams_refused.labels(error.code).inc()
+    log.info("stream refused: %s", error.message, extra={"client": client_ip(ws), "code": error.code})
+
+
 async def serve_stream(
     ws: WebSocket,
     stream: Stream,
@@ -91,8 +111,10 @@ async def serve_stream(
 ) -> None:
     """Serve an admitted stream on an accepted socket until it ends, then release it.
     ``draining`` set (graceful shutdown) finalizes the stream, sends its finals, closes 1012."""
-    pump = asyncio.create_task(_pump_events(ws, stream, codec))
-    reader = asyncio.create_task(_read_frames(ws, stream, scheduler, settings, codec, pcm, draining))
+    with log_context(stream.id, stream.tenant):  # the tasks below copy this context
+        pump = asyncio.create_task(_pump_events(ws, stream, codec))
+        reader = asyncio.create_task(_read_frames(ws, stream, scheduler, settings, codec, pcm, draining))
+    code: int | None = None
     try:
         done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
         code = reader.result() if reader in done and reader.exception() is None else None
@@ -112,6 +134,13 @@ async def serve_stream(
         if ws.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await ws.close(CLOSE_INTERNAL)
+        log.info(
+            "stream ended after %.1f s of audio, %d finals (%s)",
+            stream.now,
+            stream.finals,
+            f"close {code}" if code is not None else "client gone",
+            extra={"stream_id": stream.id, "tenant": stream.tenant},
+        )
 
 
 async def _read_frames(

@@ -7,6 +7,7 @@ and gets readings back. One call is one encoder pass and one batched decode.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -56,16 +57,31 @@ def window_frames(audio_samples: int) -> int:
     return max(MIN_WINDOW_FRAMES, min(N_FRAMES, frames))
 
 
+@dataclass(frozen=True)
+class Timing:
+    encode_s: float = 0.0  # log-mel + encoder
+    decode_s: float = 0.0  # greedy decode, alignment, retries
+
+    @property
+    def total_s(self) -> float:
+        return self.encode_s + self.decode_s
+
+
 class Executor:
     def __init__(self, wm: WhisperModel) -> None:
         self.wm = wm
         self.decoder = Decoder(wm)
         self.mel = LogMel(wm.n_mels, wm.device)
+        self.timing = Timing()  # of the latest run
 
     def run(self, jobs: list[Job]) -> list[Reading]:
+        started = time.perf_counter()
         clips = [torch.from_numpy(np.ascontiguousarray(j.audio)) for j in jobs]
         frames = max(window_frames(j.audio.size) for j in jobs)
         encoded = self.decoder.encode(self.mel(clips), frames)
+        if encoded.is_cuda:
+            torch.cuda.synchronize(encoded.device)  # kernels run async: time the encoder, not its launch
+        encoded_at = time.perf_counter()
         options = [
             DecodeOptions(
                 prompt=j.prompt,
@@ -86,6 +102,8 @@ class Executor:
             again = self.decoder.decode(encoded[retry], [replace(options[i], prompt=()) for i in retry])
             for i, hyp in zip(retry, again, strict=True):
                 readings[i] = self._reading(jobs[i], hyp, strict=False)
+        done = time.perf_counter()
+        self.timing = Timing(encoded_at - started, done - encoded_at)
         for job, reading in zip(jobs, readings, strict=True):
             log.debug(
                 "read %.2f-%.2f prompt=%d rejected=%s %r",

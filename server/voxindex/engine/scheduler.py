@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from voxindex.audio import SAMPLE_RATE
+from voxindex.audio import SAMPLE_RATE, Float32Array
 from voxindex.config import Settings
 from voxindex.engine.align import Word
 from voxindex.engine.events import Closed, Error, Final, Interim, SpeechEnded, SpeechStarted
@@ -28,8 +28,9 @@ from voxindex.engine.executor import MAX_WINDOW_AUDIO_S, Executor, Job, Reading
 from voxindex.engine.policy import agreed_prefix, join_words, last_sentence_end
 from voxindex.engine.recordings import Recordings
 from voxindex.engine.stream import PREROLL_S, FinalizeReason, Stream, StreamOptions, StreamStatus
-from voxindex.engine.vad import CHUNK, Vad
+from voxindex.engine.vad import CHUNK, Vad, VadState
 from voxindex.errors import CapacityError, QuotaError
+from voxindex.metrics import Metrics
 from voxindex.models.loader import WhisperModel
 
 log = logging.getLogger("voxindex.engine")
@@ -88,8 +89,10 @@ class Scheduler:
         settings: Settings,
         sink: TranscriptSink | None = None,
         recordings: Recordings | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.wm = wm
+        self.metrics = metrics or Metrics()
         self.settings = settings
         self.executor = Executor(wm)
         self.vad = Vad()
@@ -103,6 +106,8 @@ class Scheduler:
         self._wake = threading.Condition()
         self._running = False
         self._thread: threading.Thread | None = None
+        self.heartbeat = time.monotonic()  # the loop's last turn: liveness
+        self._ingested_s = self._model_s = self._recording_audio_s = 0.0  # this step's work
 
     # ---------------- lifecycle ----------------
     def start(self) -> None:
@@ -158,8 +163,21 @@ class Scheduler:
         """
         return max((s.behind for s in list(self.streams.values())), default=0.0)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def warm_up(self, audio: Float32Array, batch: int = 2) -> Reading:
+        """Run the model once, before the loop starts, on real speech at a real batch size:
+        first calls allocate, pick kernels and fill caches, so the first client does not wait
+        for that. Returns the reading, which the caller may check."""
+        self.vad([VadState()], [audio])
+        jobs = [Job(audio=audio, start=0.0, prompt=(), language=None)] * max(1, min(batch, self.max_batch))
+        return self.executor.run(jobs)[0]
+
     def _loop(self) -> None:
         while self._running:
+            self.heartbeat = time.monotonic()
             try:
                 worked = self.step()
             except Exception:  # the loop must outlive any one bad step
@@ -180,6 +198,7 @@ class Scheduler:
             t = time.perf_counter()
             readings = self._execute(batch)
             self.stats.observe_cost((time.perf_counter() - t) / len(batch))
+            self._observe_batch("live", len(batch), sum(job.audio.size for _, job in batch))
             for (stream, job), reading in zip(batch, readings, strict=True):
                 self._update(stream, job, reading)
         background = self._read_recordings(len(batch), started)
@@ -195,6 +214,9 @@ class Scheduler:
         fresh = [s.take_inbox(self._ingest_room(s)) for s in streams]
         for s, audio in zip(streams, fresh, strict=True):
             s.append_audio(audio)
+        self._ingested_s = sum(a.size for a in fresh) / SAMPLE_RATE
+        if self._ingested_s:
+            self.metrics.audio_seconds.labels("live").inc(self._ingested_s)
         gated = [s for s in streams if s.options.vad]
         probs = self.vad(
             [s.vad for s in gated], [a for s, a in zip(streams, fresh, strict=True) if s.options.vad]
@@ -229,6 +251,7 @@ class Scheduler:
                 s.in_utterance = True
                 s.drop_audio_before(max(s.audio_start, began - PREROLL_S))
                 s.confirmed, s.tail, s.hypothesis_until = [], [], s.audio_start
+                s.onset_arrived = s.arrived_at(began)
                 s.emit(SpeechStarted(round(began, 3)))
             if ended is not None and s.in_utterance:
                 self._request_final(s, track, FinalizeReason.ENDPOINT, ended)
@@ -330,6 +353,9 @@ class Scheduler:
             self.recordings.fail(taken, f"transcription failed: {e.__class__.__name__}")
             return True
         self.stats.observe_recording_cost((time.perf_counter() - t) / len(taken))
+        audio = sum(job.audio.size for _, _, job in taken)
+        self.metrics.audio_seconds.labels("recording").inc(audio / SAMPLE_RATE)
+        self._observe_batch("recording", len(taken), audio)
         self.recordings.complete(taken, readings)
         return True
 
@@ -371,6 +397,9 @@ class Scheduler:
         if not s.options.interim_results or not text or text == s.last_interim:
             return
         s.last_interim = text
+        if s.onset_arrived is not None:
+            self.metrics.onset_to_interim.observe(time.monotonic() - s.onset_arrived)
+            s.onset_arrived = None
         s.emit(Interim(s.segment_id, text, words[0].start, words[-1].end, join_words(s.confirmed)))
 
     def _finalize_long_sentences(self, s: Stream, track: _Track) -> None:
@@ -415,6 +444,10 @@ class Scheduler:
         if self.sink is not None:
             self.sink.commit(s.id, final, self.wm.name)  # durable before it is sent
         s.emit(final)
+        self.metrics.finals.labels(reason).inc()
+        if reason != "sentence":  # the others end where speech (or the client's audio) ended
+            ended = s.speech_end if s.speech_end is not None else words[-1].end
+            self.metrics.end_to_final.labels(reason).observe(time.monotonic() - s.arrived_at(ended))
         s.prompt.extend(self.wm.tokenizer.encode(" " + final.text))
         s.segment_id += 1
         s.finals += 1
@@ -445,9 +478,29 @@ class Scheduler:
                     self.sink.close_stream(s.id)
         return changed
 
+    def _observe_batch(self, kind: str, size: int, samples: int) -> None:
+        timing, m = self.executor.timing, self.metrics
+        m.batch_size.labels(kind).observe(size)
+        m.step_seconds.labels("encode").observe(timing.encode_s)
+        m.step_seconds.labels("decode").observe(timing.decode_s)
+        m.model_seconds.labels(kind).inc(timing.total_s)
+        self._model_s += timing.total_s
+        if kind == "recording":
+            self._recording_audio_s += samples / SAMPLE_RATE
+
     def _record(self, started: float, batch_size: int) -> None:
         self.stats.steps += 1
+        m = self.metrics
+        if self._model_s:
+            m.step_seconds.labels("total").observe(time.perf_counter() - started)
+            m.observe_work(self._model_s, self._ingested_s + self._recording_audio_s)
+        elif self._ingested_s:
+            m.observe_work(0.0, self._ingested_s)
+        self._model_s = self._recording_audio_s = 0.0
         if batch_size:
+            lags = [s.lag for s in list(self.streams.values())]
+            for lag in lags:
+                m.stream_lag.observe(lag)
             self.stats.batches += 1
             self.stats.batch_items += batch_size
             self.stats.recent_batches.append(batch_size)

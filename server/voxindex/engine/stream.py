@@ -70,6 +70,7 @@ class Stream:
     _inbox_samples: int = 0
     _pushed: int = 0  # samples ever queued
     flush_at: int | None = None  # a flush applies once the engine has ingested this many samples
+    _arrivals: deque[tuple[int, float]] = field(default_factory=deque, repr=False)  # (samples, monotonic)
     room: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     # -- scheduler side --
@@ -89,6 +90,7 @@ class Stream:
     segment_id: int = 0
     finals: int = 0
     last_interim: str = ""
+    onset_arrived: float | None = None  # arrival of the utterance's first audio, until its first interim
 
     def __post_init__(self) -> None:
         self.tracker = SpeechTracker(self.options.endpointing_ms / 1000)
@@ -101,6 +103,7 @@ class Stream:
             self._inbox.append(samples)
             self._inbox_samples += samples.size
             self._pushed += samples.size
+            self._arrivals.append((self._pushed, time.monotonic()))
             if self._inbox_samples >= self.max_inbox_s * SAMPLE_RATE:
                 self.room.clear()
 
@@ -169,6 +172,13 @@ class Stream:
                 self.loop.call_soon_threadsafe(self.room.set)
         return np.concatenate(taken) if taken else np.zeros(0, np.float32)
 
+    def arrived_at(self, t: float) -> float:
+        """When (``time.monotonic()``) the audio at stream time ``t`` reached the server: latency
+        is measured from there, so it includes any wait in the inbox."""
+        sample = round(t * SAMPLE_RATE)
+        with self._lock:
+            return next((when for end, when in self._arrivals if end >= sample), time.monotonic())
+
     def take_flush(self) -> bool:
         """Whether a flush is due: requested, and the audio sent before it is ingested."""
         with self._lock:
@@ -201,6 +211,10 @@ class Stream:
         if cut > 0:
             self.audio = self.audio[cut:]
             self.audio_start += cut / SAMPLE_RATE
+        start = round(self.audio_start * SAMPLE_RATE)
+        with self._lock:  # arrival times are kept only for audio still held
+            while len(self._arrivals) > 1 and self._arrivals[0][0] < start:
+                self._arrivals.popleft()
 
     def audio_between(self, start: float, end: float) -> Float32Array:
         a = max(0, round((start - self.audio_start) * SAMPLE_RATE))

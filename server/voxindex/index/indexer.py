@@ -73,6 +73,11 @@ class Indexer:
         self._flush_pending()
         self.save()
 
+    def pending(self) -> int:
+        """Segments stored but not yet embedded and searchable by vector."""
+        with self._cond:
+            return len(self._pending)
+
     def submit(self, segment_id: int) -> None:
         with self._cond:
             self._pending.append(segment_id)

@@ -1,0 +1,59 @@
+"""What a running server holds (``Services``) and how far start-up has got (``Boot``).
+
+Routes reach them through ``running()``, which answers ``not_ready`` (HTTP 503, WebSocket
+1013) until the model is loaded and warmed up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+
+from voxindex.errors import NotReadyError
+
+if TYPE_CHECKING:
+    from voxindex.api.auth import Authenticator
+    from voxindex.api.limits import ConnectLimits
+    from voxindex.api.openai_rest import OfflineService
+    from voxindex.api.recordings import RecordingService
+    from voxindex.config import Settings
+    from voxindex.engine.scheduler import Scheduler
+    from voxindex.index.service import LiveIndex
+    from voxindex.metrics import Metrics
+    from voxindex.models.loader import WhisperModel
+
+
+@dataclass
+class Boot:
+    """Start-up progress, which /readyz reports: the server listens (and answers probes) while
+    the model loads and warms up, so a slow load never looks like a dead process."""
+
+    model: str = "loading"  # loading | ok
+    index: str = "opening"  # opening | ok | disabled
+    warm: str = "pending"  # pending | ok
+    failed: str | None = None  # start-up failed: /healthz turns 503 and the process should restart
+
+
+@dataclass
+class Services:
+    settings: Settings
+    model: WhisperModel
+    scheduler: Scheduler
+    index: LiveIndex | None
+    auth: Authenticator
+    connects: ConnectLimits
+    offline: OfflineService
+    recordings: RecordingService | None
+    draining: asyncio.Event  # set on graceful shutdown: streams finish, new ones are refused
+    metrics: Metrics
+
+
+def running(app: Starlette) -> Services:
+    """The running server's services, or NotReadyError while it starts."""
+    services: Services | None = app.state.services
+    if services is None:
+        raise NotReadyError("the server is starting (loading and warming up the model); retry shortly")
+    return services
