@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -110,3 +111,10 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+    logging.captureWarnings(True)  # library warnings become records too (one format on stderr)
+    # no progress bars: models load from local packages, and a bar is not a log line
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import uvicorn
@@ -38,8 +44,9 @@ def free_port() -> int:
 
 
 def start_server(
-    settings: Settings, model: WhisperModel, port: int | None = None
+    settings: Settings, model: WhisperModel, port: int | None = None, ready: bool = True
 ) -> tuple[Server, uvicorn.Server, threading.Thread]:
+    """Serve in a thread; return once it listens and (``ready``) has warmed up."""
     port = port or free_port()
     if settings.data_dir == Settings().data_dir:  # never write ./data from a test
         settings = replace(settings, data_dir=settings.cache_dir / "data")
@@ -54,8 +61,58 @@ def start_server(
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("server did not start")
         time.sleep(0.05)
-    wait_ready(app, timeout=60)
+    if ready:
+        wait_ready(app, timeout=60)
     return Server(f"http://127.0.0.1:{port}", app), server, thread
+
+
+class ServerProcess:
+    """A real ``voxindex serve`` process on a free loopback port; the constructor returns once
+    it is ready (``ready=False``: as soon as it listens). Its output goes to ``self.log``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        cache_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir.parent / f"server-{self.port}.log"
+        environ = {**os.environ, "VOXINDEX_CACHE_DIR": str(cache_dir), **(env or {})}
+        command = [sys.executable, "-m", "voxindex.cli", "serve", "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            [*command, "--data-dir", str(data_dir), *args],
+            env=environ,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        self.wait("/readyz" if ready else "/healthz")
+
+    def wait(self, path: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.01)
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http", "ws", 1)
+
+    def health(self) -> dict[str, object]:
+        return dict(httpx.get(f"{self.url}/health", timeout=10).json())
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=60)
 
 
 @pytest.fixture(scope="session")

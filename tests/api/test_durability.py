@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,51 +14,14 @@ import numpy as np
 import pytest
 import websockets
 
-from tests.api.conftest import free_port, pcm16
+from tests.api.conftest import ServerProcess, pcm16
 from tests.conftest import PROSE, Synth
 
 GAP = np.zeros(12800, dtype=np.float32)
 
 
-class Process:
-    def __init__(self, data_dir: Path, cache_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data_dir.parent / f"server-{self.port}.log"
-        env = {**os.environ, "VOXINDEX_CACHE_DIR": str(cache_dir)}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "voxindex.cli",
-                "serve",
-                "--no-auth",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(data_dir),
-            ],
-            env=env,
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.2)
-
-    def health(self) -> dict[str, object]:
-        return dict(httpx.get(f"{self.url}/health", timeout=10).json())
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        self.proc.send_signal(sig)
-        self.proc.wait(timeout=60)
+def Process(data_dir: Path, cache_dir: Path) -> ServerProcess:
+    return ServerProcess(data_dir, cache_dir, "--no-auth")
 
 
 @pytest.fixture
