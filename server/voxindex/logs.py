@@ -117,4 +117,4 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]

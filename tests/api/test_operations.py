@@ -157,9 +157,7 @@ def test_a_cold_server_probes_503_while_loading_then_serves_and_logs_json_withou
     records = [json.loads(line) for line in log.splitlines() if line.strip()]  # every line is JSON
     assert all({"ts", "level", "logger", "msg"} <= r.keys() for r in records)
     opened = [r for r in records if r["msg"].startswith("stream opened")]
-    assert opened == [
-        {**opened[0], "stream_id": stream_id, "tenant": "acme", "client": "127.0.0.1"}
-    ]
+    assert opened == [{**opened[0], "stream_id": stream_id, "tenant": "acme", "client": "127.0.0.1"}]
     ended = [r for r in records if r["msg"].startswith("stream ended")]
     assert ended and ended[0]["stream_id"] == stream_id and ended[0]["tenant"] == "acme"
     assert any("access_token=[redacted]" in r["msg"] for r in records)  # uvicorn's own line, cleaned
