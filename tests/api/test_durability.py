@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,5 +148,62 @@ def test_sigterm_mid_stream_finalizes_sends_finals_and_closes_1012(
     try:
         stored = httpx.get(f"{server.url}/v1/streams/{stream_id}/transcript").json()["segments"]
         assert [s["text"] for s in stored] == finals
+    finally:
+        server.kill(signal.SIGTERM)
+
+
+def test_a_second_sigterm_stops_at_once_and_keeps_the_store_whole(
+    dirs: tuple[Path, Path], synth: Synth
+) -> None:
+    """Graceful draining would transcribe two minutes of queued audio first; a second SIGTERM
+    cuts that short. Every final the client got is stored, and the store is intact."""
+    data_dir, cache_dir = dirs
+    server = ServerProcess(
+        data_dir,
+        cache_dir,
+        "--no-auth",
+        "--shutdown-grace-s",
+        "120",
+        env={"VOXINDEX_MAX_QUEUE_S": "300", "VOXINDEX_MAX_AUDIO_SPEED": "1000"},
+    )
+    speech = [x for text in PROSE for x in (synth(text), GAP)]
+    audio = np.concatenate([GAP, *speech, *speech])  # about two minutes
+
+    async def client() -> tuple[str, list[str], float]:
+        finals: list[str] = []
+        async with websockets.connect(f"{server.ws_url}/v1/stream", max_queue=None) as ws:
+            stream_id = str(json.loads(await ws.recv())["stream_id"])
+            data = pcm16(audio)
+            for i in range(0, len(data), 32000):  # all of it, as fast as the server takes it
+                await ws.send(data[i : i + 32000])
+            while not finals:
+                message = json.loads(await ws.recv())
+                if message["type"] == "final":
+                    finals.append(str(message["text"]))
+            server.proc.send_signal(signal.SIGTERM)  # draining: finalize everything queued...
+            await asyncio.sleep(1.0)
+            second = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)  # ...no: stop now
+            try:
+                while True:
+                    message = json.loads(await ws.recv())
+                    if message["type"] == "final":
+                        finals.append(str(message["text"]))
+            except websockets.ConnectionClosed:
+                pass
+            return stream_id, finals, second
+
+    stream_id, finals, second = asyncio.run(client())
+    server.proc.wait(timeout=60)
+    stopped = time.monotonic() - second
+    assert server.proc.returncode == 0
+    assert stopped < 15, f"took {stopped:.1f} s after the second SIGTERM"
+    assert len(finals) < 2 * len(PROSE)  # it really was cut short
+    with sqlite3.connect(data_dir / "transcripts.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    server = Process(data_dir, cache_dir)
+    try:
+        stored = httpx.get(f"{server.url}/v1/streams/{stream_id}/transcript").json()["segments"]
+        assert [s["text"] for s in stored][: len(finals)] == finals  # every final sent is kept
     finally:
         server.kill(signal.SIGTERM)

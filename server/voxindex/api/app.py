@@ -171,7 +171,12 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
                 await asyncio.shield(starting)  # a thread cannot be cancelled: let it finish
             s: Services | None = app.state.services
             if s is not None:
-                s.scheduler.stop()
+                # streams cut off at the deadline are still finalized and stored, as time allows;
+                # after a second signal the engine stops after its current step (finals already
+                # sent were committed before they were sent)
+                deadline = getattr(app.state, "stop_deadline", None)
+                left = settings.shutdown_grace_s if deadline is None else deadline - time.monotonic()
+                s.scheduler.stop(timeout=max(0.0, left))
                 if s.index is not None:
                     s.index.close()
 
@@ -370,22 +375,21 @@ class DrainingServer:
     def __init__(self, config: Any, app: FastAPI, grace_s: float) -> None:
         import uvicorn
 
-        grace = grace_s
-
         class Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: Any) -> None:
                 """SIGTERM/SIGINT: shut down gracefully, then exit 0; a second one: stop waiting."""
                 if self.should_exit:
                     self.force_exit = True
+                    app.state.stop_deadline = time.monotonic()  # the engine stops after this step
                 self.should_exit = True
 
             async def shutdown(self, sockets: Any = None) -> None:
-                services: Services | None = (
-                    getattr(config.loaded_app.app.state, "services", None) if config.loaded else None
-                )
+                deadline = time.monotonic() + grace_s
+                if getattr(app.state, "stop_deadline", None) is None:
+                    app.state.stop_deadline = deadline
+                services: Services | None = app.state.services
                 if services is not None:
                     services.draining.set()
-                    deadline = time.monotonic() + grace
                     while services.scheduler.streams and not self.force_exit and time.monotonic() < deadline:
                         await asyncio.sleep(0.05)
                     await asyncio.sleep(0.3)  # the handlers send `closed` and their 1012
