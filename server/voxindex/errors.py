@@ -61,3 +61,10 @@ class NotReadyError(CapacityError):
     """The server is still starting (model loading or warming up)."""
 
     code = "not_ready"
+
+
+class StoreUnavailableError(VoxError):
+    """The shared transcript store (Milvus) cannot be reached, or too much waits for it."""
+
+    code = "store_unavailable"
+    retryable = True

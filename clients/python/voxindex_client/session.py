@@ -30,6 +30,9 @@ FATAL_CLOSES = {4400: "invalid_request", 4401: "unauthenticated", 4403: "forbidd
 BYTES_PER_SAMPLE = {"pcm_s16le": 2, "pcm_f32le": 4}
 
 
+RETRY_CLOSES = {1012, 1013}  # restarting; not ready or at capacity: another try may succeed
+
+
 class VoxindexError(Exception):
     def __init__(self, code: str, message: str, close_code: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
@@ -191,6 +194,11 @@ class Session:
                 await self._connect()
             except (OSError, websockets.InvalidHandshake, websockets.ConnectionClosed):
                 continue
+            except VoxindexError as e:  # a replica starting up, full or draining: try again
+                if e.close_code in RETRY_CLOSES:
+                    continue
+                self._done = True
+                raise
             self._pending.append(Reconnected(self.stream_id, self.offset))
             if self._closing:  # the close was lost with the connection: say it again
                 await self._ws.send(json.dumps({"type": "close"}))

@@ -76,8 +76,6 @@ def start_services(
         log.info("warm-up took %.2f s", time.perf_counter() - t)
     scheduler.start()
     recordings = RecordingService(settings, wm.name, index, background) if index and background else None
-    if recordings is not None:
-        recordings.resume()
     auth, connects = build_authenticator(settings), ConnectLimits.from_settings(settings)
     offline = OfflineService(wm, index)
     services = Services(
@@ -103,10 +101,10 @@ def watch(s: Services) -> None:
     m.watch(m.draining, lambda: float(s.draining.is_set()))
     if s.index is not None:
         index = s.index
-        m.watch(m.recordings_pending, lambda: len(index.store.unfinished_recordings()))
-        m.watch(m.index_segments, index.store.count_segments)
-        m.watch(m.index_vectors, lambda: index.indexer.vectors.size)
-        m.watch(m.index_pending, index.indexer.pending)
+        m.watch(m.recordings_pending, lambda: len(index.catalog.unfinished_recordings()))
+        m.watch(m.index_segments, lambda: index.stats().segments)
+        m.watch(m.index_vectors, lambda: index.stats().vectors)
+        m.watch(m.index_pending, lambda: index.stats().pending)
     if s.model.device.type == "cuda":
         device = s.model.device
         m.watch_gpu(lambda: torch.cuda.memory_allocated(device), lambda: torch.cuda.memory_reserved(device))
@@ -155,9 +153,12 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
 
         async def start() -> None:
             try:
-                app.state.services = await asyncio.to_thread(
+                services = await asyncio.to_thread(
                     start_services, settings, model, boot, app.state.metrics, draining
                 )
+                if services.recordings is not None:
+                    services.recordings.resume()  # schedules its work on this loop
+                app.state.services = services
             except Exception as e:
                 boot.failed = str(e) if isinstance(e, VoxError) else f"{e.__class__.__name__}: {e}"
                 log.exception("start-up failed: %s", boot.failed)
@@ -276,11 +277,8 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
             "lag_s": round(s.scheduler.lag, 3),
         }
         if s.index is not None:
-            body["index"] = {
-                "segments": s.index.store.count_segments(),
-                "vectors": s.index.indexer.vectors.size,
-                "kind": s.index.indexer.vectors.kind,
-            }
+            stats = s.index.stats()
+            body["index"] = {"segments": stats.segments, "vectors": stats.vectors, "kind": stats.kind}
         return body
 
     for probe in (health, healthz, readyz, metrics):  # probes and scrapes are never rate limited

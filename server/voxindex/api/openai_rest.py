@@ -29,7 +29,7 @@ from voxindex.api.transcripts import to_srt, to_vtt
 from voxindex.audio import decode_file
 from voxindex.engine.events import Final
 from voxindex.errors import AudioDecodeError
-from voxindex.index.service import LiveIndex
+from voxindex.index.base import TranscriptIndex
 from voxindex.models.loader import WhisperModel
 from voxindex.transcribe import OfflineTranscriber, Transcript
 
@@ -41,7 +41,7 @@ LANGUAGE_NAMES = {"en": "english", "de": "german", "fr": "french", "es": "spanis
 class OfflineService:
     """One offline transcriber sharing the live engine's model; one file at a time."""
 
-    def __init__(self, wm: WhisperModel, index: LiveIndex | None) -> None:
+    def __init__(self, wm: WhisperModel, index: TranscriptIndex | None) -> None:
         self.wm = wm
         self.index = index
         self._transcriber: OfflineTranscriber | None = None

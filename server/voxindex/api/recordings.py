@@ -32,7 +32,7 @@ from voxindex.config import Settings
 from voxindex.engine.recordings import Recordings, RecordingWork, plan_windows
 from voxindex.engine.vad import Vad, VadState
 from voxindex.errors import AudioDecodeError
-from voxindex.index.service import LiveIndex
+from voxindex.index.base import TranscriptIndex
 from voxindex.index.store import RecordingRecord
 
 log = logging.getLogger("voxindex.api")
@@ -43,7 +43,9 @@ MAX_FILES_PER_REQUEST = 20
 class RecordingService:
     """Uploads in, prepared work out to the engine; the store keeps every status."""
 
-    def __init__(self, settings: Settings, model: str, index: LiveIndex, recordings: Recordings) -> None:
+    def __init__(
+        self, settings: Settings, model: str, index: TranscriptIndex, recordings: Recordings
+    ) -> None:
         self.settings = settings
         self.model = model
         self.index = index
@@ -56,7 +58,7 @@ class RecordingService:
 
     def resume(self) -> None:
         """Queue again what a restart interrupted; committed windows are not read twice."""
-        for record in self.index.store.unfinished_recordings():
+        for record in self.index.catalog.unfinished_recordings():
             self._schedule(record)
 
     async def add(self, source: Path, filename: str, tenant: str) -> RecordingRecord:
@@ -66,7 +68,7 @@ class RecordingService:
         recording_id = uuid.uuid4().hex
         media = self.media_dir / f"{recording_id}{Path(filename).suffix.lower()[:10]}"
         await asyncio.to_thread(shutil.move, str(source), media)
-        store = self.index.store
+        store = self.index.catalog
         store.create_recording(recording_id, tenant, filename, sha256, str(media), self.model)
         earlier = store.indexed_recording(sha256)
         if earlier is not None:  # identical content: reuse its transcript
@@ -84,7 +86,7 @@ class RecordingService:
         return store.get_recording(recording_id) or _missing(recording_id)
 
     def delete(self, recording_id: str, tenant: str | None) -> bool:
-        record = self.index.store.get_recording(recording_id, tenant)
+        record = self.index.catalog.get_recording(recording_id, tenant)
         if record is None:
             return False
         self.recordings.cancel(recording_id)
@@ -103,15 +105,15 @@ class RecordingService:
                 work = await asyncio.to_thread(self._work, record)
         except AudioDecodeError as e:
             reason = e.message.replace(record.media, record.filename)
-            self.index.store.update_recording(record.id, status="failed", reason=reason)
+            self.index.catalog.update_recording(record.id, status="failed", reason=reason)
             return
         except Exception as e:  # never a stuck job: anything unexpected fails the recording
             log.exception("preparing recording %s failed", record.id)
-            self.index.store.update_recording(
+            self.index.catalog.update_recording(
                 record.id, status="failed", reason=f"{e.__class__.__name__}: {e}"
             )
             return
-        if self.index.store.get_recording(record.id) is not None:  # not deleted meanwhile
+        if self.index.catalog.get_recording(record.id) is not None:  # not deleted meanwhile
             self.recordings.submit(work)
 
     def _work(self, record: RecordingRecord) -> RecordingWork:
@@ -119,7 +121,7 @@ class RecordingService:
         duration = round(audio.size / 16000, 3)
         speech = self._vad([VadState()], [audio])[0]
         windows = [w for w in plan_windows(speech, duration) if w.end > record.done_s + 1e-3]
-        self.index.store.update_recording(record.id, status="transcribing", duration=duration)
+        self.index.catalog.update_recording(record.id, status="transcribing", duration=duration)
         return RecordingWork(record.id, audio, windows, language=None, segments=record.segments)
 
 
@@ -231,14 +233,14 @@ async def _import(request: Request, service: RecordingService, tenant: str) -> R
 @router.get("/v1/recordings")
 def list_recordings(request: Request) -> dict[str, Any]:
     principal = caller(request, "search")
-    records = _service(request).index.store.list_recordings(principal.tenant_filter())
+    records = _service(request).index.catalog.list_recordings(principal.tenant_filter())
     return {"recordings": [r.to_json() for r in records]}
 
 
 @router.get("/v1/recordings/{recording_id}")
 def get_recording(request: Request, recording_id: str) -> dict[str, Any]:
     principal = caller(request, "search")
-    record = _service(request).index.store.get_recording(recording_id, principal.tenant_filter())
+    record = _service(request).index.catalog.get_recording(recording_id, principal.tenant_filter())
     if record is None:
         raise ApiError(404, "not_found", f"no recording {recording_id}")
     return record.to_json()
@@ -248,7 +250,7 @@ def get_recording(request: Request, recording_id: str) -> dict[str, Any]:
 def get_media(request: Request, recording_id: str) -> FileResponse:
     """The uploaded file, for playing a search hit from its ``start`` (HTTP range requests work)."""
     principal = caller(request, "search")
-    record = _service(request).index.store.get_recording(recording_id, principal.tenant_filter())
+    record = _service(request).index.catalog.get_recording(recording_id, principal.tenant_filter())
     if record is None or not Path(record.media).exists():
         raise ApiError(404, "not_found", f"no media for recording {recording_id}")
     return FileResponse(record.media, filename=record.filename)

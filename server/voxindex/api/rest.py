@@ -12,8 +12,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from voxindex.api.auth import Authenticator, AuthError, ForbiddenError, Principal
 from voxindex.api.services import running
 from voxindex.api.transcripts import FORMATS, to_srt, to_txt, to_vtt
+from voxindex.index.base import TranscriptIndex
 from voxindex.index.search import Mode
-from voxindex.index.service import LiveIndex
 from voxindex.index.store import Filters
 
 MAX_QUERY_CHARS = 1000
@@ -43,8 +43,8 @@ def caller(request: Request, scope: str) -> Principal:
         raise ApiError(403, e.code, e.message) from None
 
 
-def _index(request: Request) -> LiveIndex:
-    index: LiveIndex | None = running(request.app).index
+def _index(request: Request) -> TranscriptIndex:
+    index: TranscriptIndex | None = running(request.app).index
     if index is None:
         raise ApiError(503, "index_disabled", "this server runs without a transcript index")
     return index
@@ -102,7 +102,7 @@ def search(
     filters = Filters(tenant=principal.tenant_filter(), stream_id=stream_id, since=start, until=end)
     index = _index(request)
     started = time.perf_counter()
-    hits = index.searcher.search(q, k, search_mode, filters)
+    hits = index.search(q, k, search_mode, filters)
     elapsed = time.perf_counter() - started
     running(request.app).metrics.search_seconds.labels(search_mode.value).observe(elapsed)
     return {"query": q, "mode": search_mode.value, "hits": [h.to_json() for h in hits]}
@@ -114,7 +114,7 @@ def streams(request: Request, limit: int = 100, offset: int = 0) -> dict[str, An
     principal = caller(request, "search")
     if not 1 <= limit <= 1000 or offset < 0:
         raise ApiError(400, "invalid_request", "limit must be 1..1000 and offset ≥ 0")
-    records = _index(request).store.list_streams(principal.tenant_filter(), limit=limit, offset=offset)
+    records = _index(request).list_streams(principal.tenant_filter(), limit=limit, offset=offset)
     return {"streams": [r.__dict__ for r in records]}
 
 
@@ -125,10 +125,10 @@ def transcript(request: Request, stream_id: str, format: str = "json") -> Respon
     if format not in FORMATS:
         raise ApiError(400, "invalid_request", f"format must be one of {', '.join(FORMATS)}")
     index = _index(request)
-    record = index.store.get_stream(stream_id, principal.tenant_filter())
+    record = index.get_stream(stream_id, principal.tenant_filter())
     if record is None:
         raise ApiError(404, "not_found", f"no stream {stream_id[:64]!r}")
-    segments = index.store.segments_of(stream_id)
+    segments = index.segments_of(stream_id)
     if format == "json":
         return JSONResponse({"stream": record.__dict__, "segments": [s.to_json() for s in segments]})
     body = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt}[format](segments)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from voxindex.api.recordings import RecordingService
     from voxindex.config import Settings
     from voxindex.engine.scheduler import Scheduler
-    from voxindex.index.service import LiveIndex
+    from voxindex.index.base import TranscriptIndex
     from voxindex.metrics import Metrics
     from voxindex.models.loader import WhisperModel
 
@@ -42,7 +42,7 @@ class Services:
     settings: Settings
     model: WhisperModel
     scheduler: Scheduler
-    index: LiveIndex | None
+    index: TranscriptIndex | None
     auth: Authenticator
     connects: ConnectLimits
     offline: OfflineService

@@ -14,7 +14,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -23,7 +25,7 @@ import torch
 from voxindex.audio import SAMPLE_RATE, Float32Array
 from voxindex.config import Settings
 from voxindex.engine.align import Word
-from voxindex.engine.events import Closed, Error, Final, Interim, SpeechEnded, SpeechStarted
+from voxindex.engine.events import Closed, Error, Event, Final, Interim, SpeechEnded, SpeechStarted
 from voxindex.engine.executor import MAX_WINDOW_AUDIO_S, Executor, Job, Reading
 from voxindex.engine.policy import agreed_prefix, join_words, last_sentence_end
 from voxindex.engine.recordings import Recordings
@@ -43,11 +45,18 @@ ADMISSION_MAX_LAG_S = 8.0  # refuse new streams while the engine is this far beh
 
 
 class TranscriptSink(Protocol):
-    """Where finals go before they are sent (the live index). Called on the engine thread."""
+    """Where finals go before they are sent (the transcript index). Called on the engine thread.
+
+    ``commit`` must not block on a remote store: a store that acknowledges later (Milvus) keeps
+    the final in a local journal, and ``deliver`` runs ``send`` once everything committed for
+    the stream so far is acknowledged; an embedded store acknowledges at once.
+    """
 
     def open_stream(self, stream_id: str, model: str, tenant: str) -> None: ...
 
     def commit(self, stream_id: str, final: Final, model: str) -> int: ...
+
+    def deliver(self, stream_id: str, send: Callable[[], None]) -> None: ...
 
     def close_stream(self, stream_id: str) -> None: ...
 
@@ -252,7 +261,7 @@ class Scheduler:
                 s.drop_audio_before(max(s.audio_start, began - PREROLL_S))
                 s.confirmed, s.tail, s.hypothesis_until = [], [], s.audio_start
                 s.onset_arrived = s.arrived_at(began)
-                s.emit(SpeechStarted(round(began, 3)))
+                self._send(s, SpeechStarted(round(began, 3)))
             if ended is not None and s.in_utterance:
                 self._request_final(s, track, FinalizeReason.ENDPOINT, ended)
             elif s.in_utterance and t - s.audio_start >= MAX_UTTERANCE_S:
@@ -400,7 +409,7 @@ class Scheduler:
         if s.onset_arrived is not None:
             self.metrics.onset_to_interim.observe(time.monotonic() - s.onset_arrived)
             s.onset_arrived = None
-        s.emit(Interim(s.segment_id, text, words[0].start, words[-1].end, join_words(s.confirmed)))
+        self._send(s, Interim(s.segment_id, text, words[0].start, words[-1].end, join_words(s.confirmed)))
 
     def _finalize_long_sentences(self, s: Stream, track: _Track) -> None:
         """In long unbroken speech, send confirmed whole sentences as finals rather than wait."""
@@ -429,7 +438,7 @@ class Scheduler:
         s.finalize = None
         if reason == FinalizeReason.ENDPOINT:
             s.in_utterance = False
-            s.emit(SpeechEnded(round(s.speech_end or track.heard, 3)))
+            self._send(s, SpeechEnded(round(s.speech_end or track.heard, 3)))
         elif reason == FinalizeReason.CLOSE:
             s.in_utterance = False
         self._track_speech(s, track)
@@ -442,8 +451,8 @@ class Scheduler:
             s.segment_id, join_words(words), words[0].start, words[-1].end, list(words), s.language, reason
         )
         if self.sink is not None:
-            self.sink.commit(s.id, final, self.wm.name)  # durable before it is sent
-        s.emit(final)
+            self.sink.commit(s.id, final, self.wm.name)  # durable before it is sent (_send)
+        self._send(s, final)
         self.metrics.finals.labels(reason).inc()
         if reason != "sentence":  # the others end where speech (or the client's audio) ended
             ended = s.speech_end if s.speech_end is not None else words[-1].end
@@ -467,7 +476,7 @@ class Scheduler:
                     self._request_final(s, track, FinalizeReason.CLOSE, s.now)
                 else:
                     if s.status == StreamStatus.CLOSING:
-                        s.emit(Closed(round(s.now, 3), s.finals))
+                        self._send(s, Closed(round(s.now, 3), s.finals))
                     s.status = StreamStatus.FINISHED
                 changed = True
             if s.is_finished:
@@ -487,6 +496,13 @@ class Scheduler:
         self._model_s += timing.total_s
         if kind == "recording":
             self._recording_audio_s += samples / SAMPLE_RATE
+
+    def _send(self, s: Stream, event: Event) -> None:
+        """Events reach the client in order, and none before the finals ahead of it are stored."""
+        if self.sink is None:
+            s.emit(event)
+        else:
+            self.sink.deliver(s.id, partial(s.emit, event))
 
     def _record(self, started: float, batch_size: int) -> None:
         self.stats.steps += 1

@@ -1,15 +1,18 @@
-"""The live index as one object the app owns: store + embedder + indexer + searcher."""
+"""The embedded transcript index (``--store sqlite://``, the default): SQLite + FAISS on local
+disk, as one object the app owns: store + embedder + indexer + searcher."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from voxindex.engine.events import Final
+from voxindex.index.base import IndexStats
 from voxindex.index.embed import Embedder
 from voxindex.index.indexer import Indexer
-from voxindex.index.search import Searcher
-from voxindex.index.store import Store
+from voxindex.index.search import Hit, Mode, Searcher
+from voxindex.index.store import Filters, Segment, Store, StreamRecord
 
 
 @dataclass
@@ -17,6 +20,10 @@ class LiveIndex:
     store: Store
     indexer: Indexer
     searcher: Searcher
+    catalog: Store = field(init=False)  # recordings: the same SQLite store
+
+    def __post_init__(self) -> None:
+        self.catalog = self.store
 
     @classmethod
     def open(cls, data_dir: Path, ivf_threshold: int = 200_000) -> LiveIndex:
@@ -38,6 +45,26 @@ class LiveIndex:
         segment_id = self.store.commit_segment(stream_id, final, model)
         self.indexer.submit(segment_id)
         return segment_id
+
+    def deliver(self, stream_id: str, send: Callable[[], None]) -> None:
+        send()  # commit() returned: already durable
+
+    # ---------------- reads ----------------
+    def search(self, query: str, k: int, mode: Mode, filters: Filters) -> list[Hit]:
+        return self.searcher.search(query, k, mode, filters)
+
+    def list_streams(self, tenant: str | None, limit: int = 100, offset: int = 0) -> list[StreamRecord]:
+        return self.store.list_streams(tenant, limit=limit, offset=offset)
+
+    def get_stream(self, stream_id: str, tenant: str | None = None) -> StreamRecord | None:
+        return self.store.get_stream(stream_id, tenant)
+
+    def segments_of(self, stream_id: str) -> list[Segment]:
+        return self.store.segments_of(stream_id)
+
+    def stats(self) -> IndexStats:
+        vectors = self.indexer.vectors
+        return IndexStats(vectors.kind, self.store.count_segments(), vectors.size, self.indexer.pending())
 
     # ---------------- recordings (the engine's RecordingSink) ----------------
     def commit_window(self, recording_id: str, finals: list[Final], done_s: float, model: str) -> None:

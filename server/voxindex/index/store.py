@@ -68,6 +68,12 @@ CREATE TABLE IF NOT EXISTS recordings (
     updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS recordings_by_sha ON recordings(sha256, status);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,  -- stream (upsert the stream's row) | segment | delete (the stream)
+    stream_id TEXT NOT NULL,
+    ref INTEGER  -- segment: its id here
+);
 """
 
 
@@ -152,8 +158,20 @@ class Filters:
     until: float | None = None
 
 
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    kind: str
+    stream_id: str
+    ref: int | None
+
+
 class Store:
-    def __init__(self, path: Path) -> None:
+    """``outbox=True`` (a replica of a shared store): every write also records, in the same
+    transaction, what a remote store must be told (index/outbox.py sends it in order)."""
+
+    def __init__(self, path: Path, outbox: bool = False) -> None:
+        self.outbox = outbox
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
@@ -173,21 +191,37 @@ class Store:
         self, stream_id: str, tenant: str, model: str, metadata: dict[str, Any] | None = None
     ) -> None:
         with self._lock:
-            self._db.execute(
+            self._db.execute("BEGIN")
+            cur = self._db.execute(
                 "INSERT OR IGNORE INTO streams(id, tenant, model, created, metadata) VALUES (?, ?, ?, ?, ?)",
                 (stream_id, tenant, model, time.time(), json.dumps(metadata or {})),
             )
+            if cur.rowcount:
+                self._out("stream", stream_id)
+            self._db.execute("COMMIT")
 
     def close_stream(self, stream_id: str) -> None:
         with self._lock:
-            self._db.execute(
+            self._db.execute("BEGIN")
+            cur = self._db.execute(
                 "UPDATE streams SET closed = ? WHERE id = ? AND closed IS NULL", (time.time(), stream_id)
+            )
+            if cur.rowcount:
+                self._out("stream", stream_id)
+            self._db.execute("COMMIT")
+
+    def _out(self, kind: str, stream_id: str, ref: int | None = None) -> None:
+        """Inside a write's transaction: what a shared store must be told (outbox mode)."""
+        if self.outbox:
+            self._db.execute(
+                "INSERT INTO outbox(kind, stream_id, ref) VALUES (?, ?, ?)", (kind, stream_id, ref)
             )
 
     def commit_segment(self, stream_id: str, final: Final, model: str) -> int:
         """Durably store one final segment; returns its id."""
         words = json.dumps([asdict(w) for w in final.words])
         with self._lock:
+            self._db.execute("BEGIN")
             cur = self._db.execute(
                 "INSERT INTO segments(stream_id, segment_index, start, end, text, words, language, model,"
                 " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -203,7 +237,10 @@ class Store:
                     time.time(),
                 ),
             )
-            return int(cur.lastrowid or 0)
+            segment_id = int(cur.lastrowid or 0)
+            self._out("segment", stream_id, segment_id)
+            self._db.execute("COMMIT")
+            return segment_id
 
     def delete_stream(self, stream_id: str, tenant: str | None = None) -> list[int] | None:
         """Remove a stream and its segments; returns the removed segment ids, None if not found."""
@@ -216,6 +253,7 @@ class Store:
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM segments WHERE stream_id = ?", (stream_id,))
             self._db.execute("DELETE FROM streams WHERE id = ?", (stream_id,))
+            self._out("delete", stream_id)
             self._db.execute("COMMIT")
             return ids
 
@@ -231,6 +269,7 @@ class Store:
                 "INSERT INTO streams(id, tenant, model, created, metadata) VALUES (?, ?, ?, ?, ?)",
                 (recording_id, tenant, model, now, json.dumps({"kind": "recording", "filename": filename})),
             )
+            self._out("stream", recording_id)
             self._db.execute(
                 "INSERT INTO recordings(id, tenant, filename, sha256, media, status, model, created, updated)"
                 " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
@@ -273,6 +312,7 @@ class Store:
                     ),
                 )
                 ids.append(int(cur.lastrowid or 0))
+                self._out("segment", recording_id, ids[-1])
             self._db.execute(
                 "UPDATE recordings SET done_s = MAX(done_s, ?), status = 'transcribing', updated = ?"
                 " WHERE id = ?",
@@ -291,8 +331,10 @@ class Store:
                 " FROM segments WHERE stream_id = ? ORDER BY segment_index",
                 (target, time.time(), source),
             )
-            self._db.execute("COMMIT")
             rows = self._db.execute("SELECT id FROM segments WHERE stream_id = ?", (target,)).fetchall()
+            for r in rows:
+                self._out("segment", target, int(r[0]))
+            self._db.execute("COMMIT")
             return [int(r[0]) for r in rows]
 
     def get_recording(self, recording_id: str, tenant: str | None = None) -> RecordingRecord | None:
@@ -455,6 +497,26 @@ class Store:
                 return
             yield [(int(r[0]), str(r[1])) for r in rows]
             last = int(rows[-1][0])
+
+    # ---------------- the outbox (to a shared store) ----------------
+    def outbox_take(self, n: int) -> list[OutboxRow]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM outbox ORDER BY seq LIMIT ?", (n,)).fetchall()
+        return [OutboxRow(r["seq"], r["kind"], r["stream_id"], r["ref"]) for r in rows]
+
+    def outbox_ack(self, upto: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE seq <= ?", (upto,))
+
+    def outbox_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def outbox_last(self) -> int:
+        """The newest outbox sequence number ever assigned (0 before the first)."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        return int(row[0]) if row else 0
 
     def count_segments(self) -> int:
         with self._lock:
