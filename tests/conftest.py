@@ -216,3 +216,70 @@ def onset(clip: Float32Array) -> float:
     """Where speech starts in a clip: the first 10 ms louder than a tenth of its loudest 10 ms."""
     rms = np.sqrt(np.mean(clip[: clip.size // 160 * 160].reshape(-1, 160) ** 2, axis=1))
     return float(np.argmax(rms > 0.1 * rms.max())) * 0.01
+
+
+class MilvusLite:
+    """A real ``milvus-lite server`` (Milvus's API over gRPC) on a loopback port: the same
+    network client path as a Milvus cluster. ``stop()``/``start()`` simulate an outage."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.data_dir = data_dir
+        self.proc: Any = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"milvus://127.0.0.1:{self.port}"
+
+    def collection(self, name: str) -> str:
+        return f"{self.url}/{name}"
+
+    def start(self) -> None:
+        import shutil
+        import socket
+        import subprocess
+        import sys
+        import time
+
+        binary = shutil.which("milvus-lite") or str(Path(sys.executable).parent / "milvus-lite")
+        log = (self.data_dir.parent / f"milvus-{self.port}.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "server",
+                "--data-dir",
+                str(self.data_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("milvus-lite server did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusLite]:
+    server = MilvusLite(tmp_path_factory.mktemp("milvus") / "data")
+    yield server
+    server.stop()

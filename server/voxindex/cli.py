@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, dest="data_dir", help="transcript store and index (default ./data)"
     )
     s.add_argument("--no-index", action="store_false", dest="index", default=None)
+    s.add_argument(
+        "--store",
+        help="sqlite:// (default: the data dir), sqlite:///path, or milvus://host:19530/collection (shared)",
+    )
+    s.add_argument("--replica-id", dest="replica_id", help="this replica's name, prefixed to stream ids")
     s.add_argument("--no-auth", action="store_true", dest="no_auth", default=None, help="loopback only")
     s.add_argument(
         "--log-format", dest="log_format", choices=["text", "json"], help="json: one object per line"
@@ -157,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "log_format",
                     "forwarded_allow_ips",
                     "shutdown_grace_s",
+                    "store",
+                    "replica_id",
                 )
             },
         )

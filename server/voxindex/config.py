@@ -39,6 +39,10 @@ class Settings:
     data_dir: Path = Path("data")
     index: bool = True
     ivf_threshold: int = 200_000
+    store: str = "sqlite://"  # sqlite:// (data_dir) | sqlite:///path | milvus://host:19530/collection
+    replica_id: str = ""  # prefixes stream ids (e.g. the pod name): which replica served a stream
+    store_buffer_max: int = 100_000  # writes waiting for an unreachable shared store before refusing
+    store_timeout_s: float = 5.0  # one call to the shared store
     no_auth: bool = False
     dev: bool = False
     jwt_secret: str | None = None

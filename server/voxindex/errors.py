@@ -63,7 +63,7 @@ class NotReadyError(CapacityError):
     code = "not_ready"
 
 
-class StoreUnavailableError(VoxError):
+class StoreUnavailableError(CapacityError):
     """The shared transcript store (Milvus) cannot be reached, or too much waits for it."""
 
     code = "store_unavailable"

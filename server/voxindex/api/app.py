@@ -45,8 +45,8 @@ from voxindex.audio import Float32Array, decode_file
 from voxindex.config import Settings
 from voxindex.engine.recordings import Recordings
 from voxindex.engine.scheduler import ADMISSION_MAX_LAG_S, Scheduler
-from voxindex.errors import InvalidRequestError, NotReadyError, VoxError
-from voxindex.index.service import LiveIndex
+from voxindex.errors import InvalidRequestError, NotReadyError, StoreUnavailableError, VoxError
+from voxindex.index.stores import open_index
 from voxindex.metrics import Metrics
 from voxindex.models.loader import WhisperModel, load_model
 from voxindex.models.registry import resolve
@@ -63,7 +63,7 @@ def start_services(
     the server already answers probes meanwhile)."""
     wm = model or load_model(settings.model, settings.device, settings.cache_dir, settings.compute_type)
     boot.model = "ok"
-    index = LiveIndex.open(settings.data_dir, settings.ivf_threshold) if settings.index else None
+    index = open_index(settings) if settings.index else None
     boot.index = "ok" if index is not None else "disabled"
     background = Recordings(index, wm.name) if index is not None else None
     scheduler = Scheduler(wm, settings, index, background, metrics)
@@ -204,8 +204,9 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
         )
         return rest.error_response(rest.ApiError(400, "invalid_request", problems))
 
+    @app.exception_handler(StoreUnavailableError)
     @app.exception_handler(NotReadyError)
-    async def not_ready(request: Request, e: NotReadyError) -> JSONResponse:
+    async def not_ready(request: Request, e: VoxError) -> JSONResponse:
         body = {"error": {"code": e.code, "message": e.message}}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 

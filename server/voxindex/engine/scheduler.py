@@ -31,7 +31,7 @@ from voxindex.engine.policy import agreed_prefix, join_words, last_sentence_end
 from voxindex.engine.recordings import Recordings
 from voxindex.engine.stream import PREROLL_S, FinalizeReason, Stream, StreamOptions, StreamStatus
 from voxindex.engine.vad import CHUNK, Vad, VadState
-from voxindex.errors import CapacityError, QuotaError
+from voxindex.errors import CapacityError, QuotaError, VoxError
 from voxindex.metrics import Metrics
 from voxindex.models.loader import WhisperModel
 
@@ -157,6 +157,8 @@ class Scheduler:
             if self.lag > ADMISSION_MAX_LAG_S:
                 raise CapacityError(f"engine is {self.lag:.1f} s behind real time; try again shortly")
             stream = Stream(options, loop, max_inbox_s=self.settings.max_queue_s, tenant=tenant)
+            if self.settings.replica_id:  # which replica served it, visible in every id
+                stream.id = f"{self.settings.replica_id}-{stream.id}"
             self.streams[stream.id] = stream
             self._tracks[stream.id] = _Track()
         if self.sink is not None:
@@ -451,7 +453,13 @@ class Scheduler:
             s.segment_id, join_words(words), words[0].start, words[-1].end, list(words), s.language, reason
         )
         if self.sink is not None:
-            self.sink.commit(s.id, final, self.wm.name)  # durable before it is sent (_send)
+            try:
+                self.sink.commit(s.id, final, self.wm.name)  # durable before it is sent (_send)
+            except VoxError as e:  # the store cannot take it: say so and end the stream
+                log.error("final not stored: %s", e.message, extra={"stream_id": s.id, "tenant": s.tenant})
+                s.emit(Error(e.code, e.message))
+                s.status = StreamStatus.FINISHED
+                return
         self._send(s, final)
         self.metrics.finals.labels(reason).inc()
         if reason != "sentence":  # the others end where speech (or the client's audio) ended

@@ -24,6 +24,7 @@ class IndexStats:
     segments: int
     vectors: int
     pending: int  # committed but not yet searchable (embedding, or awaiting the remote store)
+    available: bool = True  # the shared store answered the latest write (always, embedded)
 
 
 class TranscriptIndex(Protocol):

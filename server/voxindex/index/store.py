@@ -508,6 +508,13 @@ class Store:
         with self._lock:
             self._db.execute("DELETE FROM outbox WHERE seq <= ?", (upto,))
 
+    def outbox_delete(self, stream_id: str) -> None:
+        """Tell the shared store to delete a stream this replica has no rows of."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._out("delete", stream_id)
+            self._db.execute("COMMIT")
+
     def outbox_count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

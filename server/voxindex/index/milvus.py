@@ -1,0 +1,501 @@
+"""The shared transcript index (``--store milvus://host:port/collection``): every replica's
+segments, vectors and BM25 keyword index in one Milvus deployment, so search spans them all.
+
+Writes: each replica keeps its own durable copy in local SQLite (``catalog``, with recordings)
+and an outbox row per write in the same transaction; ``Outbox`` sends them to Milvus in order
+and a stream's final is sent only once Milvus acknowledged it. Reads (search, streams,
+transcripts) go to Milvus. Hybrid search is Milvus's own: a BM25 function on the text and a
+dense MiniLM vector, fused by reciprocal rank (RRF), both filtered by tenant, stream and time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from voxindex.engine.align import Word
+from voxindex.engine.events import Final
+from voxindex.errors import InvalidRequestError, StoreUnavailableError
+from voxindex.index.base import IndexStats
+from voxindex.index.embed import DIMENSION, Embedder
+from voxindex.index.outbox import Outbox
+from voxindex.index.search import RRF_K, Hit, Mode
+from voxindex.index.store import Filters, OutboxRow, Segment, Store, StreamRecord
+
+log = logging.getLogger("voxindex.index")
+
+CANDIDATES = 50  # hits taken from each side before fusion
+QUERY_LIMIT = 16_384  # Milvus's largest query window
+STATS_TTL_S = 5.0
+
+
+@dataclass(frozen=True)
+class MilvusUrl:
+    uri: str  # http://host:port
+    collection: str
+    token: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> MilvusUrl:
+        """``milvus://host:port/collection[?token=user:password]``."""
+        parts = urlparse(url)
+        collection = parts.path.strip("/") or "voxindex"
+        if parts.scheme != "milvus" or not parts.hostname:
+            raise InvalidRequestError(f"store URL must look like milvus://host:19530/collection, got {url!r}")
+        if not collection.replace("_", "").isalnum() or not collection[0].isalpha():
+            raise InvalidRequestError(f"collection name {collection!r}: letters, digits and _ only")
+        token = parse_qs(parts.query).get("token", [None])[0]
+        return cls(f"http://{parts.hostname}:{parts.port or 19530}", collection, token)
+
+
+def segment_key(stream_id: str, segment_index: int) -> int:
+    """A segment's primary key in Milvus, the same on every replica and every retry (idempotent
+    upserts): 63 bits of a hash of stream id and index. Stream ids are unique across replicas."""
+    digest = hashlib.blake2b(f"{stream_id}/{segment_index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def literal(value: str) -> str:
+    """A string literal for a Milvus filter expression."""
+    return json.dumps(value)
+
+
+def expression(filters: Filters) -> str:
+    terms = ['stream_id != ""']
+    if filters.tenant is not None:
+        terms.append(f"tenant == {literal(filters.tenant)}")
+    if filters.stream_id is not None:
+        terms.append(f"stream_id == {literal(filters.stream_id)}")
+    if filters.since is not None:
+        terms.append(f"created >= {float(filters.since)!r}")
+    if filters.until is not None:
+        terms.append(f"created < {float(filters.until)!r}")
+    return " and ".join(terms)
+
+
+SEGMENT_FIELDS = [
+    "id",
+    "stream_id",
+    "tenant",
+    "segment_index",
+    "start",
+    "end",
+    "text",
+    "words",
+    "language",
+    "model",
+    "created",
+    "recording",
+]
+STREAM_FIELDS = ["stream_id", "tenant", "model", "created", "closed", "metadata"]
+
+
+class MilvusIndex:
+    def __init__(
+        self, url: MilvusUrl, data_dir: Path, replica: str = "", limit: int = 100_000, timeout_s: float = 5.0
+    ) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.replica = replica
+        self.timeout_s = timeout_s
+        self.segments_collection = url.collection
+        self.streams_collection = f"{url.collection}_streams"
+        self.catalog = Store(data_dir / "transcripts.sqlite3", outbox=True)
+        self.embedder = Embedder()
+        self._embed_lock = threading.Lock()
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._stats: tuple[float, IndexStats] | None = None
+        self.outbox = Outbox(self.catalog, self._send, limit)
+        self.outbox.start()
+
+    @classmethod
+    def open(cls, url: str, data_dir: Path, replica: str = "", **options: Any) -> MilvusIndex:
+        return cls(MilvusUrl.parse(url), data_dir, replica, **options)
+
+    # ---------------- the connection ----------------
+    @contextmanager
+    def _milvus(self) -> Iterator[Any]:
+        """The client, connected (and the collections made) on first use; any failure is
+        StoreUnavailableError and the next use connects again."""
+        try:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._connect()
+                client = self._client
+            yield client
+        except StoreUnavailableError:
+            raise
+        except Exception as e:
+            if e.__class__.__module__.startswith(("pymilvus", "grpc")):
+                with self._client_lock:
+                    self._client = None
+                raise StoreUnavailableError(f"Milvus at {self.url.uri}: {str(e)[:200]}") from e
+            raise
+
+    def _connect(self) -> Any:
+        from pymilvus import MilvusClient
+
+        client = MilvusClient(uri=self.url.uri, token=self.url.token or "", timeout=self.timeout_s)
+        if not client.has_collection(self.segments_collection):
+            self._create_segments(client)
+        if not client.has_collection(self.streams_collection):
+            self._create_streams(client)
+        return client
+
+    def _create_segments(self, client: Any) -> None:
+        from pymilvus import DataType, Function, FunctionType, MilvusClient
+
+        s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        s.add_field("id", DataType.INT64, is_primary=True)
+        s.add_field("stream_id", DataType.VARCHAR, max_length=128)
+        s.add_field("tenant", DataType.VARCHAR, max_length=256)
+        s.add_field("segment_index", DataType.INT64)
+        s.add_field("start", DataType.DOUBLE)
+        s.add_field("end", DataType.DOUBLE)
+        s.add_field("text", DataType.VARCHAR, max_length=8192, enable_analyzer=True)
+        s.add_field("words", DataType.VARCHAR, max_length=65535)
+        s.add_field("language", DataType.VARCHAR, max_length=16)
+        s.add_field("model", DataType.VARCHAR, max_length=256)
+        s.add_field("created", DataType.DOUBLE)
+        s.add_field("recording", DataType.BOOL)
+        s.add_field("replica", DataType.VARCHAR, max_length=128)
+        s.add_field("vector", DataType.FLOAT_VECTOR, dim=DIMENSION)
+        s.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        s.add_function(
+            Function(
+                name="text_bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["text"],
+                output_field_names=["sparse"],
+            )
+        )
+        index = client.prepare_index_params()
+        index.add_index("vector", index_type="AUTOINDEX", metric_type="COSINE")
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        client.create_collection(
+            self.segments_collection, schema=s, index_params=index, consistency_level="Strong"
+        )
+
+    def _create_streams(self, client: Any) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        s.add_field("stream_id", DataType.VARCHAR, max_length=128, is_primary=True)
+        s.add_field("tenant", DataType.VARCHAR, max_length=256)
+        s.add_field("model", DataType.VARCHAR, max_length=256)
+        s.add_field("created", DataType.DOUBLE)
+        s.add_field("closed", DataType.DOUBLE)  # -1 while open
+        s.add_field("metadata", DataType.VARCHAR, max_length=4096)
+        s.add_field("replica", DataType.VARCHAR, max_length=128)
+        s.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus requires a vector field
+        index = client.prepare_index_params()
+        index.add_index("unused", index_type="FLAT", metric_type="L2")
+        client.create_collection(
+            self.streams_collection, schema=s, index_params=index, consistency_level="Strong"
+        )
+
+    # ---------------- writes: local first, then the outbox ----------------
+    def open_stream(self, stream_id: str, model: str, tenant: str) -> None:
+        self.outbox.check_room()
+        self.catalog.create_stream(stream_id, tenant, model)
+        self.outbox.wrote(stream_id)
+
+    def close_stream(self, stream_id: str) -> None:
+        self.catalog.close_stream(stream_id)
+        self.outbox.wrote(stream_id)
+
+    def commit(self, stream_id: str, final: Final, model: str) -> int:
+        self.outbox.check_room()
+        segment_id = self.catalog.commit_segment(stream_id, final, model)
+        self.outbox.wrote(stream_id)
+        return segment_id
+
+    def deliver(self, stream_id: str, send: Callable[[], None]) -> None:
+        self.outbox.deliver(stream_id, send)
+
+    def commit_window(self, recording_id: str, finals: list[Final], done_s: float, model: str) -> None:
+        self.catalog.commit_window(recording_id, finals, done_s, model)
+        self.outbox.wrote(recording_id)
+
+    def finish_recording(self, recording_id: str, language: str | None) -> None:
+        self.catalog.update_recording(recording_id, status="indexed", language=language)
+        self.close_stream(recording_id)
+
+    def fail_recording(self, recording_id: str, reason: str) -> None:
+        self.catalog.update_recording(recording_id, status="failed", reason=reason)
+
+    def reuse_transcript(self, source: str, target: str) -> None:
+        self.catalog.copy_segments(source, target)
+        self.outbox.wrote(target)
+
+    def delete_stream(self, stream_id: str, tenant: str | None = None) -> bool:
+        """Delete here and in Milvus (a stream from any replica); returns once Milvus has applied
+        it, or after the store timeout with the deletion queued durably."""
+        if self.catalog.delete_stream(stream_id, tenant) is None:
+            if self.get_stream(stream_id, tenant) is None:
+                return False
+            self.catalog.outbox_delete(stream_id)  # another replica's stream
+        self.outbox.wrote(stream_id)
+        self.outbox.wait(stream_id, 2 * self.timeout_s)
+        return True
+
+    def _send(self, rows: list[OutboxRow]) -> None:
+        """Apply outbox rows to Milvus, in order (runs on the outbox thread)."""
+        i = 0
+        while i < len(rows):
+            row = rows[i]
+            if row.kind == "segment":
+                j = i
+                while j < len(rows) and rows[j].kind == "segment":
+                    j += 1
+                self._upsert_segments([r.ref for r in rows[i:j] if r.ref is not None])
+                i = j
+                continue
+            with self._milvus() as client:
+                if row.kind == "stream":
+                    record = self.catalog.get_stream(row.stream_id)
+                    if record is not None:
+                        client.upsert(self.streams_collection, [self._stream_entity(record)])
+                elif row.kind == "delete":
+                    where = f"stream_id == {literal(row.stream_id)}"
+                    client.delete(self.segments_collection, filter=where)
+                    client.delete(self.streams_collection, filter=where)
+            i += 1
+
+    def _upsert_segments(self, ids: list[int]) -> None:
+        segments = self.catalog.get_segments(ids)
+        if not segments:
+            return  # deleted since
+        ordered = [segments[i] for i in ids if i in segments]
+        streams = {s.stream_id: self.catalog.get_stream(s.stream_id) for s in ordered}
+        with self._embed_lock:
+            vectors = self.embedder([s.text for s in ordered])
+        entities = []
+        for segment, vector in zip(ordered, vectors, strict=True):
+            record = streams[segment.stream_id]
+            if record is None:
+                continue
+            entities.append(
+                {
+                    "id": segment_key(segment.stream_id, segment.segment_index),
+                    "stream_id": segment.stream_id,
+                    "tenant": record.tenant,
+                    "segment_index": segment.segment_index,
+                    "start": segment.start,
+                    "end": segment.end,
+                    "text": segment.text[:8000],
+                    "words": json.dumps([asdict(w) for w in segment.words]),
+                    "language": segment.language or "",
+                    "model": segment.model,
+                    "created": segment.created,
+                    "recording": record.metadata.get("kind") == "recording",
+                    "replica": self.replica,
+                    "vector": vector.tolist(),
+                }
+            )
+        if entities:
+            with self._milvus() as client:
+                client.upsert(self.segments_collection, entities)
+
+    def _stream_entity(self, record: StreamRecord) -> dict[str, Any]:
+        return {
+            "stream_id": record.id,
+            "tenant": record.tenant,
+            "model": record.model,
+            "created": record.created,
+            "closed": record.closed if record.closed is not None else -1.0,
+            "metadata": json.dumps(record.metadata)[:4000],
+            "replica": self.replica,
+            "unused": [0.0, 0.0],
+        }
+
+    # ---------------- reads: from Milvus, every replica's streams ----------------
+    def search(self, query: str, k: int, mode: Mode, filters: Filters) -> list[Hit]:
+        from pymilvus import AnnSearchRequest, RRFRanker
+
+        where = expression(filters)
+        fields = SEGMENT_FIELDS
+        with self._milvus() as client:
+            if mode == Mode.KEYWORD:
+                results = client.search(
+                    self.segments_collection,
+                    data=[query],
+                    anns_field="sparse",
+                    limit=k,
+                    filter=where,
+                    output_fields=fields,
+                    search_params={"metric_type": "BM25"},
+                )[0]
+            else:
+                with self._embed_lock:
+                    vector = self.embedder([query])[0].tolist()
+                dense = AnnSearchRequest(
+                    data=[vector],
+                    anns_field="vector",
+                    param={"metric_type": "COSINE"},
+                    limit=CANDIDATES,
+                    expr=where,
+                )
+                if mode == Mode.VECTOR:
+                    results = client.search(
+                        self.segments_collection,
+                        data=[vector],
+                        anns_field="vector",
+                        limit=k,
+                        filter=where,
+                        output_fields=fields,
+                        search_params={"metric_type": "COSINE"},
+                    )[0]
+                else:
+                    keyword = AnnSearchRequest(
+                        data=[query],
+                        anns_field="sparse",
+                        param={"metric_type": "BM25"},
+                        limit=CANDIDATES,
+                        expr=where,
+                    )
+                    results = client.hybrid_search(
+                        self.segments_collection,
+                        [dense, keyword],
+                        ranker=RRFRanker(RRF_K),
+                        limit=k,
+                        output_fields=fields,
+                    )[0]
+            segments = [(self._segment(r["entity"], r["id"]), r) for r in results]
+            context = self._neighbours(client, [s for s, _ in segments])
+        hits = []
+        for rank, (segment, r) in enumerate(segments, start=1):
+            # BM25 distances are not comparable across queries: keyword hits score by rank
+            score = 1.0 / (RRF_K + rank) if mode == Mode.KEYWORD else float(r["distance"])
+            before, after = context.get((segment.stream_id, segment.segment_index), ("", ""))
+            hits.append(Hit(segment, score, before, after, bool(r["entity"].get("recording"))))
+        return hits
+
+    def _neighbours(self, client: Any, segments: list[Segment]) -> dict[tuple[str, int], tuple[str, str]]:
+        if not segments:
+            return {}
+        wanted = " or ".join(
+            f"(stream_id == {literal(s.stream_id)} and segment_index in "
+            f"[{s.segment_index - 1}, {s.segment_index + 1}])"
+            for s in segments
+        )
+        rows = client.query(
+            self.segments_collection,
+            filter=wanted,
+            output_fields=["stream_id", "segment_index", "text"],
+            limit=QUERY_LIMIT,
+        )
+        text = {(r["stream_id"], r["segment_index"]): r["text"] for r in rows}
+        return {
+            (s.stream_id, s.segment_index): (
+                text.get((s.stream_id, s.segment_index - 1), ""),
+                text.get((s.stream_id, s.segment_index + 1), ""),
+            )
+            for s in segments
+        }
+
+    def list_streams(self, tenant: str | None, limit: int = 100, offset: int = 0) -> list[StreamRecord]:
+        where = f"tenant == {literal(tenant)}" if tenant is not None else 'stream_id != ""'
+        with self._milvus() as client:
+            rows = client.query(
+                self.streams_collection, filter=where, output_fields=STREAM_FIELDS, limit=QUERY_LIMIT
+            )
+            rows = sorted(rows, key=lambda r: r["created"], reverse=True)[offset : offset + limit]
+            counts = self._counts(client, [r["stream_id"] for r in rows])
+        return [self._stream(r, counts.get(r["stream_id"], 0)) for r in rows]
+
+    def get_stream(self, stream_id: str, tenant: str | None = None) -> StreamRecord | None:
+        where = f"stream_id == {literal(stream_id)}"
+        if tenant is not None:
+            where += f" and tenant == {literal(tenant)}"
+        with self._milvus() as client:
+            rows = client.query(self.streams_collection, filter=where, output_fields=STREAM_FIELDS, limit=1)
+            if not rows:
+                return None
+            counts = self._counts(client, [stream_id])
+        return self._stream(rows[0], counts.get(stream_id, 0))
+
+    def segments_of(self, stream_id: str) -> list[Segment]:
+        with self._milvus() as client:
+            rows = client.query(
+                self.segments_collection,
+                filter=f"stream_id == {literal(stream_id)}",
+                output_fields=SEGMENT_FIELDS,
+                limit=QUERY_LIMIT,
+            )
+        return sorted((self._segment(r, r["id"]) for r in rows), key=lambda s: s.segment_index)
+
+    def _counts(self, client: Any, stream_ids: list[str]) -> dict[str, int]:
+        if not stream_ids:
+            return {}
+        rows = client.query(
+            self.segments_collection,
+            filter=f"stream_id in {json.dumps(stream_ids)}",
+            output_fields=["stream_id"],
+            limit=QUERY_LIMIT,
+        )
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["stream_id"]] = counts.get(r["stream_id"], 0) + 1
+        return counts
+
+    @staticmethod
+    def _segment(e: dict[str, Any], key: int) -> Segment:
+        return Segment(
+            int(key),
+            e["stream_id"],
+            int(e["segment_index"]),
+            float(e["start"]),
+            float(e["end"]),
+            e["text"],
+            [Word(**w) for w in json.loads(e["words"])],
+            e["language"] or None,
+            e["model"],
+            float(e["created"]),
+        )
+
+    @staticmethod
+    def _stream(r: dict[str, Any], segments: int) -> StreamRecord:
+        closed = float(r["closed"])
+        return StreamRecord(
+            r["stream_id"],
+            r["tenant"],
+            r["model"],
+            float(r["created"]),
+            closed if closed >= 0 else None,
+            json.loads(r["metadata"] or "{}"),
+            segments,
+        )
+
+    def stats(self) -> IndexStats:
+        """Sizes from Milvus (cached a few seconds: scrapes and /health call this)."""
+        now = time.monotonic()
+        if self._stats is None or now - self._stats[0] > STATS_TTL_S:
+            try:
+                with self._milvus() as client:
+                    n = int(client.get_collection_stats(self.segments_collection).get("row_count", 0))
+            except StoreUnavailableError:
+                n = -1
+            self._stats = (now, IndexStats("milvus", n, n, self.outbox.pending, self.outbox.available))
+        return self._stats[1]
+
+    def close(self) -> None:
+        self.outbox.stop()
+        with self._client_lock:
+            if self._client is not None:
+                try:
+                    self._client.close()
+                except Exception:  # closing a dead connection
+                    log.debug("closing the Milvus client failed", exc_info=True)
+                self._client = None
+        self.catalog.close()

@@ -1,0 +1,33 @@
+"""``--store``: which transcript index a server opens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from voxindex.config import Settings
+from voxindex.errors import InvalidRequestError
+from voxindex.index.base import TranscriptIndex
+
+
+def open_index(settings: Settings) -> TranscriptIndex:
+    """``sqlite://`` (the data dir) or ``sqlite:///path``: embedded SQLite + FAISS.
+    ``milvus://host:port/collection``: shared by replicas; local state stays in the data dir."""
+    url = settings.store.strip()
+    if url.startswith("sqlite://"):
+        from voxindex.index.service import LiveIndex
+
+        path = url.removeprefix("sqlite://")
+        return LiveIndex.open(Path(path) if path else settings.data_dir, settings.ivf_threshold)
+    if url.startswith("milvus://"):
+        from voxindex.index.milvus import MilvusIndex
+
+        return MilvusIndex.open(
+            url,
+            settings.data_dir,
+            settings.replica_id,
+            limit=settings.store_buffer_max,
+            timeout_s=settings.store_timeout_s,
+        )
+    raise InvalidRequestError(
+        f"--store must be sqlite://[/path] or milvus://host:port/collection, got {url!r}"
+    )
