@@ -150,6 +150,8 @@ class MilvusIndex:
             self._create_segments(client)
         if not client.has_collection(self.streams_collection):
             self._create_streams(client)
+        for name in (self.segments_collection, self.streams_collection):
+            client.load_collection(name)  # a restarted Milvus holds them released
         return client
 
     def _create_segments(self, client: Any) -> None:
