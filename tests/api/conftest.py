@@ -79,6 +79,7 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / f"server-{self.port}.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         environ = {**os.environ, "VOXINDEX_CACHE_DIR": str(cache_dir), **(env or {})}
         command = [sys.executable, "-m", "voxindex.cli", "serve", "--port", str(self.port)]
         self.proc = subprocess.Popen(

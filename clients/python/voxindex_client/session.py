@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
@@ -54,6 +55,7 @@ class Session:
         reconnect: bool = True,
         max_retries: int = 5,
         retry_interval_s: float = 1.0,
+        ssl: SSLContext | None = None,
     ) -> None:
         base = url.rstrip("/")
         if base.startswith("http"):
@@ -70,6 +72,7 @@ class Session:
             query["language"] = language
         self.url = f"{base}?{urlencode(query)}"
         self.token = token
+        self.ssl = ssl  # for wss:// with a private CA; default: the system's trust store
         self.bytes_per_second = sample_rate * BYTES_PER_SAMPLE[encoding]
         self.keepalive_s = keepalive_s
         self.reconnect = reconnect
@@ -100,7 +103,8 @@ class Session:
 
     async def _connect(self) -> None:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self._ws = await websockets.connect(self.url, additional_headers=headers, max_size=None)
+        extra: dict[str, Any] = {"ssl": self.ssl} if self.ssl is not None else {}
+        self._ws = await websockets.connect(self.url, additional_headers=headers, max_size=None, **extra)
         first = json.loads(await self._ws.recv())
         if first.get("type") != "ready":
             with contextlib.suppress(websockets.ConnectionClosed):

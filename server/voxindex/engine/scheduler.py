@@ -509,8 +509,8 @@ class Scheduler:
         """Events reach the client in order, and none before the finals ahead of it are stored."""
         if self.sink is None:
             s.emit(event)
-        else:
-            self.sink.deliver(s.id, partial(s.emit, event))
+        elif s.status < StreamStatus.ABORTING:  # nobody listens to an aborted stream
+            self.sink.deliver(s.id, partial(s.post, event))
 
     def _record(self, started: float, batch_size: int) -> None:
         self.stats.steps += 1

@@ -196,6 +196,11 @@ class Stream:
         interims once its queue is long, never finals."""
         if self.status >= StreamStatus.ABORTING:
             return
+        self.post(event)
+
+    def post(self, event: Event) -> None:
+        """``emit`` without the status check: for an event decided while the stream was live and
+        handed over later (after the store acknowledged the finals before it)."""
         if isinstance(event, Interim) and self.events.qsize() > MAX_PENDING_EVENTS:
             return
         with contextlib.suppress(RuntimeError):  # the handler's loop is closed: nobody is listening
