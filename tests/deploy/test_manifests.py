@@ -35,7 +35,10 @@ def run(*command: str) -> subprocess.CompletedProcess[str]:
 
 
 def manifests() -> list[Path]:
-    return sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+    """Every Kubernetes object shipped (kustomize files and Helm values are not objects; the
+    scale-out Deployment patch is partial by design)."""
+    skip = {"kustomization.yaml", "milvus-values.yaml", "deployment-patch.yaml"}
+    return sorted(p for p in K8S.rglob("*.yaml") if p.name not in skip)
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -56,7 +59,7 @@ def test_kubernetes_manifests_validate_strictly_against_the_api_schemas(tmp_path
 
 def test_compose_file_validates_against_the_compose_specification(tmp_path: Path) -> None:
     validate = (tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec")
-    checked = run(*validate, str(COMPOSE))
+    checked = run(*validate, str(COMPOSE), str(COMPOSE.parent / "docker-compose.milvus.yml"))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(COMPOSE.read_text().replace("stop_grace_period:", "stop_grace_periods:"))
