@@ -114,6 +114,11 @@ class Metrics:
             "Segments stored but not yet embedded (not yet vector-searchable)",
             registry=r,
         )
+        self.store_available = Gauge(
+            "voxindex_store_available",
+            "1 while the transcript store takes writes (a shared store can be unreachable: finals then wait)",
+            registry=r,
+        )
         self.search_seconds = Histogram(
             "voxindex_search_seconds",
             "Search latency by mode",

@@ -105,6 +105,7 @@ def watch(s: Services) -> None:
         m.watch(m.index_segments, lambda: index.stats().segments)
         m.watch(m.index_vectors, lambda: index.stats().vectors)
         m.watch(m.index_pending, lambda: index.stats().pending)
+        m.watch(m.store_available, lambda: float(index.stats().available))
     if s.model.device.type == "cuda":
         device = s.model.device
         m.watch_gpu(lambda: torch.cuda.memory_allocated(device), lambda: torch.cuda.memory_reserved(device))
