@@ -89,20 +89,15 @@ def configure(prefix: Path, upstreams: list[str], https_port: int, http_port: in
     return self_signed(prefix)
 
 
+def nginx_command(prefix: Path, *flags: str, directives: str = "") -> list[str]:
+    """Debian's nginx on the config under ``prefix``, logging to stderr, its pid file there."""
+    conf = ["-p", f"{prefix}/", "-c", str(prefix / "nginx.conf")]
+    return [nginx_binary(), *flags, "-e", "stderr", *conf, "-g", f"{directives}pid {prefix}/nginx.pid;"]
+
+
 def nginx_test(prefix: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            nginx_binary(),
-            "-t",
-            "-e",
-            "stderr",
-            "-p",
-            f"{prefix}/",
-            "-c",
-            str(prefix / "nginx.conf"),
-            "-g",
-            f"pid {prefix}/nginx.pid;",
-        ],
+        nginx_command(prefix, "-t"),
         capture_output=True,
         text=True,
         timeout=60,
@@ -140,17 +135,7 @@ def start_nginx(prefix: Path, upstreams: list[str]) -> Nginx:
     assert checked.returncode == 0, checked.stderr
     out = (prefix / "nginx.out").open("wb")
     proc = subprocess.Popen(
-        [
-            nginx_binary(),
-            "-e",
-            "stderr",
-            "-p",
-            f"{prefix}/",
-            "-c",
-            str(prefix / "nginx.conf"),
-            "-g",
-            f"daemon off; pid {prefix}/nginx.pid;",
-        ],
+        nginx_command(prefix, directives="daemon off; "),
         stdout=out,
         stderr=subprocess.STDOUT,
     )

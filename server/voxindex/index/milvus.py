@@ -328,47 +328,37 @@ class MilvusIndex:
         where = expression(filters)
         fields = SEGMENT_FIELDS
         with self._milvus() as client:
-            if mode == Mode.KEYWORD:
-                results = client.search(
+
+            def nearest(data: Any, field: str, metric: str) -> list[Any]:
+                params = {"metric_type": metric}
+                found = client.search(
                     self.segments_collection,
-                    data=[query],
-                    anns_field="sparse",
+                    data=[data],
+                    anns_field=field,
                     limit=k,
                     filter=where,
                     output_fields=fields,
-                    search_params={"metric_type": "BM25"},
-                )[0]
+                    search_params=params,
+                )
+                return list(found[0])
+
+            if mode == Mode.KEYWORD:
+                results = nearest(query, "sparse", "BM25")
             else:
                 with self._embed_lock:
                     vector = self.embedder([query])[0].tolist()
-                dense = AnnSearchRequest(
-                    data=[vector],
-                    anns_field="vector",
-                    param={"metric_type": "COSINE"},
-                    limit=CANDIDATES,
-                    expr=where,
-                )
                 if mode == Mode.VECTOR:
-                    results = client.search(
-                        self.segments_collection,
-                        data=[vector],
-                        anns_field="vector",
-                        limit=k,
-                        filter=where,
-                        output_fields=fields,
-                        search_params={"metric_type": "COSINE"},
-                    )[0]
+                    results = nearest(vector, "vector", "COSINE")
                 else:
-                    keyword = AnnSearchRequest(
-                        data=[query],
-                        anns_field="sparse",
-                        param={"metric_type": "BM25"},
-                        limit=CANDIDATES,
-                        expr=where,
-                    )
+                    requests = [
+                        AnnSearchRequest(
+                            [vector], "vector", {"metric_type": "COSINE"}, CANDIDATES, expr=where
+                        ),
+                        AnnSearchRequest([query], "sparse", {"metric_type": "BM25"}, CANDIDATES, expr=where),
+                    ]
                     results = client.hybrid_search(
                         self.segments_collection,
-                        [dense, keyword],
+                        requests,
                         ranker=RRFRanker(RRF_K),
                         limit=k,
                         output_fields=fields,
