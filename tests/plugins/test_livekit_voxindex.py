@@ -166,7 +166,8 @@ async def test_a_server_restart_mid_stream_is_survived(restartable: Any, synth: 
     run = Run()
     stream = stt.stream(conn_options=APIConnectOptions(max_retry=10, retry_interval=0.5))
     collector = asyncio.create_task(collect(stt, stream, run))
-    await push(stream, np.concatenate([GAP, synth(PROSE[8]), GAP]))
+    first = np.concatenate([GAP, synth(PROSE[8]), GAP])
+    await push(stream, first)
     while not run.finals():
         await asyncio.sleep(0.1)
     await asyncio.to_thread(stop)  # the server goes away mid-stream (it finishes what it heard)
@@ -177,4 +178,6 @@ async def test_a_server_restart_mid_stream_is_survived(restartable: Any, synth: 
     await stt.aclose()
     assert corpus_wer([(f"{PROSE[8]} {PROSE[9]}", run.text())]) <= 0.15
     assert any(e.recoverable for e in run.errors)  # it did lose the connection, and came back
+    last = run.finals()[-1].alternatives[0]  # said after the restart: its times go on
+    assert PROSE[9].split()[1].lower() in run.text().lower() and last.start_time >= first.size / 16000
     assert_paired(run.kinds())

@@ -257,6 +257,7 @@ class SpeechStream(stt.RecognizeStream):
         self._sent_s: list[float] = []
         self._sent_at: list[float] = []
         self._unreported_s = 0.0
+        self._earlier_s = 0.0  # audio sent on this run's earlier connections (update_options)
 
     def update_options(
         self,
@@ -274,8 +275,13 @@ class SpeechStream(stt.RecognizeStream):
         self._reconnect.set()
 
     async def _run(self) -> None:
+        # a retry after a lost connection is a new _run: the framework moves start_time_offset on
+        # by the wall time since (real-time audio); an update_options reconnect is our own, and
+        # its new server stream starts at 0 too, so it goes on from the audio already sent
+        self._earlier_s, self._sent_s = 0.0, []
         while True:
             ws = await self._connect()
+            self._earlier_s += self._sent_s[-1] if self._sent_s else 0.0
             self._sent_s, self._sent_at = [], []
             closing = asyncio.Event()
             tasks = [
@@ -432,7 +438,7 @@ class SpeechStream(stt.RecognizeStream):
             self._end_of_speech(float(message["time"]))
 
     def _speech_data(self, message: dict[str, Any]) -> stt.SpeechData:
-        offset = self.start_time_offset
+        offset = self.start_time_offset + self._earlier_s
         words = [
             TimedString(
                 w["word"].strip(),
