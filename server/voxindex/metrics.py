@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -20,9 +21,14 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from voxindex.index.base import IndexStats
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -106,19 +112,7 @@ class Metrics:
         )
         self.warmup_seconds = Gauge("voxindex_warmup_seconds", "How long start-up warm-up took", registry=r)
 
-        # the index
-        self.index_segments = Gauge("voxindex_index_segments", "Final segments stored", registry=r)
-        self.index_vectors = Gauge("voxindex_index_vectors", "Vectors in the search index", registry=r)
-        self.index_pending = Gauge(
-            "voxindex_index_pending",
-            "Segments stored but not yet embedded (not yet vector-searchable)",
-            registry=r,
-        )
-        self.store_available = Gauge(
-            "voxindex_store_available",
-            "1 while the transcript store takes writes (a shared store can be unreachable: finals then wait)",
-            registry=r,
-        )
+        # the index (its sizes: watch_index)
         self.search_seconds = Histogram(
             "voxindex_search_seconds",
             "Search latency by mode",
@@ -141,6 +135,10 @@ class Metrics:
                 return float("nan")
 
         gauge.set_function(safe)
+
+    def watch_index(self, read: Callable[[], IndexStats]) -> None:
+        """The index's sizes and availability, from one ``read`` per scrape."""
+        self.registry.register(_IndexCollector(read))
 
     def watch_gpu(self, allocated: Callable[[], float], reserved: Callable[[], float]) -> None:
         self.gpu_memory = Gauge(
@@ -166,3 +164,32 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _IndexCollector(Collector):
+    SERIES = (
+        ("voxindex_index_segments", "Final segments stored", "segments"),
+        ("voxindex_index_vectors", "Vectors in the search index", "vectors"),
+        (
+            "voxindex_index_pending",
+            "Segments stored but not yet searchable (embedding, or the shared store)",
+            "pending",
+        ),
+        (
+            "voxindex_store_available",
+            "1 while the transcript store takes writes (a shared store can be unreachable: finals then wait)",
+            "available",
+        ),
+    )
+
+    def __init__(self, read: Callable[[], IndexStats]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            stats: IndexStats | None = self.read()
+        except Exception:  # a failing read shows NaN, never a 500
+            stats = None
+        for name, documentation, field in self.SERIES:
+            value = float(getattr(stats, field)) if stats is not None else float("nan")
+            yield GaugeMetricFamily(name, documentation, value=value)

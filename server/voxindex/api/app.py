@@ -70,10 +70,11 @@ def start_services(
     if settings.warmup:
         t = time.perf_counter()
         reading = scheduler.warm_up(warmup_audio(), batch=4)
-        metrics.warmup_seconds.set(time.perf_counter() - t)
+        took = time.perf_counter() - t
+        metrics.warmup_seconds.set(took)
         if not reading.text.strip():
             log.warning("warm-up heard nothing in the sample speech: is the model %s sound?", wm.name)
-        log.info("warm-up took %.2f s", time.perf_counter() - t)
+        log.info("warm-up took %.2f s", took)
     scheduler.start()
     recordings = RecordingService(settings, wm.name, index, background) if index and background else None
     auth, connects = build_authenticator(settings), ConnectLimits.from_settings(settings)
@@ -102,10 +103,7 @@ def watch(s: Services) -> None:
     if s.index is not None:
         index = s.index
         m.watch(m.recordings_pending, lambda: len(index.catalog.unfinished_recordings()))
-        m.watch(m.index_segments, lambda: index.stats().segments)
-        m.watch(m.index_vectors, lambda: index.stats().vectors)
-        m.watch(m.index_pending, lambda: index.stats().pending)
-        m.watch(m.store_available, lambda: float(index.stats().available))
+        m.watch_index(index.stats)
     if s.model.device.type == "cuda":
         device = s.model.device
         m.watch_gpu(lambda: torch.cuda.memory_allocated(device), lambda: torch.cuda.memory_reserved(device))
@@ -121,6 +119,10 @@ def wait_ready(app: FastAPI, timeout: float = 300.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"server not ready after {timeout:.0f} s: {boot}")
         time.sleep(0.05)
+
+
+def is_ready(checks: dict[str, str]) -> bool:
+    return all(v in ("ok", "disabled") for v in checks.values())
 
 
 def readiness(app: FastAPI) -> dict[str, str]:
@@ -148,8 +150,7 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.boot = boot = Boot()
-        app.state.services = None
+        boot: Boot = app.state.boot
         draining = asyncio.Event()
 
         async def start() -> None:
@@ -186,6 +187,7 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
     app.state.metrics = Metrics()
     app.state.services = None
     app.state.boot = Boot()
+    app.state.metrics.watch(app.state.metrics.ready, lambda: float(is_ready(readiness(app))))
     # the routes themselves, not include_router(): FastAPI >= 0.16x wraps an included router in
     # one route without an endpoint, and slowapi finds (and limits) requests by route endpoint
     app.router.routes.extend(rest.router.routes + openai_rest.router.routes + recordings_api.router.routes)
@@ -255,8 +257,7 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
         """Readiness: model loaded and warmed, index open, engine running, capacity left, not
         draining. 503 takes this replica out of the load balancer without restarting it."""
         checks = readiness(app)
-        ready = all(v in ("ok", "disabled") for v in checks.values())
-        app.state.metrics.ready.set(1 if ready else 0)
+        ready = is_ready(checks)
         return JSONResponse(
             {"status": "ready" if ready else "unready", "checks": checks}, status_code=200 if ready else 503
         )
@@ -264,7 +265,6 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
     @app.get("/metrics")
     async def metrics() -> Response:
         """Prometheus exposition (docs/operations.md)."""
-        app.state.metrics.ready.set(1 if all(v in ("ok", "disabled") for v in readiness(app).values()) else 0)
         return Response(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
