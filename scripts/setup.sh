@@ -12,14 +12,16 @@ stamp="$VENV/.installed${extras:+-$extras}"
 
 # The browser test drives Debian's Chromium and the edge tests Debian's nginx: install them
 # where we may (root with apt-get).
+# Each binary by its own check: a machine may have `chromium` without `chromedriver`.
 missing=""
-command -v chromium >/dev/null 2>&1 || missing="$missing chromium chromium-driver"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing="$missing nginx"
 if [ "$extras" = "test" ] && [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "setup: installing Debian's$missing for the browser and nginx tests"
   { apt-get install -y -q $missing >/dev/null 2>&1 \
     || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $missing >/dev/null 2>&1; }; } \
-    || echo "setup: could not install$missing: those tests will be skipped (loudly)"
+    || echo "setup: could not install$missing: those tests will be skipped (loudly), or fail under CI=true"
 fi
 
 if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt plugins/livekit-plugins-voxindex/pyproject.toml ] \

@@ -15,6 +15,8 @@ import pytest
 from voxindex.audio import Float32Array, StreamResampler, decode_file
 from voxindex.models.loader import WhisperModel, load_model
 
+pytest_plugins = ["tests.ci_strict"]  # CI=true: a skipped test fails
+
 FIXTURES = Path(__file__).parent / "fixtures"
 # hypothesis is imported above, at collection, because its pytest plugin otherwise imports it
 # lazily at the end of a session; CPython 3.11.7's AST validator can then fail with
@@ -62,12 +64,23 @@ class Recording:
     path: Path
     transcript: str
     seconds: float
+    corpus: str  # "pocketsphinx" (cards, a command: short, telephone-like) or "librivox" (read prose)
 
 
-def recordings() -> list[Recording]:
-    with (FIXTURES / "manifest.tsv").open() as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    return [Recording(FIXTURES / r["file"], r["transcript"], float(r["seconds"])) for r in rows]
+# Every real human recording the project has, each folder with a manifest.tsv (sources and
+# licences: fixtures/README.md, fixtures/librivox/README.md).
+CORPORA = {"pocketsphinx": FIXTURES, "librivox": FIXTURES / "librivox"}
+
+
+def recordings(corpus: str | None = None) -> list[Recording]:
+    out = []
+    for name, folder in CORPORA.items():
+        if corpus not in (None, name):
+            continue
+        with (folder / "manifest.tsv").open() as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        out += [Recording(folder / r["file"], r["transcript"], float(r["seconds"]), name) for r in rows]
+    return out
 
 
 def wer(reference: str, hypothesis: str) -> float:
@@ -80,6 +93,13 @@ def wer(reference: str, hypothesis: str) -> float:
     if not ref.strip():
         return 0.0 if not hyp.strip() else 1.0
     return float(jiwer.wer(ref, hyp or "<empty>"))
+
+
+def normalized_words(text: str) -> list[str]:
+    """The words WER counts: after Whisper's English normalisation ("ill-disposed" is two)."""
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    return str(EnglishTextNormalizer()(text)).split()
 
 
 def corpus_wer(pairs: list[tuple[str, str]]) -> float:
@@ -124,7 +144,7 @@ def synth() -> Synth:
     return speak
 
 
-def load_fixture(name: str) -> Float32Array:
+def load_fixture(name: str | Path) -> Float32Array:
     return decode_file(FIXTURES / name)
 
 

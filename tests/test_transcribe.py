@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import HARVARD, PROSE, Synth, corpus_wer, load_fixture, recordings
+from tests.conftest import HARVARD, PROSE, Synth, corpus_wer, recordings
+from voxindex.audio import decode_file
 from voxindex.models.loader import WhisperModel
 from voxindex.transcribe import OfflineTranscriber
 
@@ -14,7 +15,7 @@ def transcriber(tiny: WhisperModel) -> OfflineTranscriber:
 
 
 def test_real_human_recordings_within_20_percent_wer(transcriber: OfflineTranscriber) -> None:
-    pairs = [(r.transcript, transcriber.transcribe(load_fixture(r.path.name)).text) for r in recordings()]
+    pairs = [(r.transcript, transcriber.transcribe(decode_file(r.path)).text) for r in recordings()]
     assert corpus_wer(pairs) <= 0.20, pairs
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from voxindex.audio import SAMPLE_RATE, Float32Array, decode_file
 from voxindex.config import Settings
+from voxindex.models.loader import WhisperModel
 from voxindex.samples import samples
 
 GAP_S = 0.8
@@ -41,6 +42,7 @@ class StreamResult:
     final: list[float] = field(default_factory=list)
     missing_finals: int = 0
     missing_at: list[float] = field(default_factory=list)
+    text: str = ""  # every final's text, in order
 
 
 def speech_span(clip: Float32Array) -> tuple[float, float]:
@@ -91,7 +93,7 @@ async def drive(url: str, audio: Float32Array, utterances: list[Utterance]) -> S
         async for raw in ws:
             messages.append((time.monotonic() - t0, json.loads(raw)))
         sender.cancel()
-    result = StreamResult()
+    result = StreamResult(text=" ".join(m["text"] for _, m in messages if m["type"] == "final"))
     for u in utterances:
         covering = [
             (at, m)
@@ -175,7 +177,7 @@ def run_bench(settings: Settings, url: str | None, levels: list[int], seconds: f
     return 0
 
 
-def _start_server(settings: Settings) -> tuple[str, Any]:
+def _start_server(settings: Settings, model: WhisperModel | None = None) -> tuple[str, Any]:
     import socket
 
     import uvicorn
@@ -185,7 +187,7 @@ def _start_server(settings: Settings) -> tuple[str, Any]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(replace(settings, port=port))
+    app = create_app(replace(settings, port=port), model=model)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -11,7 +11,8 @@ import pytest
 import websockets
 
 from tests.api.conftest import Server, Session, frames_of, pcm16, stream_audio
-from tests.conftest import PROSE, Synth, corpus_wer, load_fixture, recordings
+from tests.conftest import PROSE, Synth, corpus_wer, recordings
+from voxindex.audio import decode_file
 from voxindex.models.loader import WhisperModel
 from voxindex.transcribe import OfflineTranscriber
 
@@ -20,11 +21,11 @@ GAP = np.zeros(12800, dtype=np.float32)  # 0.8 s: longer than the default 500 ms
 
 def conversation(index: int, synth: Synth) -> tuple[np.ndarray, str]:
     """Client ``index``'s audio: the real recordings in its own order, then two read sentences."""
-    recs = recordings()
+    recs = recordings("pocketsphinx")
     order = recs[index:] + recs[:index]
     parts, words = [GAP], []
     for rec in order:
-        parts += [load_fixture(rec.path.name), GAP]
+        parts += [decode_file(rec.path), GAP]
         words.append(rec.transcript)
     for sentence in PROSE[2 * index : 2 * index + 2]:
         parts += [synth(sentence), GAP]

@@ -93,10 +93,11 @@ class Executor:
             for j in jobs
         ]
         hyps = self.decoder.decode(encoded, options)
-        readings = [self._reading(j, h, strict=True) for j, h in zip(jobs, hyps, strict=True)]
-        # A prompt of earlier text sometimes makes Whisper repeat itself or fall silent; read
-        # those rows again without it, reusing their encoder output (OpenAI's fallback resets
-        # the prompt too).
+        # A prompt of earlier text sometimes makes Whisper repeat itself or fall silent: prompted
+        # rows are judged strictly and read again without it, reusing their encoder output
+        # (OpenAI's fallback resets the prompt too). A row without prompt has no second chance,
+        # so it is judged as the retry is: a loop is cut back, not thrown away with its words.
+        readings = [self._reading(j, h, strict=bool(j.prompt)) for j, h in zip(jobs, hyps, strict=True)]
         retry = [i for i, r in enumerate(readings) if r.rejected and jobs[i].prompt]
         if retry:
             again = self.decoder.decode(encoded[retry], [replace(options[i], prompt=()) for i in retry])

@@ -80,6 +80,33 @@ def agreed_prefix(previous: Sequence[Word], current: Sequence[Word]) -> int:
     return n
 
 
+TRUNCATED_READING_S = 1.0  # a reading whose last word starts this long before speech ends stopped early
+
+
+def final_words(
+    confirmed: list[Word], tail: list[Word], reading: list[Word] | None, speech_end: float
+) -> list[Word]:
+    """The words of a final, given the last interim (``confirmed`` + ``tail``), the latest
+    reading of the whole utterance (``None`` when that reading was rejected) and where speech
+    ended.
+
+    The reading heard the utterance whole, as offline decoding does, so it is the final: the
+    words of partial readings are an interim's best guess, and a word two partial readings
+    agreed on while it was still being spoken ("old-sposed" for "ill disposed") is corrected
+    here. But a final never loses what the interim showed: a reading with fewer words than
+    were confirmed, or one that stopped early (its words end well before the speech did),
+    gives way to the interim. A rejected reading with nothing confirmed (noise read as words
+    once) gives no final at all.
+    """
+    shown = confirmed + tail
+    if reading is None:
+        return shown if confirmed else []
+    if len(reading) < len(confirmed):
+        return shown
+    stopped_early = not reading or reading[-1].start < speech_end - TRUNCATED_READING_S
+    return shown if stopped_early and len(shown) > len(reading) else reading
+
+
 def last_sentence_end(words: Sequence[Word]) -> int:
     """Index just past the last word that ends a sentence, or 0."""
     for i in range(len(words), 0, -1):

@@ -27,7 +27,7 @@ from voxindex.config import Settings
 from voxindex.engine.align import Word
 from voxindex.engine.events import Closed, Error, Event, Final, Interim, SpeechEnded, SpeechStarted
 from voxindex.engine.executor import MAX_WINDOW_AUDIO_S, Executor, Job, Reading
-from voxindex.engine.policy import agreed_prefix, join_words, last_sentence_end
+from voxindex.engine.policy import agreed_prefix, final_words, join_words, last_sentence_end
 from voxindex.engine.recordings import Recordings
 from voxindex.engine.stream import PREROLL_S, FinalizeReason, Stream, StreamOptions, StreamStatus
 from voxindex.engine.vad import CHUNK, Vad, VadState
@@ -261,7 +261,7 @@ class Scheduler:
             if began is not None:
                 s.in_utterance = True
                 s.drop_audio_before(max(s.audio_start, began - PREROLL_S))
-                s.confirmed, s.tail, s.hypothesis_until = [], [], s.audio_start
+                s.confirmed, s.tail, s.heard_words, s.hypothesis_until = [], [], None, s.audio_start
                 s.onset_arrived = s.arrived_at(began)
                 self._send(s, SpeechStarted(round(began, 3)))
             if ended is not None and s.in_utterance:
@@ -306,11 +306,13 @@ class Scheduler:
         return max(1, int(self.settings.step_budget_s / self.stats.cost_per_item))
 
     def _reading_is_fresh(self, s: Stream) -> bool:
-        """Whether the latest reading already heard the whole utterance, so no model call is needed."""
+        """Whether the latest reading already heard the whole utterance and was accepted, so no
+        model call is needed."""
         return (
             s.finalize == FinalizeReason.ENDPOINT
             and s.speech_end is not None
-            and (s.hypothesis_until >= s.speech_end + 0.1)
+            and s.heard_words is not None
+            and s.hypothesis_until >= s.speech_end + ENDPOINT_TAIL_S
         )
 
     def _job(self, s: Stream) -> Job:
@@ -378,16 +380,16 @@ class Scheduler:
         s.hypothesis_until = job.start + job.audio.size / SAMPLE_RATE
         if reading.language and s.options.language in (None, "auto"):
             s.language = s.language or reading.language
-        new = self._past_confirmed(s.confirmed, reading.words)
-        if s.finalize is None:
+        s.heard_words = None if reading.rejected else reading.words
+        if s.finalize is not None:
+            self._finalize(s, track)
+        elif not reading.rejected:  # a rejected reading heard nothing: the interim stands
+            new = self._past_confirmed(s.confirmed, reading.words)
             agreed = agreed_prefix(s.tail, new)
             s.confirmed += new[:agreed]
             s.tail = new[agreed:]
             self._send_interim(s)
             self._finalize_long_sentences(s, track)
-            return
-        s.tail = new
-        self._finalize(s, track)
 
     @staticmethod
     def _past_confirmed(confirmed: list[Word], words: list[Word]) -> list[Word]:
@@ -421,20 +423,23 @@ class Scheduler:
         if n:
             self._emit_final(s, s.confirmed[:n], "sentence")
             s.confirmed = s.confirmed[n:]
+            s.heard_words = s.confirmed + s.tail  # what the reading heard past the sentence
             cut = s.confirmed[0].start if s.confirmed else (s.tail[0].start if s.tail else None)
             s.drop_audio_before(cut if cut is not None else s.audio_start)
 
     def _finalize(self, s: Stream, track: _Track) -> None:
+        """Send the utterance's final from the latest reading (``policy.final_words``)."""
         reason = s.finalize
-        words = s.confirmed + s.tail
         if reason == FinalizeReason.WINDOW and s.confirmed:
-            # keep the unconfirmed tail for the next segment: it may be a word cut in half
+            # keep the unconfirmed rest for the next segment: it may be a word cut in half
             words = s.confirmed
-            cut = s.tail[0].start if s.tail else track.final_until
+            rest = self._past_confirmed(s.confirmed, s.heard_words) if s.heard_words else s.tail
+            cut = rest[0].start if rest else track.final_until
         else:
+            words = final_words(s.confirmed, s.tail, s.heard_words, s.speech_end or track.heard)
             cut = track.final_until
         self._emit_final(s, words, reason.value if reason is not None else "close")
-        s.confirmed, s.tail = [], []
+        s.confirmed, s.tail, s.heard_words = [], [], None
         s.drop_audio_before(min(cut, s.now))
         s.hypothesis_until = s.audio_start
         s.finalize = None

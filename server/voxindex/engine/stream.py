@@ -22,7 +22,8 @@ from voxindex.engine.align import Word
 from voxindex.engine.events import Event, Interim
 from voxindex.engine.vad import SpeechTracker, VadState
 
-PREROLL_S = 0.4  # audio kept before detected speech: onsets are soft and VAD needs ~100 ms
+PREROLL_S = 0.8  # audio kept before detected speech: onsets are soft, VAD needs ~100 ms, and Whisper
+# misreads a first word it hears with too little before it ("old-sposed", BENCHMARKS.md "accuracy")
 MAX_PENDING_EVENTS = 500  # past this a stalled client loses superseded interims, never finals
 PROMPT_TOKENS = 223  # Whisper's previous-text budget (half the decoder context)
 
@@ -84,6 +85,9 @@ class Stream:
     speech_end: float | None = None  # when the utterance being finalized stopped being voiced
     confirmed: list[Word] = field(default_factory=list)  # words two readings agreed on: never retracted
     tail: list[Word] = field(default_factory=list)  # the latest reading past the confirmed words
+    # the latest reading's words from audio_start (the whole utterance as far as it heard), or
+    # None when that reading was rejected: the final's words come from here (policy.final_words)
+    heard_words: list[Word] | None = None
     hypothesis_until: float = 0.0  # stream time the latest reading had heard up to
     language: str | None = None
     prompt: deque[int] = field(default_factory=lambda: deque(maxlen=PROMPT_TOKENS))

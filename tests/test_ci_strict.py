@@ -1,0 +1,42 @@
+"""CI=true turns a skip (a missing tool) into a failure; elsewhere a skip stays a skip."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 failed"), ("", "1 skipped")])
+def test_a_skip_fails_only_under_ci(tmp_path: Path, ci: str, outcome: str) -> None:
+    (tmp_path / "test_tool.py").write_text(
+        "import pytest\n\ndef test_needs_a_tool():\n    pytest.skip('THE TOOL IS NOT INSTALLED')\n"
+    )
+    env = {**os.environ, "CI": ci, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "tests.ci_strict",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rA",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert outcome in done.stdout, done.stdout
+    if ci:
+        assert "THE TOOL IS NOT INSTALLED" in done.stdout and done.returncode == 1
