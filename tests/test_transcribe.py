@@ -14,9 +14,11 @@ def transcriber(tiny: WhisperModel) -> OfflineTranscriber:
     return OfflineTranscriber(tiny)
 
 
-def test_real_human_recordings_within_20_percent_wer(transcriber: OfflineTranscriber) -> None:
-    pairs = [(r.transcript, transcriber.transcribe(decode_file(r.path)).text) for r in recordings()]
-    assert corpus_wer(pairs) <= 0.20, pairs
+@pytest.mark.parametrize(("corpus", "limit"), [("pocketsphinx", 0.20), ("librivox", 0.10)])
+def test_real_human_recordings(transcriber: OfflineTranscriber, corpus: str, limit: float) -> None:
+    """Cards and a command (short, narrow-band: tiny.en's hardest) within 20 %; read prose within 10 %."""
+    pairs = [(r.transcript, transcriber.transcribe(decode_file(r.path)).text) for r in recordings(corpus)]
+    assert corpus_wer(pairs) <= limit, pairs
 
 
 def test_clean_read_sentences_within_10_percent_wer(transcriber: OfflineTranscriber, synth: Synth) -> None:

@@ -6,6 +6,9 @@ from voxindex.engine.policy import (
     agreed_prefix,
     compression_ratio,
     drop_repeated_tail,
+    final_words,
+    has_words,
+    is_anomalous,
     is_hallucination,
     is_silence,
     last_sentence_end,
@@ -53,3 +56,29 @@ def test_last_sentence_end() -> None:
     assert last_sentence_end(words("Hello there. How are")) == 2
     assert last_sentence_end(words("no end here")) == 0
     assert last_sentence_end(words("Done? Yes!")) == 2
+
+
+def _words(text: str, start: float = 0.0, step: float = 0.4, confidence: float = 0.9) -> list[Word]:
+    return [Word(w, start + i * step, start + (i + 1) * step, confidence) for i, w in enumerate(text.split())]
+
+
+def test_the_final_is_the_whole_utterance_reading_unless_it_would_lose_words() -> None:
+    confirmed, tail = _words("he was not an old-sposed"), _words("young", 2.0)
+    reading = _words("he was not an ill disposed young man")
+    assert final_words(confirmed, tail, reading, speech_end=3.0) == reading  # corrects the partials
+    shorter = _words("he was not")  # fewer words than were confirmed: the interim stands
+    assert final_words(confirmed, tail, shorter, speech_end=3.0) == confirmed + tail
+    stopped = _words("he was not an old-sposed", step=0.2)  # its words end 2 s before the speech
+    assert final_words(confirmed, _words("young man", 2.0), stopped, 3.0) == confirmed + _words(
+        "young man", 2.0
+    )
+    assert final_words(confirmed, tail, None, speech_end=3.0) == confirmed + tail  # rejected: keep
+    assert final_words([], _words("you"), None, speech_end=3.0) == []  # noise read once: nothing
+
+
+def test_readings_without_words_or_with_anomalous_words_are_not_speech() -> None:
+    assert not has_words(" . . . .") and has_words("5 5.")
+    assert is_anomalous(_words("You", confidence=0.05))  # music
+    assert is_anomalous(_words("so the", step=0.05))  # words of 50 ms
+    assert not is_anomalous(_words("four queen of clubs", confidence=0.3))
+    assert not is_anomalous([])

@@ -17,7 +17,14 @@ from voxindex.audio import SAMPLE_RATE, Float32Array
 from voxindex.engine.align import Word, word_timings
 from voxindex.engine.decode import DecodeOptions, Decoder, Hypothesis
 from voxindex.engine.mel import HOP_LENGTH, N_FRAMES, LogMel
-from voxindex.engine.policy import drop_repeated_tail, is_hallucination, is_silence, repeats_phrase
+from voxindex.engine.policy import (
+    drop_repeated_tail,
+    has_words,
+    is_anomalous,
+    is_hallucination,
+    is_silence,
+    repeats_phrase,
+)
 from voxindex.models.loader import WhisperModel
 
 log = logging.getLogger("voxindex.engine")
@@ -132,6 +139,10 @@ class Executor:
         if hyp.attention is not None:
             attention = hyp.attention[:, : len(tokens) + 1]
             words = word_timings(tok, tokens, hyp.token_logprobs, attention, job.start)
+        if not has_words(text):
+            return Reading(language=hyp.language, rejected="silence")
+        if is_anomalous(words):
+            return Reading(language=hyp.language, rejected="hallucination")
         end = job.start + job.audio.size / SAMPLE_RATE
         words = [
             Word(w.word, min(w.start, end), min(max(w.end, w.start), end), w.confidence)

@@ -37,6 +37,24 @@ def is_hallucination(looped: bool, text: str) -> bool:
     return looped or (len(text) > 20 and compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD)
 
 
+def has_words(text: str) -> bool:
+    """Whether a reading said anything: " . . . ." on a quiet room is Whisper's silence, not text."""
+    return any(c.isalnum() for c in text)
+
+
+def is_anomalous(words: Sequence[Word]) -> bool:
+    """OpenAI's word-anomaly rule (``hallucination_silence_threshold`` in whisper/transcribe.py):
+    words the model barely believes (probability < 0.15) or timed absurdly (shorter than 133 ms,
+    longer than 2 s) score; a reading scores as a hallucination when its first eight words score
+    3 or more, or when every one of them does ("You" on music, "The" on a fan)."""
+    first = [w for w in words if has_words(w.word)][:8]
+    score = 0.0
+    for w in first:
+        duration = w.end - w.start
+        score += (w.confidence < 0.15) + 15 * max(0.0, 0.133 - duration) + max(0.0, duration - 2.0)
+    return bool(first) and (score >= 3 or score + 0.01 >= len(first))
+
+
 def drop_repeated_tail(tokens: Sequence[int]) -> list[int]:
     """Cut a decoding loop back to its first pass: "ten of clubs ten of clubs ten of clubs" →
     "ten of clubs". Phrases of two or more tokens keep one copy; a single token repeated

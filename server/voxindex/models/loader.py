@@ -6,7 +6,6 @@ import copy
 import hashlib
 import json
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 from voxindex.errors import CheckpointFormatError, ModelNotFoundError
 from voxindex.models.convert import state_dict_from_ct2, whisper_config_from_ct2
 from voxindex.models.ct2 import read_checkpoint
+from voxindex.models.precision import choose_cpu_precision, quantize
 from voxindex.models.registry import Ct2Source, TransformersSource, resolve
 from voxindex.models.tokenizer import WhisperTokenizer
 
@@ -69,9 +69,10 @@ def load_model(
 ) -> WhisperModel:
     """Resolve, load and place a model.
 
-    ``compute_type`` "auto" is float16 on CUDA and int8 (dynamic quantization of every linear
-    layer, as CTranslate2 does on CPU) on CPU: twice as fast there at the same accuracy
-    (BENCHMARKS.md). Attention stays in float; the decoder's is eager so word alignment can
+    ``compute_type`` "auto" is float16 on CUDA; on a CPU, int8 (dynamic quantization of every
+    linear layer, as CTranslate2 does) where it hears the bundled recordings as well as float32
+    on this processor, else float32 (``precision.choose_cpu_precision``). int8 is about twice as
+    fast (BENCHMARKS.md). Attention stays in float; the decoder's is eager so word alignment can
     read its cross-attention weights.
     """
     if compute_type not in COMPUTE_TYPES:
@@ -79,8 +80,9 @@ def load_model(
             f"compute type must be one of {', '.join(COMPUTE_TYPES)}, got {compute_type!r}"
         )
     target = pick_device(device)
+    measure = compute_type == "auto" and target.type == "cpu"
     if compute_type == "auto":
-        compute_type = "float16" if target.type == "cuda" else "int8"
+        compute_type = "float16" if target.type == "cuda" else "float32"
     if compute_type == "int8" and target.type != "cpu":
         raise ModelNotFoundError("int8 compute runs on the CPU only; use float16 on CUDA")
     dtype = torch.float16 if compute_type == "float16" else torch.float32
@@ -94,13 +96,10 @@ def load_model(
     module.to(device=target, dtype=dtype)
     module.train(False)
     module.requires_grad_(False)
-    if compute_type == "int8":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's notice that eager quantization moves to torchao
-            torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
-                module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
-            )
-    return WhisperModel(name, model, tokenizer, target, dtype, heads, suppress, compute_type)
+    wm = WhisperModel(name, model, tokenizer, target, dtype, heads, suppress, compute_type)
+    if measure:
+        return choose_cpu_precision(wm, cache_dir)
+    return quantize(wm) if compute_type == "int8" else wm
 
 
 def _use_sdpa_in_encoder(model: WhisperForConditionalGeneration) -> None:

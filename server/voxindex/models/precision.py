@@ -1,0 +1,147 @@
+"""The CPU compute type, chosen by measurement: int8 only where it hears as well as float32.
+
+PyTorch's dynamic int8 kernels differ between processors (FBGEMM's AVX2 and AVX-512 paths,
+oneDNN): on one Intel Xeon, tiny.en int8 heard "ten of clubs" as "10 of Clothes" where float32
+on the same machine did not, while on AMD EPYC the two were level. So ``--compute-type auto``
+on a CPU reads the bundled real recordings with both and keeps int8 (about twice as fast) only
+when it makes no more than ``TOLERANCE_WORDS`` more word errors than float32; otherwise float32,
+with the reason logged. The verdict is cached per model, processor and PyTorch build, so only a
+machine's first start pays for the check (a few seconds on tiny.en).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import platform
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from voxindex.models.loader import WhisperModel
+
+log = logging.getLogger("voxindex.models")
+
+TOLERANCE_WORDS = 1
+_NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    compute_type: str  # "int8" or "float32"
+    int8_errors: int
+    float32_errors: int
+    words: int
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"int8 made {self.int8_errors} word errors and float32 {self.float32_errors} "
+            f"in {self.words} words of the bundled recordings"
+        )
+
+
+def quantize(wm: WhisperModel, keep_original: bool = False) -> WhisperModel:
+    """A float32 CPU model with every linear layer dynamically quantized to int8 (in place,
+    unless ``keep_original``: then a copy)."""
+    q = copy.deepcopy(wm) if keep_original else wm
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's notice that eager quantization moves to torchao
+        torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+            q.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+        )
+    q.compute_type = "int8"
+    return q
+
+
+def choose_cpu_precision(wm: WhisperModel, cache_dir: Path | None) -> WhisperModel:
+    """``wm`` (float32, CPU) or its int8 copy, whichever the bundled recordings say."""
+    cached = _cache_path(wm, cache_dir)
+    verdict = _read(cached)
+    if verdict is None:
+        candidate = quantize(wm, keep_original=True)
+        verdict = compare(candidate, wm)
+        _write(cached, verdict)
+    else:
+        candidate = quantize(wm) if verdict.compute_type == "int8" else wm
+    if verdict.compute_type == "int8":
+        log.info("compute type int8: %s", verdict.reason)
+        return candidate
+    log.warning("compute type float32: int8 is less accurate on this processor (%s)", verdict.reason)
+    return wm
+
+
+def compare(int8: WhisperModel, float32: WhisperModel) -> Verdict:
+    """Read the bundled recordings with both models and count word errors."""
+    from voxindex.audio import decode_file
+    from voxindex.samples import samples
+    from voxindex.transcribe import OfflineTranscriber
+
+    clips = [(decode_file(s.path), _words(s.transcript)) for s in samples()]
+    errors = []
+    for wm in (int8, float32):
+        transcriber = OfflineTranscriber(wm)
+        errors.append(sum(word_errors(ref, _words(transcriber.transcribe(a).text)) for a, ref in clips))
+    keep = errors[0] <= errors[1] + TOLERANCE_WORDS
+    return Verdict("int8" if keep else "float32", errors[0], errors[1], sum(len(r) for _, r in clips))
+
+
+def word_errors(reference: list[str], hypothesis: list[str]) -> int:
+    """Levenshtein distance in words (substitutions, insertions, deletions)."""
+    row = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, 1):
+        prev, row[0] = row[0], i
+        for j, hyp in enumerate(hypothesis, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ref != hyp))
+    return row[-1]
+
+
+def _words(text: str) -> list[str]:
+    """Lower case, no punctuation, digits as words: "10 of Clubs." → ["ten", "of", "clubs"]."""
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return [_NUMBERS[int(w)] if w.isdigit() and int(w) < len(_NUMBERS) else w for w in words]
+
+
+def _cache_path(wm: WhisperModel, cache_dir: Path | None) -> Path | None:
+    if cache_dir is None:
+        return None
+    engine = torch.backends.quantized.engine
+    machine = f"{platform.machine()} {_cpu_name()} torch {torch.__version__} {engine}"
+    key = hashlib.sha256(f"{wm.name}|{machine}".encode()).hexdigest()[:16]
+    return cache_dir / f"precision-{key}.json"
+
+
+def _cpu_name() -> str:
+    """The processor's model name and feature flags: what picks the int8 kernels."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    lines = [re.search(rf"^{key}\s*:\s*(.*)$", info, re.MULTILINE) for key in ("model name", "flags")]
+    return " ".join(m.group(1) for m in lines if m)
+
+
+def _read(path: Path | None) -> Verdict | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        return Verdict(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write(path: Path | None, verdict: Verdict) -> None:
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(verdict.__dict__))
+    except OSError as e:  # a read-only cache only means the check runs again next start
+        log.warning("could not cache the compute-type check: %s", e)

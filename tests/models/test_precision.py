@@ -1,0 +1,54 @@
+"""The CPU compute type is chosen by measurement: int8 only where it hears as well as float32."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from voxindex.models import precision
+from voxindex.models.loader import WhisperModel, load_model
+
+
+@pytest.fixture(scope="module")
+def float32(cache_dir: Path) -> WhisperModel:
+    return load_model("tiny.en", device="cpu", cache_dir=cache_dir, compute_type="float32")
+
+
+def test_word_errors_count_edits_after_normalising_digits_and_punctuation() -> None:
+    ref = precision._words("ten of clubs")
+    assert precision._words("10 of Clubs.") == ref
+    assert precision.word_errors(ref, precision._words("10 of Clothes.")) == 1
+    assert precision.word_errors(ref, precision._words("ten clubs")) == 1
+    assert precision.word_errors(ref, precision._words("ten of the clubs")) == 1
+    assert precision.word_errors(ref, []) == 3
+
+
+def test_an_int8_model_that_hears_worse_is_refused_and_the_verdict_is_cached(
+    float32: WhisperModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    damaged = precision.quantize(float32, keep_original=True)
+    decoder_weights = copy.deepcopy(float32.model.model.decoder.layers[0].fc1)
+    with torch.no_grad():  # an int8 kernel that rounds badly, made to order
+        decoder_weights.weight.mul_(1.0 + 0.6 * torch.randn_like(decoder_weights.weight))
+    damaged.model.model.decoder.layers[0].fc1 = decoder_weights
+    verdict = precision.compare(damaged, float32)
+    assert verdict.compute_type == "float32" and verdict.int8_errors > verdict.float32_errors + 1
+
+    monkeypatch.setattr(precision, "compare", lambda int8, f32: verdict)
+    chosen = precision.choose_cpu_precision(float32, tmp_path)
+    assert chosen is float32 and chosen.compute_type == "float32"
+
+    def must_not_run(int8: WhisperModel, f32: WhisperModel) -> precision.Verdict:
+        raise AssertionError("the cached verdict should have been used")
+
+    monkeypatch.setattr(precision, "compare", must_not_run)  # a second start reads the cache
+    assert precision.choose_cpu_precision(float32, tmp_path).compute_type == "float32"
+
+
+def test_auto_on_cpu_is_one_of_the_measured_types(tiny: WhisperModel) -> None:
+    assert tiny.compute_type in ("int8", "float32")
+    quantized = any("quantized" in type(m).__module__ for m in tiny.model.modules())
+    assert quantized == (tiny.compute_type == "int8")
