@@ -39,7 +39,7 @@ from voxindex.transcribe import OfflineTranscriber
 GAP_S = 1.0
 
 
-def stream_plan(recs: list[Recording], index: int) -> tuple[Float32Array, list[Utterance], str]:
+def stream_plan(recs: list[Recording], index: int) -> tuple[Float32Array, list[Utterance], list[str]]:
     """Stream ``index``'s audio: every recording once, rotated by ``index``, ``GAP_S`` apart."""
     order = recs[index % len(recs) :] + recs[: index % len(recs)]
     gap = np.zeros(int(GAP_S * SAMPLE_RATE), np.float32)
@@ -50,7 +50,27 @@ def stream_plan(recs: list[Recording], index: int) -> tuple[Float32Array, list[U
         utterances.append(Utterance(t + begin, t + end))
         parts += [clip, gap]
         t += clip.size / SAMPLE_RATE + GAP_S
-    return np.concatenate(parts), utterances, " ".join(r.transcript for r in order)
+    return np.concatenate(parts), utterances, [r.transcript for r in order]
+
+
+def by_utterance(
+    utterances: list[Utterance], references: list[str], pieces: list[tuple[float, float, str]]
+) -> list[tuple[str, str]]:
+    """(reference, hypothesis) per utterance: each word of the finals (or of the offline
+    transcript) goes to the utterance it overlaps most, or the nearest. Scored utterance by
+    utterance because Whisper's normaliser joins number words across a boundary ("five five" +
+    "eight of spades" → "558 of spades"), which would score digits against words, not streaming
+    against offline."""
+    heard: list[list[str]] = [[] for _ in utterances]
+    for start, end, text in pieces:
+        heard[max(range(len(utterances)), key=lambda i: _fit(utterances[i], start, end))].append(text)
+    return [(ref, " ".join(h)) for ref, h in zip(references, heard, strict=True)]
+
+
+def _fit(u: Utterance, start: float, end: float) -> float:
+    """How well a span fits an utterance: its overlap, or minus its distance when none."""
+    overlap = min(end, u.end) - max(start, u.start)
+    return overlap if overlap > 0 else -min(abs(start - u.end), abs(end - u.start))
 
 
 def offline(wm: WhisperModel, recs: list[Recording], streams: list[int]) -> dict[str, Any]:
@@ -61,7 +81,10 @@ def offline(wm: WhisperModel, recs: list[Recording], streams: list[int]) -> dict
     out: dict[str, Any] = {"files": {"wer": corpus_wer(files), "pairs": files}}
     for n in streams:
         plans = [stream_plan(recs, i * len(recs) // n) for i in range(n)]
-        pairs = [(ref, transcriber.transcribe(audio).text) for audio, _, ref in plans]
+        pairs = []
+        for audio, utts, refs in plans:
+            segments = transcriber.transcribe(audio, words=True).segments
+            pairs += by_utterance(utts, refs, [(w.start, w.end, w.word) for g in segments for w in g.words])
         out[f"streams_{n}"] = {"wer": corpus_wer(pairs), "pairs": pairs}
     return out
 
@@ -79,7 +102,11 @@ def streaming(wm: WhisperModel, recs: list[Recording], streams: int, batching: b
         results = asyncio.run(run())
     finally:
         stop()
-    pairs = [(ref, r.text) for (_, _, ref), r in zip(plans, results, strict=True)]
+    pairs = [
+        p
+        for (_, utts, refs), r in zip(plans, results, strict=True)
+        for p in by_utterance(utts, refs, r.words_heard)
+    ]
     final = [x for r in results for x in r.final]
     return {
         "wer": corpus_wer(pairs),

@@ -42,7 +42,7 @@ class StreamResult:
     final: list[float] = field(default_factory=list)
     missing_finals: int = 0
     missing_at: list[float] = field(default_factory=list)
-    text: str = ""  # every final's text, in order
+    words_heard: list[tuple[float, float, str]] = field(default_factory=list)  # finals' (start, end, word)
 
 
 def speech_span(clip: Float32Array) -> tuple[float, float]:
@@ -93,7 +93,8 @@ async def drive(url: str, audio: Float32Array, utterances: list[Utterance]) -> S
         async for raw in ws:
             messages.append((time.monotonic() - t0, json.loads(raw)))
         sender.cancel()
-    result = StreamResult(text=" ".join(m["text"] for _, m in messages if m["type"] == "final"))
+    words = [w for _, m in messages if m["type"] == "final" for w in m["words"]]
+    result = StreamResult(words_heard=[(w["start"], w["end"], w["word"]) for w in words])
     for u in utterances:
         covering = [
             (at, m)

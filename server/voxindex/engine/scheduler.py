@@ -312,7 +312,7 @@ class Scheduler:
             s.finalize == FinalizeReason.ENDPOINT
             and s.speech_end is not None
             and s.heard_words is not None
-            and s.hypothesis_until >= s.speech_end + ENDPOINT_TAIL_S
+            and s.hypothesis_until >= s.speech_end + 0.1
         )
 
     def _job(self, s: Stream) -> Job:
