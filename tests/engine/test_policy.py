@@ -79,6 +79,7 @@ def test_the_final_is_the_whole_utterance_reading_unless_it_would_lose_words() -
 def test_readings_without_words_or_with_anomalous_words_are_not_speech() -> None:
     assert not has_words(" . . . .") and has_words("5 5.")
     assert is_anomalous(_words("You", confidence=0.05))  # music
-    assert is_anomalous(_words("so the", step=0.05))  # words of 50 ms
+    assert is_anomalous(_words("so the", step=3.5))  # words stretched over seconds of noise
+    assert not is_anomalous(_words("five five", step=0.05))  # fast, but heard with confidence
     assert not is_anomalous(_words("four queen of clubs", confidence=0.3))
     assert not is_anomalous([])

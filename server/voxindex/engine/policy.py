@@ -43,15 +43,13 @@ def has_words(text: str) -> bool:
 
 
 def is_anomalous(words: Sequence[Word]) -> bool:
-    """OpenAI's word-anomaly rule (``hallucination_silence_threshold`` in whisper/transcribe.py):
-    words the model barely believes (probability < 0.15) or timed absurdly (shorter than 133 ms,
-    longer than 2 s) score; a reading scores as a hallucination when its first eight words score
-    3 or more, or when every one of them does ("You" on music, "The" on a fan)."""
+    """OpenAI's word-anomaly rule (``hallucination_silence_threshold`` in whisper/transcribe.py),
+    without its short-word term (fast digits, "five five", are short and real): words the model
+    barely believes (probability < 0.15) or stretched past 2 s score; a reading is a
+    hallucination when its first eight words score 3 or more, or every one of them does ("You"
+    on music, "The" on a fan)."""
     first = [w for w in words if has_words(w.word)][:8]
-    score = 0.0
-    for w in first:
-        duration = w.end - w.start
-        score += (w.confidence < 0.15) + 15 * max(0.0, 0.133 - duration) + max(0.0, duration - 2.0)
+    score = sum((w.confidence < 0.15) + max(0.0, w.end - w.start - 2.0) for w in first)
     return bool(first) and (score >= 3 or score + 0.01 >= len(first))
 
 
