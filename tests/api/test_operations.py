@@ -194,7 +194,9 @@ def test_metrics_after_streaming_show_sane_engine_latency_and_index_series(
     n = grew("voxindex_end_to_final_seconds_count", reason="endpoint")
     assert n >= 2 and 0.05 < grew("voxindex_end_to_final_seconds_sum", reason="endpoint") / n < 5
     n = grew("voxindex_onset_to_interim_seconds_count")
-    assert n >= 2 and 0.5 < grew("voxindex_onset_to_interim_seconds_sum") / n < 8
+    # (the first reading is due one step past the audio kept before the onset, 0.8 s, so a
+    # first interim can come 0.3-0.5 s after the onset arrived)
+    assert n >= 2 and 0.2 < grew("voxindex_onset_to_interim_seconds_sum") / n < 8
     assert grew("voxindex_stream_lag_seconds_count") >= 2
     # the index: segments stored, vectors in, search timed
     assert value(after, "voxindex_index_segments") >= value(before, "voxindex_index_segments") + len(finals)

@@ -261,7 +261,8 @@ class Scheduler:
             if began is not None:
                 s.in_utterance = True
                 s.drop_audio_before(max(s.audio_start, began - PREROLL_S))
-                s.confirmed, s.tail, s.heard_words, s.hypothesis_until = [], [], None, s.audio_start
+                s.confirmed, s.tail, s.heard_words, s.said = [], [], None, []
+                s.hypothesis_until = s.audio_start
                 s.onset_arrived = s.arrived_at(began)
                 self._send(s, SpeechStarted(round(began, 3)))
             if ended is not None and s.in_utterance:
@@ -422,10 +423,11 @@ class Scheduler:
         n = last_sentence_end(s.confirmed)
         if n:
             self._emit_final(s, s.confirmed[:n], "sentence")
+            s.said = s.confirmed[n - 5 : n] if n > 5 else s.confirmed[:n]
             s.confirmed = s.confirmed[n:]
             s.heard_words = s.confirmed + s.tail  # what the reading heard past the sentence
-            cut = s.confirmed[0].start if s.confirmed else (s.tail[0].start if s.tail else None)
-            s.drop_audio_before(cut if cut is not None else s.audio_start)
+            rest = s.confirmed + s.tail
+            s.drop_audio_before(rest[0].start if rest else s.said[-1].end)
 
     def _finalize(self, s: Stream, track: _Track) -> None:
         """Send the utterance's final from the latest reading (``policy.final_words``)."""
@@ -436,10 +438,13 @@ class Scheduler:
             rest = self._past_confirmed(s.confirmed, s.heard_words) if s.heard_words else s.tail
             cut = rest[0].start if rest else track.final_until
         else:
-            words = final_words(s.confirmed, s.tail, s.heard_words, s.speech_end or track.heard)
+            heard = s.heard_words
+            if heard is not None and s.said:  # a sentence was finalized already: not twice
+                heard = self._past_confirmed(s.said, heard)
+            words = final_words(s.confirmed, s.tail, heard, s.speech_end or track.heard)
             cut = track.final_until
         self._emit_final(s, words, reason.value if reason is not None else "close")
-        s.confirmed, s.tail, s.heard_words = [], [], None
+        s.confirmed, s.tail, s.heard_words, s.said = [], [], None, []
         s.drop_audio_before(min(cut, s.now))
         s.hypothesis_until = s.audio_start
         s.finalize = None

@@ -88,6 +88,7 @@ class Stream:
     # the latest reading's words from audio_start (the whole utterance as far as it heard), or
     # None when that reading was rejected: the final's words come from here (policy.final_words)
     heard_words: list[Word] | None = None
+    said: list[Word] = field(default_factory=list)  # last words of sentences finalized mid-utterance
     hypothesis_until: float = 0.0  # stream time the latest reading had heard up to
     language: str | None = None
     prompt: deque[int] = field(default_factory=lambda: deque(maxlen=PROMPT_TOKENS))
