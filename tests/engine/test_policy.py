@@ -6,6 +6,7 @@ from voxindex.engine.policy import (
     agreed_prefix,
     compression_ratio,
     drop_repeated_tail,
+    drop_restart,
     final_words,
     has_words,
     is_anomalous,
@@ -83,3 +84,10 @@ def test_readings_without_words_or_with_anomalous_words_are_not_speech() -> None
     assert not is_anomalous(_words("five five", step=0.05))  # fast, but heard with confidence
     assert not is_anomalous(_words("four queen of clubs", confidence=0.3))
     assert not is_anomalous([])
+
+
+def test_a_reading_that_starts_over_is_cut_where_it_restarts() -> None:
+    once = [11, 12, 13, 14, 15, 16, 17, 18]
+    assert drop_restart([*once, 11, 12, 13, 14, 15, 16]) == once
+    assert drop_restart(once) == once
+    assert drop_restart([*once, 11, 12, 13, 99]) == [*once, 11, 12, 13, 99]  # too short to be a copy

@@ -30,10 +30,12 @@ def test_an_int8_model_that_hears_worse_is_refused_and_the_verdict_is_cached(
     float32: WhisperModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     damaged = precision.quantize(float32, keep_original=True)
-    decoder_weights = copy.deepcopy(float32.model.model.decoder.layers[0].fc1)
-    with torch.no_grad():  # an int8 kernel that rounds badly, made to order
-        decoder_weights.weight.mul_(1.0 + 0.6 * torch.randn_like(decoder_weights.weight))
-    damaged.model.model.decoder.layers[0].fc1 = decoder_weights
+    layer = damaged.model.model.decoder.layers[0]
+    broken = copy.deepcopy(float32.model.model.decoder.layers[0].fc1)
+    order = torch.randperm(broken.weight.shape[1], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # an int8 kernel that mixes up its inputs, made to order
+        broken.weight.copy_(broken.weight[:, order])
+    layer.fc1 = broken
     verdict = precision.compare(damaged, float32)
     assert verdict.compute_type == "float32" and verdict.int8_errors > verdict.float32_errors + 1
 

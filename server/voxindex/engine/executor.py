@@ -19,6 +19,7 @@ from voxindex.engine.decode import DecodeOptions, Decoder, Hypothesis
 from voxindex.engine.mel import HOP_LENGTH, N_FRAMES, LogMel
 from voxindex.engine.policy import (
     drop_repeated_tail,
+    drop_restart,
     has_words,
     is_anomalous,
     is_hallucination,
@@ -130,7 +131,7 @@ class Executor:
         tok = self.wm.tokenizer
         if is_silence(hyp):
             return Reading(language=hyp.language, rejected="silence")
-        tokens = hyp.tokens if strict else drop_repeated_tail(hyp.tokens)
+        tokens = hyp.tokens if strict else drop_restart(drop_repeated_tail(hyp.tokens))
         text = tok.decode(tokens)
         looped = hyp.looped and len(tokens) == len(hyp.tokens)
         if is_hallucination(looped, text) or (strict and repeats_phrase(text)):

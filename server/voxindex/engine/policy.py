@@ -75,6 +75,23 @@ def drop_repeated_tail(tokens: Sequence[int]) -> list[int]:
     return out
 
 
+RESTART_TOKENS = 5
+
+
+def drop_restart(tokens: Sequence[int]) -> list[int]:
+    """Cut a reading where it starts over: "Sales … last year. Sales in the Northern Region grew
+    by … last" → "Sales … last year." Whisper does this on trailing silence with no prompt; the
+    second pass is a copy, never new speech (its first ``RESTART_TOKENS`` tokens repeat the
+    reading's own opening)."""
+    head = list(tokens[:RESTART_TOKENS])
+    if len(head) < RESTART_TOKENS:
+        return list(tokens)
+    for i in range(RESTART_TOKENS, len(tokens) - RESTART_TOKENS + 1):
+        if list(tokens[i : i + RESTART_TOKENS]) == head:
+            return list(tokens[:i])
+    return list(tokens)
+
+
 def repeats_phrase(text: str) -> bool:
     """Whether the text ends with a phrase of two or more words said twice in a row."""
     words = [_norm(w) for w in text.split()]
