@@ -136,12 +136,12 @@ class Executor:
         looped = hyp.looped and len(tokens) == len(hyp.tokens)
         if is_hallucination(looped, text) or (strict and repeats_phrase(text)):
             return Reading(language=hyp.language, rejected="hallucination")
+        if not has_words(text):
+            return Reading(language=hyp.language, rejected="silence")
         words: list[Word] = []
         if hyp.attention is not None:
             attention = hyp.attention[:, : len(tokens) + 1]
             words = word_timings(tok, tokens, hyp.token_logprobs, attention, job.start)
-        if not has_words(text):
-            return Reading(language=hyp.language, rejected="silence")
         if is_anomalous(words):
             return Reading(language=hyp.language, rejected="hallucination")
         end = job.start + job.audio.size / SAMPLE_RATE

@@ -423,11 +423,10 @@ class Scheduler:
         n = last_sentence_end(s.confirmed)
         if n:
             self._emit_final(s, s.confirmed[:n], "sentence")
-            s.said = s.confirmed[n - 5 : n] if n > 5 else s.confirmed[:n]
+            s.said = s.confirmed[max(0, n - 5) : n]
             s.confirmed = s.confirmed[n:]
             s.heard_words = s.confirmed + s.tail  # what the reading heard past the sentence
-            rest = s.confirmed + s.tail
-            s.drop_audio_before(rest[0].start if rest else s.said[-1].end)
+            s.drop_audio_before(s.heard_words[0].start if s.heard_words else s.said[-1].end)
 
     def _finalize(self, s: Stream, track: _Track) -> None:
         """Send the utterance's final from the latest reading (``policy.final_words``)."""

@@ -65,17 +65,16 @@ def choose_cpu_precision(wm: WhisperModel, cache_dir: Path | None) -> WhisperMod
     """``wm`` (float32, CPU) or its int8 copy, whichever the bundled recordings say."""
     cached = _cache_path(wm, cache_dir)
     verdict = _read(cached)
+    int8: WhisperModel | None = None
     if verdict is None:
-        candidate = quantize(wm, keep_original=True)
-        verdict = compare(candidate, wm)
+        int8 = quantize(wm, keep_original=True)
+        verdict = compare(int8, wm)
         _write(cached, verdict)
-    else:
-        candidate = quantize(wm) if verdict.compute_type == "int8" else wm
-    if verdict.compute_type == "int8":
-        log.info("compute type int8: %s", verdict.reason)
-        return candidate
-    log.warning("compute type float32: int8 is less accurate on this processor (%s)", verdict.reason)
-    return wm
+    if verdict.compute_type == "float32":
+        log.warning("compute type float32: int8 is less accurate on this processor (%s)", verdict.reason)
+        return wm
+    log.info("compute type int8: %s", verdict.reason)
+    return int8 or quantize(wm)
 
 
 def compare(int8: WhisperModel, float32: WhisperModel) -> Verdict:
