@@ -40,3 +40,20 @@ def test_a_skip_fails_only_under_ci(tmp_path: Path, ci: str, outcome: str) -> No
     assert outcome in done.stdout, done.stdout
     if ci:
         assert "THE TOOL IS NOT INSTALLED" in done.stdout and done.returncode == 1
+
+
+def test_a_test_that_needs_a_gpu_may_skip_under_ci(tmp_path: Path) -> None:
+    """A GPU is hardware, not a tool a CPU machine could install: its skip stays a skip."""
+    (tmp_path / "test_gpu.py").write_text(
+        "import pytest\n\n@pytest.mark.needs_cuda\ndef test_needs_a_gpu():\n    pytest.skip('NO CUDA')\n"
+    )
+    env = {**os.environ, "CI": "true", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.ci_strict", "-p", "no:cacheprovider", "-q", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "1 skipped" in done.stdout and done.returncode == 0, done.stdout

@@ -57,18 +57,11 @@ def word_timings(
     Timestamp tokens in ``tokens`` are ignored.
     """
     keep = [i for i, t in enumerate(tokens) if t < tok.special.eot]
-    if not keep:
+    matrix = alignment_matrix(tok, tokens, attention)
+    if matrix is None:
         return []
     text_tokens = [tokens[i] for i in keep]
     probs = [math.exp(token_logprobs[i]) for i in keep]
-    rows = attention[:, [*keep, attention.shape[1] - 1]].float()
-    if rows.shape[-1] < 2:
-        return []
-    weights = rows / rows.sum(-1, keepdim=True).clamp(min=1e-9)
-    std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
-    weights = (weights - mean) / std.clamp(min=1e-9)
-    weights = _median_filter(weights, MEDIAN_FILTER_WIDTH)
-    matrix = weights.mean(dim=0).numpy()
     text_idx, time_idx = dtw(-matrix)
     jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
     jump_times = time_idx[jumps] / TOKENS_PER_SECOND
@@ -84,6 +77,23 @@ def word_timings(
             Word(tok.decode(wt), round(start + offset_s, 3), round(end + offset_s, 3), round(conf, 4))
         )
     return _clip_long_words(_merge_punctuation(words))
+
+
+def alignment_matrix(
+    tok: WhisperTokenizer, tokens: list[int], attention: torch.Tensor
+) -> npt.NDArray[np.float32] | None:
+    """The (text tokens + eot) × frames score DTW follows: the alignment heads' attention,
+    normalised per frame, median-filtered over time and averaged over heads. None when there
+    is nothing to align."""
+    keep = [i for i, t in enumerate(tokens) if t < tok.special.eot]
+    rows = attention[:, [*keep, attention.shape[1] - 1]].float()
+    if not keep or rows.shape[-1] < 2:
+        return None
+    weights = rows / rows.sum(-1, keepdim=True).clamp(min=1e-9)
+    std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
+    weights = (weights - mean) / std.clamp(min=1e-9)
+    weights = _median_filter(weights, MEDIAN_FILTER_WIDTH)
+    return weights.mean(dim=0).numpy()  # type: ignore[no-any-return]
 
 
 def _clip_long_words(words: list[Word]) -> list[Word]:

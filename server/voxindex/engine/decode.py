@@ -1,9 +1,11 @@
-"""Batched greedy decoding with a KV cache: one model call per token step for the whole batch.
+"""The reference decoder: batched greedy decoding through transformers' decoder module.
 
+The engine decodes with ``runner.Runner`` (static KV cache, slots, logit rules as tensor ops);
+this path stays so tests and ``benchmarks/decode_step.py`` can check the runner against it.
 Every row carries its own prompt, language and timestamp mode; rows are left-padded to a
 common prefix length and masked. Logit rules follow OpenAI's decoder (suppress special
-tokens and blanks at the start, paired and monotonic timestamps), so the output matches
-``model.transcribe`` on the same audio while all streams share one forward pass.
+tokens and blanks at the start, paired and monotonic timestamps), row by row in Python.
+The decode options, hypotheses and logit constants here are shared with the runner.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+from voxindex.engine.encoder import encode
 from voxindex.engine.mel import N_FRAMES
 from voxindex.models.loader import WhisperModel
 
@@ -46,55 +49,56 @@ class Hypothesis:
     looped: bool = False
     # (alignment heads, rows, frames/2): cross-attention of the query predicting each token (+ eot)
     attention: torch.Tensor | None = field(default=None, repr=False)
+    # best minus second-best logit at each step, when asked for (to tell near-ties in tests)
+    margins: list[float] | None = field(default=None, repr=False)
 
     @property
     def avg_logprob(self) -> float:
         return sum(self.token_logprobs) / max(1, len(self.token_logprobs))
 
 
-class Decoder:
-    """Owns the encoder/decoder calls. Only the scheduler (or offline transcription) calls it."""
+def logit_constants(wm: WhisperModel) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(suppressed tokens, tokens blank at the start) as vocabulary masks, the first timestamp
+    token and end of text."""
+    tok = wm.tokenizer
+    sp = tok.special
+    vocab = int(wm.model.config.vocab_size)
+    suppress = torch.zeros(vocab, dtype=torch.bool)
+    ids = [i for i in wm.suppress_tokens if 0 <= i < vocab] or tok.non_speech_tokens()
+    suppress[ids] = True
+    suppress[sp.eot + 1 : sp.timestamp_begin] = True  # sot, languages, tasks, no_speech, no_timestamps
+    blank = torch.zeros(vocab, dtype=torch.bool)
+    blank[[*tok.encode(" "), sp.eot]] = True
+    return suppress, blank, sp.timestamp_begin, sp.eot
 
-    def __init__(self, wm: WhisperModel) -> None:
+
+def sot_sequence(wm: WhisperModel, language: str | None, timestamps: bool) -> list[int]:
+    sp = wm.tokenizer.special
+    seq = [sp.sot]
+    if wm.multilingual:
+        seq += [sp.languages.get(language or "en", sp.languages["en"]), sp.transcribe]
+    if not timestamps:
+        seq.append(sp.no_timestamps)
+    return seq
+
+
+class Decoder:
+    """The reference decode path (see the module's docstring)."""
+
+    def __init__(self, wm: WhisperModel, record_margins: bool = False) -> None:
         self.wm = wm
         self.tok = wm.tokenizer
-        sp = self.tok.special
-        vocab = int(wm.model.config.vocab_size)
-        self.vocab = vocab
-        suppress = torch.zeros(vocab, dtype=torch.bool)
-        ids = [i for i in wm.suppress_tokens if 0 <= i < vocab] or self.tok.non_speech_tokens()
-        suppress[ids] = True
-        suppress[sp.eot + 1 : sp.timestamp_begin] = True  # sot, languages, tasks, no_speech, no_timestamps
+        suppress, blank, self.timestamp_begin, _ = logit_constants(wm)
         self.suppress = suppress.to(wm.device)
-        self.blank_ids = [*self.tok.encode(" "), sp.eot]
-        self.timestamp_begin = sp.timestamp_begin
+        self.blank_ids = blank.nonzero()[:, 0].tolist()
         self.max_positions = wm.max_target_positions
+        self.record_margins = record_margins
 
-    @torch.inference_mode()
     def encode(self, mels: torch.Tensor, frames: int = N_FRAMES) -> torch.Tensor:
-        """Encoder over the first ``frames`` mel frames (even, ≤ 3000) of every row.
-
-        Whisper is trained on 30-second windows; live streams use shorter ones (≥ 15 s keeps
-        accuracy, see BENCHMARKS.md) because encoder cost grows with the window.
-        """
-        enc = self.wm.model.model.encoder
-        x = mels[:, :, : frames - frames % 2].to(self.wm.device, self.wm.dtype)
-        h = torch.nn.functional.gelu(enc.conv1(x))
-        h = torch.nn.functional.gelu(enc.conv2(h)).permute(0, 2, 1)
-        h = h + enc.embed_positions.weight[: h.shape[1]]
-        for layer in enc.layers:
-            out = layer(h, None)
-            h = out[0] if isinstance(out, tuple) else out
-        return enc.layer_norm(h)  # type: ignore[no-any-return]
+        return encode(self.wm, mels, frames)
 
     def sot_sequence(self, language: str | None, timestamps: bool) -> list[int]:
-        sp = self.tok.special
-        seq = [sp.sot]
-        if self.wm.multilingual:
-            seq += [sp.languages.get(language or "en", sp.languages["en"]), sp.transcribe]
-        if not timestamps:
-            seq.append(sp.no_timestamps)
-        return seq
+        return sot_sequence(self.wm, language, timestamps)
 
     @torch.inference_mode()
     def detect_language(self, encoder_out: torch.Tensor) -> list[str]:
@@ -152,6 +156,7 @@ class Decoder:
         done = [False] * batch
         looped = [False] * batch
         attn_rows: list[torch.Tensor] = []
+        margins: list[list[float]] = [[] for _ in range(batch)]
         no_speech = [0.0] * batch
         step_ids, positions = ids, (mask.cumsum(-1) - 1).clamp(min=0)
 
@@ -177,6 +182,11 @@ class Decoder:
                 attn_rows.append(torch.stack(heads, dim=1).to(torch.float16).cpu())
             logits = self.wm.model.proj_out(hidden[:, -1]).float()
             logits = self._apply_rules(logits, tokens, options, first=step == 0)
+            if self.record_margins:
+                top = logits.topk(2, dim=-1).values
+                for i, m in enumerate((top[:, 0] - top[:, 1]).tolist()):
+                    if not done[i]:
+                        margins[i].append(m)
             logp = logits.log_softmax(-1)
             choice = logits.argmax(-1)
             chosen_logp = logp.gather(1, choice[:, None])[:, 0]
@@ -190,7 +200,7 @@ class Decoder:
                 logprobs[i].append(lp)
                 if len(tokens[i]) >= budget[i]:
                     done[i] = True
-                elif _is_looping(tokens[i]):
+                elif is_looping(tokens[i]):
                     done[i] = looped[i] = True
             if all(done):
                 break
@@ -204,7 +214,9 @@ class Decoder:
             rows = None
             if attention is not None and options[i].align:
                 rows = attention[i, :, : len(tokens[i]) + 1, : options[i].num_frames // 2]
-            hyps.append(Hypothesis(tokens[i], logprobs[i], no_speech[i], languages[i], looped[i], rows))
+            hyp = Hypothesis(tokens[i], logprobs[i], no_speech[i], languages[i], looped[i], rows)
+            hyp.margins = margins[i] if self.record_margins else None
+            hyps.append(hyp)
         return hyps
 
     def _apply_rules(
@@ -246,7 +258,7 @@ class Decoder:
             row[:tb] = float("-inf")
 
 
-def _is_looping(seq: list[int]) -> bool:
+def is_looping(seq: list[int]) -> bool:
     n_max = min(LOOP_MAX_NGRAM, len(seq) // LOOP_REPEATS)
     for n in range(1, n_max + 1):
         tail = seq[-n:]
