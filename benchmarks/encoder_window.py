@@ -22,6 +22,7 @@ from tests.conftest import HARVARD, PROSE, corpus_wer, recordings
 
 from voxindex.audio import StreamResampler, decode_file
 from voxindex.engine.decode import DecodeOptions
+from voxindex.engine.encoder import encode
 from voxindex.engine.executor import Executor
 from voxindex.models.loader import load_model
 
@@ -55,17 +56,17 @@ def main() -> None:
         for pairs in sets.values():
             hyps = []
             for _, audio in pairs:
-                encoded = ex.decoder.encode(ex.mel([torch.from_numpy(audio)]), frames)
-                hyp = ex.decoder.decode(encoded, [DecodeOptions()])[0]
+                encoded = encode(wm, ex.mel([torch.from_numpy(audio)]), frames)
+                hyp = ex.runner.decode(encoded, [DecodeOptions()])[0]
                 hyps.append(wm.tokenizer.decode(hyp.tokens))
             row.append(corpus_wer([(ref, h) for (ref, _), h in zip(pairs, hyps, strict=True)]))
         mels = ex.mel([torch.zeros(16000)] * 4)
-        ex.decoder.encode(mels[:1], frames)
+        encode(wm, mels[:1], frames)
         t = time.perf_counter()
-        ex.decoder.encode(mels[:1], frames)
+        encode(wm, mels[:1], frames)
         b1 = time.perf_counter() - t
         t = time.perf_counter()
-        ex.decoder.encode(mels, frames)
+        encode(wm, mels, frames)
         b4 = time.perf_counter() - t
         wers = "  ".join(f"{name} {w:6.1%}" for name, w in zip(sets, row, strict=True))
         print(f"window {seconds:2d} s: {wers}  encoder b1 {b1 * 1000:5.0f} ms  b4 {b4 * 1000:5.0f} ms")

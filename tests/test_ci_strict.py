@@ -49,7 +49,17 @@ def test_a_test_that_needs_a_gpu_may_skip_under_ci(tmp_path: Path) -> None:
     )
     env = {**os.environ, "CI": "true", "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.ci_strict", "-p", "no:cacheprovider", "-q", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "tests.ci_strict",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            str(tmp_path),
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,

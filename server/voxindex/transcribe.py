@@ -17,9 +17,11 @@ import torch
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
 from voxindex.engine.align import Word, word_timings
-from voxindex.engine.decode import TIMESTAMP_RESOLUTION_S, DecodeOptions, Decoder, Hypothesis
+from voxindex.engine.decode import TIMESTAMP_RESOLUTION_S, DecodeOptions, Hypothesis
+from voxindex.engine.encoder import encode
 from voxindex.engine.mel import HOP_LENGTH, N_SAMPLES, LogMel
 from voxindex.engine.policy import is_hallucination, is_silence, repeats_phrase
+from voxindex.engine.runner import Runner
 from voxindex.engine.vad import CHUNK_S, Vad, VadState
 from voxindex.models.loader import WhisperModel
 
@@ -71,7 +73,7 @@ class OfflineTranscriber:
 
     def __init__(self, wm: WhisperModel) -> None:
         self.wm = wm
-        self.decoder = Decoder(wm)
+        self.runner = Runner(wm, slots=1)
         self.mel = LogMel(wm.n_mels, wm.device)
         self.vad = Vad()
 
@@ -116,7 +118,7 @@ class OfflineTranscriber:
     def _decode(
         self, window: Float32Array, prompt: list[int], language: str | None, words: bool
     ) -> Hypothesis:
-        encoded = self.decoder.encode(self.mel([torch.from_numpy(np.ascontiguousarray(window))]))
+        encoded = encode(self.wm, self.mel([torch.from_numpy(np.ascontiguousarray(window))]))
         options = DecodeOptions(
             prompt=tuple(prompt),
             language=language or ("auto" if self.wm.multilingual else None),
@@ -124,9 +126,9 @@ class OfflineTranscriber:
             align=words,
             num_frames=window.size // HOP_LENGTH,
         )
-        hyp = self.decoder.decode(encoded, [options])[0]
+        hyp = self.runner.decode(encoded, [options])[0]
         if prompt and self._suspect(hyp):  # loops and silences often come from the prompt
-            retry = self.decoder.decode(encoded, [replace(options, prompt=())])[0]
+            retry = self.runner.decode(encoded, [replace(options, prompt=())])[0]
             if not self._suspect(retry):
                 return retry
         return hyp

@@ -62,7 +62,9 @@ def clips(f32: WhisperModel) -> list[Clip]:
     return clips_for(f32)
 
 
-def options(wm: WhisperModel, clip: Clip, prompt: str = "", timestamps: bool = False, **kw: object) -> DecodeOptions:
+def options(
+    wm: WhisperModel, clip: Clip, prompt: str = "", timestamps: bool = False, **kw: object
+) -> DecodeOptions:
     tokens = tuple(wm.tokenizer.encode(" " + prompt)) if prompt else ()
     return DecodeOptions(
         prompt=tokens,
@@ -143,13 +145,18 @@ def assert_timings(wm: WhisperModel, ref: Hypothesis, new: Hypothesis, what: str
     a = word_timings(wm.tokenizer, ref.tokens, ref.token_logprobs, ref.attention)
     b = word_timings(wm.tokenizer, new.tokens, new.token_logprobs, new.attention)
     assert [w.word for w in a] == [w.word for w in b], what
-    if all(abs(x.start - y.start) <= TIMING_S and abs(x.end - y.end) <= TIMING_S for x, y in zip(a, b)):
+    if all(
+        abs(x.start - y.start) <= TIMING_S and abs(x.end - y.end) <= TIMING_S
+        for x, y in zip(a, b, strict=True)
+    ):
         return
     matrix = alignment_matrix(wm.tokenizer, ref.tokens, ref.attention)
     other = alignment_matrix(wm.tokenizer, new.tokens, new.attention)
     assert matrix is not None and other is not None
     best, theirs = path_cost(-matrix, dtw(-matrix)), path_cost(-matrix, dtw(-other))
-    assert theirs - best < PATH_TIE, f"{what}: timings differ and the runner's path costs {theirs - best:.4f} more"
+    assert theirs - best < PATH_TIE, (
+        f"{what}: timings differ and the runner's path costs {theirs - best:.4f} more"
+    )
     ties.append(f"{what}: alignment tie (path cost within {theirs - best:.1e})")
 
 

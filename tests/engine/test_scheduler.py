@@ -83,16 +83,16 @@ async def test_streams_share_batches_unless_batching_is_off(make_scheduler, synt
 
 async def test_a_failing_batch_fails_its_streams_not_the_loop(make_scheduler, synth: Synth) -> None:  # type: ignore[no-untyped-def]
     scheduler = make_scheduler()
-    real_run = scheduler.executor.run
+    real_admit = scheduler.executor.admit
     calls = {"n": 0}
 
     def flaky(jobs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real_run(jobs)
+        return real_admit(jobs)
 
-    scheduler.executor.run = flaky  # type: ignore[method-assign]
+    scheduler.executor.admit = flaky  # type: ignore[method-assign]
     speech = np.concatenate([np.zeros(4000, np.float32), synth(PROSE[8]), np.zeros(16000, np.float32)])
     loop = asyncio.get_running_loop()
     doomed = scheduler.open(StreamOptions(), loop)

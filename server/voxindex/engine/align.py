@@ -93,7 +93,7 @@ def alignment_matrix(
     std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
     weights = (weights - mean) / std.clamp(min=1e-9)
     weights = _median_filter(weights, MEDIAN_FILTER_WIDTH)
-    return weights.mean(dim=0).numpy()  # type: ignore[no-any-return]
+    return weights.mean(dim=0).numpy()
 
 
 def _clip_long_words(words: list[Word]) -> list[Word]:

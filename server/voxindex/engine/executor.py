@@ -1,7 +1,7 @@
-"""Runs one batch through the model: log-mel → encoder → batched decode → word alignment.
+"""Readings through the model: log-mel → encoder → decode slots → word alignment → judgement.
 
 The executor knows nothing of streams or queues; the scheduler hands it windows of audio
-and gets readings back. One call is one encoder pass and one batched decode.
+(``admit``), steps it, and gets readings back as they finish (``step``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
 from voxindex.engine.align import Word, word_timings
-from voxindex.engine.decode import DecodeOptions, Decoder, Hypothesis
+from voxindex.engine.decode import DecodeOptions, Hypothesis
+from voxindex.engine.encoder import encode
 from voxindex.engine.mel import HOP_LENGTH, N_FRAMES, LogMel
 from voxindex.engine.policy import (
     drop_repeated_tail,
@@ -26,6 +27,7 @@ from voxindex.engine.policy import (
     is_silence,
     repeats_phrase,
 )
+from voxindex.engine.runner import Runner
 from voxindex.models.loader import WhisperModel
 
 log = logging.getLogger("voxindex.engine")
@@ -67,29 +69,49 @@ def window_frames(audio_samples: int) -> int:
 
 @dataclass(frozen=True)
 class Timing:
-    encode_s: float = 0.0  # log-mel + encoder
-    decode_s: float = 0.0  # greedy decode, alignment, retries
+    encode_s: float = 0.0  # log-mel + encoder + prefill of the latest admission
+    decode_s: float = 0.0  # the latest decode step, with alignment and judging of finished rows
 
     @property
     def total_s(self) -> float:
         return self.encode_s + self.decode_s
 
 
-class Executor:
-    def __init__(self, wm: WhisperModel) -> None:
-        self.wm = wm
-        self.decoder = Decoder(wm)
-        self.mel = LogMel(wm.n_mels, wm.device)
-        self.timing = Timing()  # of the latest run
+@dataclass
+class _InFlight:
+    job: Job
+    options: DecodeOptions
+    retried: bool = False
 
-    def run(self, jobs: list[Job]) -> list[Reading]:
+
+class Executor:
+    """Readings in decode slots (continuous batching): ``admit`` runs one encoder pass for new
+    jobs and puts them into free slots; ``step`` decodes one token for every row in flight and
+    returns the readings that finished. Keys returned by ``admit`` name the readings."""
+
+    def __init__(self, wm: WhisperModel, slots: int = 16) -> None:
+        self.wm = wm
+        cuda = wm.device.type == "cuda"
+        self.runner = Runner(wm, slots=slots, static_shapes=cuda)
+        if cuda:
+            self.runner.capture()
+        self.mel = LogMel(wm.n_mels, wm.device)
+        self.timing = Timing()
+        self._rows: dict[int, _InFlight] = {}
+
+    @property
+    def free(self) -> int:
+        return self.runner.free
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def admit(self, jobs: list[Job]) -> list[int]:
+        """One encoder pass for ``jobs`` (≤ ``free``), each put into a slot and prefilled."""
         started = time.perf_counter()
         clips = [torch.from_numpy(np.ascontiguousarray(j.audio)) for j in jobs]
         frames = max(window_frames(j.audio.size) for j in jobs)
-        encoded = self.decoder.encode(self.mel(clips), frames)
-        if encoded.is_cuda:
-            torch.cuda.synchronize(encoded.device)  # kernels run async: time the encoder, not its launch
-        encoded_at = time.perf_counter()
+        encoded = encode(self.wm, self.mel(clips), frames)
         options = [
             DecodeOptions(
                 prompt=j.prompt,
@@ -100,29 +122,77 @@ class Executor:
             )
             for j in jobs
         ]
-        hyps = self.decoder.decode(encoded, options)
-        # A prompt of earlier text sometimes makes Whisper repeat itself or fall silent: prompted
-        # rows are judged strictly and read again without it, reusing their encoder output
-        # (OpenAI's fallback resets the prompt too). A row without prompt has no second chance,
-        # so it is judged as the retry is: a loop is cut back, not thrown away with its words.
-        readings = [self._reading(j, h, strict=bool(j.prompt)) for j, h in zip(jobs, hyps, strict=True)]
-        retry = [i for i, r in enumerate(readings) if r.rejected and jobs[i].prompt]
-        if retry:
-            again = self.decoder.decode(encoded[retry], [replace(options[i], prompt=()) for i in retry])
-            for i, hyp in zip(retry, again, strict=True):
-                readings[i] = self._reading(jobs[i], hyp, strict=False)
-        done = time.perf_counter()
-        self.timing = Timing(encoded_at - started, done - encoded_at)
-        for job, reading in zip(jobs, readings, strict=True):
-            log.debug(
-                "read %.2f-%.2f prompt=%d rejected=%s %r",
-                job.start,
-                job.start + job.audio.size / SAMPLE_RATE,
-                len(job.prompt),
-                reading.rejected,
-                reading.text,
-            )
-        return readings
+        keys = self.runner.admit(encoded, options)
+        for key, job, opt in zip(keys, jobs, options, strict=True):
+            self._rows[key] = _InFlight(job, opt)
+        self._sync()
+        self.timing = Timing(time.perf_counter() - started, self.timing.decode_s)
+        return keys
+
+    def step(self) -> list[tuple[int, Reading]]:
+        """One decode step for every row in flight; the readings that finished with it."""
+        if not self._rows:
+            return []
+        started = time.perf_counter()
+        done = []
+        for key in self.runner.step():
+            row = self._rows[key]
+            hyp = self.runner.result(key)
+            reading = self._reading(row.job, hyp, strict=bool(row.job.prompt) and not row.retried)
+            # A prompt of earlier text sometimes makes Whisper repeat itself or fall silent:
+            # prompted rows are judged strictly and read again without it in the same slot,
+            # reusing its encoder output (OpenAI's fallback resets the prompt too). A row without
+            # prompt has no second chance, so it is judged as the retry is: a loop is cut back,
+            # not thrown away with its words.
+            if reading.rejected and row.job.prompt and not row.retried:
+                row.retried = True
+                row.options = replace(row.options, prompt=())
+                self.runner.restart(key, row.options)
+                continue
+            self.runner.release(key)
+            del self._rows[key]
+            self._log(row.job, reading)
+            done.append((key, reading))
+        self._sync()
+        self.timing = Timing(self.timing.encode_s, time.perf_counter() - started)
+        return done
+
+    def cancel(self, keys: list[int] | None = None) -> None:
+        """Free the slots of these readings (all, by default): their streams no longer need them."""
+        for key in list(self._rows) if keys is None else keys:
+            if self._rows.pop(key, None) is not None:
+                self.runner.release(key)
+
+    def run(self, jobs: list[Job]) -> list[Reading]:
+        """Read ``jobs`` to the end, admitting them as slots free (warm-up, benchmarks, tests);
+        nothing else may be in flight."""
+        if self._rows:
+            raise RuntimeError("run() needs an idle executor")
+        readings: dict[int, Reading] = {}
+        index: dict[int, int] = {}
+        waiting = list(range(len(jobs)))
+        while waiting or self._rows:
+            if waiting and self.free:
+                take, waiting = waiting[: self.free], waiting[self.free :]
+                for i, key in zip(take, self.admit([jobs[i] for i in take]), strict=True):
+                    index[key] = i
+            for key, reading in self.step():
+                readings[index[key]] = reading
+        return [readings[i] for i in range(len(jobs))]
+
+    def _sync(self) -> None:
+        if self.wm.device.type == "cuda":
+            torch.cuda.synchronize(self.wm.device)  # kernels run async: time the work, not its launch
+
+    def _log(self, job: Job, reading: Reading) -> None:
+        log.debug(
+            "read %.2f-%.2f prompt=%d rejected=%s %r",
+            job.start,
+            job.start + job.audio.size / SAMPLE_RATE,
+            len(job.prompt),
+            reading.rejected,
+            reading.text,
+        )
 
     def _reading(self, job: Job, hyp: Hypothesis, strict: bool) -> Reading:
         """Judge a hypothesis. ``strict`` also rejects a phrase said twice in a row, which a

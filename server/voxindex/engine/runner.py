@@ -58,6 +58,7 @@ class _Row:
     looped: bool = False
     done: bool = False
     ended: bool = False  # chose end of text (rather than stopped by budget or loop)
+    steps: int = 0
 
 
 class Runner:
@@ -83,21 +84,28 @@ class Runner:
         s, h, d = self.capacity, self.heads, self.head_dim
         self.k = torch.zeros(n, s, h, self.max_tokens, d, device=dev, dtype=dt)
         self.v = torch.zeros_like(self.k)
-        self.xk = torch.zeros(n, s, h, MAX_FRAMES, d, device=dev, dtype=dt)
-        self.xv = torch.zeros_like(self.xk)
+        # cross-attention keys are stored transposed (head_dim × frames): a step's q·K is then a
+        # plain batched product over contiguous rows, the step's largest memory read
+        self.xk = torch.zeros(n, s, h, d, MAX_FRAMES, device=dev, dtype=dt)
+        self.xv = torch.zeros(n, s, h, MAX_FRAMES, d, device=dev, dtype=dt)
         # per-slot decode state, on the device
-        long = {"device": dev, "dtype": torch.long}
-        flag = {"device": dev, "dtype": torch.bool}
-        self.frames = torch.ones(s, **long)  # encoder positions of the slot's window
-        self.pos = torch.zeros(s, **long)  # position of the token fed next
-        self.last = torch.zeros(s, **long)  # the token fed next
-        self.count = torch.zeros(s, **long)  # tokens generated so far
-        self.prev = torch.full((s,), -1, **long)  # the token before ``last`` among generated ones
-        self.stamp = torch.full((s,), -1, **long)  # the last timestamp token generated
-        self.first = torch.zeros(s, **flag)
-        self.timestamps = torch.zeros(s, **flag)
-        self.last_allowed = torch.zeros(s, **long)  # the latest timestamp token the audio allows
-        self.choice = torch.zeros(s, **long)
+
+        def longs(fill: int = 0) -> torch.Tensor:
+            return torch.full((s,), fill, device=dev, dtype=torch.long)
+
+        def flags() -> torch.Tensor:
+            return torch.zeros(s, device=dev, dtype=torch.bool)
+
+        self.frames = longs(1)  # encoder positions of the slot's window
+        self.pos = longs()  # position of the token fed next
+        self.last = longs()  # the token fed next
+        self.count = longs()  # tokens generated so far
+        self.prev = longs(-1)  # the token before ``last`` among generated ones
+        self.stamp = longs(-1)  # the last timestamp token generated
+        self.first = flags()
+        self.timestamps = flags()
+        self.last_allowed = longs()  # the latest timestamp token the audio allows
+        self.choice = longs()
         budget = self.max_tokens // 2 + 1
         self.logprobs = torch.zeros(s, budget, device=dev, dtype=torch.float32)
         self.margins = torch.zeros(s, budget, device=dev, dtype=torch.float32)
@@ -108,6 +116,7 @@ class Runner:
         vocab = suppress.numel()
         self.vocab_ids = torch.arange(vocab, device=dev)
         self.suppress, self.blank = suppress.to(dev), blank.to(dev)
+        self.text_only = self.suppress | (self.vocab_ids >= self.tb)
         self.max_initial = self.tb + int(MAX_INITIAL_TIMESTAMP_S / TIMESTAMP_RESOLUTION_S)
         self.record_margins = record_margins
         self.rows: list[_Row] = []  # rows[i] occupies slot i
@@ -133,7 +142,7 @@ class Runner:
         frames = encoded.shape[1]
         for i, layer in enumerate(self.layers):
             a = layer.encoder_attn
-            self.xk[i, slots, :, :frames] = self._split(a.k_proj(encoded))
+            self.xk[i, slots, :, :, :frames] = self._split(a.k_proj(encoded)).transpose(-1, -2)
             self.xv[i, slots, :, :frames] = self._split(a.v_proj(encoded))
         self.frames[slots] = frames
         languages = self._languages(slots, options)
@@ -154,26 +163,38 @@ class Runner:
         self.rows[i] = _Row(key, options, row.language, 0, 0.0)
         self._prefill([i])
 
-    def release(self, key: int) -> Hypothesis:
-        """The row's result, and its slot freed (the last row moves into it)."""
+    def result(self, key: int) -> Hypothesis:
+        """What the row decoded so far (all of it once ``step`` said it finished)."""
         i = self._slot(key)
         row = self.rows[i]
         n = len(row.tokens)
-        frames = row.options.num_frames // 2
         attention = None
         if row.options.align and self.align:
             steps = n + 1 if row.ended else n  # a row stopped by its budget or a loop never read eot
-            attention = self.attention[i, :, :steps, :frames].to("cpu", copy=True)
+            attention = self.attention[i, :, :steps, : row.options.num_frames // 2].to("cpu", copy=True)
         logprobs = self.logprobs[i, :n].tolist()
         hyp = Hypothesis(list(row.tokens), logprobs, row.no_speech, row.language, row.looped, attention)
         if self.record_margins:
             hyp.margins = self.margins[i, : n + 1].tolist()
-        last = len(self.rows) - 1
+        return hyp
+
+    def release(self, key: int) -> Hypothesis:
+        """The row's result, and its slot freed (the last row moves into it)."""
+        hyp = self.result(key)
+        i, last = self._slot(key), len(self.rows) - 1
         if i != last:
             self._move(last, i)
             self.rows[i] = self.rows[last]
         self.rows.pop()
         return hyp
+
+    def decode(self, encoded: torch.Tensor, options: list[DecodeOptions]) -> list[Hypothesis]:
+        """Decode rows to the end together (the reference decoder's call, for offline use)."""
+        keys = self.admit(encoded, options)
+        pending = set(keys)
+        while pending:
+            pending -= set(self.step())
+        return [self.release(key) for key in keys]
 
     def _slot(self, key: int) -> int:
         for i, row in enumerate(self.rows):
@@ -187,8 +208,8 @@ class Runner:
         steps = min(int(self.count[src]) + 1, self.logprobs.shape[1])
         for t in (self.k, self.v):
             t[:, dst, :, :keys] = t[:, src, :, :keys]
-        for t in (self.xk, self.xv):
-            t[:, dst, :, :frames] = t[:, src, :, :frames]
+        self.xk[:, dst, :, :, :frames] = self.xk[:, src, :, :, :frames]
+        self.xv[:, dst, :, :frames] = self.xv[:, src, :, :frames]
         self.attention[dst, :, :steps, :frames] = self.attention[src, :, :steps, :frames]
         for t in (self.logprobs, self.margins):
             t[dst, :steps] = t[src, :steps]
@@ -212,13 +233,14 @@ class Runner:
             if graph is not None:
                 graph.replay()
             else:
-                self._decode(width)
+                self._decode(width, full=any(r.options.timestamps or r.steps == 0 for r in self.rows))
             chosen = self.choice[:n].tolist()  # the one host read of the step
             for i in live:
                 self._advance(self.rows[i], chosen[i])
         return [r.key for r in self.rows if r.done]
 
     def _advance(self, row: _Row, token: int) -> None:
+        row.steps += 1
         if token == self.eot:
             row.done = row.ended = True
             return
@@ -228,7 +250,7 @@ class Runner:
         elif is_looping(row.tokens):
             row.done = row.looped = True
 
-    def _decode(self, width: int) -> None:
+    def _decode(self, width: int, full: bool = True) -> None:
         """The step's tensor work for slots ``0..width-1``: no host reads, no data-dependent
         Python, so with static shapes it can be captured as a graph."""
         if self.static:
@@ -239,7 +261,7 @@ class Runner:
         ids, pos = self.last[:width, None], self.pos[:width, None]
         hidden, attention = self._forward(ids, pos, width, keys, frames)
         logits = self.proj(hidden[:, 0]).float()
-        self._choose(logits, attention[:, :, 0], width, frames)
+        self._choose(logits, attention[:, :, 0], width, frames, full or self.static)
         self.last[:width] = self.choice[:width]
         self.pos[:width] = (self.pos[:width] + 1).clamp(max=self.max_tokens - 1)  # idle slots stay in range
 
@@ -264,12 +286,12 @@ class Runner:
             self.k[i][rows, :, pos] = a.k_proj(h).view(*pos.shape, self.heads, self.head_dim)
             self.v[i][rows, :, pos] = a.v_proj(h).view(*pos.shape, self.heads, self.head_dim)
             k, v = self.k[i, at, :, :keys], self.v[i, at, :, :keys]
-            x = x + a.out_proj(self._merge(_attend(q, k, v, causal)[0]))
+            x = x + a.out_proj(self._merge(_attend(q, k.transpose(-1, -2), v, causal)[0]))
 
             a = layer.encoder_attn
             h = layer.encoder_attn_layer_norm(x)
             q = self._split(a.q_proj(h) * a.scaling)
-            k, v = self.xk[i, at, :, :frames], self.xv[i, at, :, :frames]
+            k, v = self.xk[i, at, :, :, :frames], self.xv[i, at, :, :frames]
             out, weights = _attend(q, k, v, outside)
             x = x + a.out_proj(self._merge(out))
             heads = [head for layer_index, head in self.align if layer_index == i]
@@ -278,37 +300,37 @@ class Runner:
 
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(F.gelu(layer.fc1(h)))
-        attention = torch.cat(captured, dim=1) if captured else x.new_zeros(ids.shape[0], 0, ids.shape[1], frames)
+        attention = (
+            torch.cat(captured, dim=1) if captured else x.new_zeros(ids.shape[0], 0, ids.shape[1], frames)
+        )
         return self.norm(x), attention
 
-    def _choose(self, logits: torch.Tensor, attention: torch.Tensor, width: int, frames: int) -> None:
+    def _choose(
+        self, logits: torch.Tensor, attention: torch.Tensor, width: int, frames: int, full: bool
+    ) -> None:
         """Apply the logit rules to every row at once, pick the best token, and keep its
-        log-probability and the alignment heads' attention in the row's slot."""
-        idx, tb = self.vocab_ids, self.tb
-        first, ts = self.first[:width, None], self.timestamps[:width, None]
-        last, prev, stamp = self.last[:width, None], self.prev[:width, None], self.stamp[:width, None]
-        count = self.count[:width, None]
-        is_ts = idx >= tb
-        last_ts = (count >= 1) & (last >= tb)
-        pair_closed = last_ts & ((count < 2) | (prev >= tb))
-        segment_ended = last_ts & ~pair_closed
-        floor = torch.where(segment_ended, stamp, stamp + 1)
-        ts_rules = (
-            (pair_closed & is_ts)
-            | (segment_ended & (idx < self.eot))
-            | ((stamp >= 0) & is_ts & (idx < floor))
-            | (first & ((idx < tb) | (idx > self.max_initial)))
-            | (idx > self.last_allowed[:width, None])
-        )
-        mask = self.suppress | (first & self.blank) | torch.where(ts, ts_rules, is_ts)
-        logits = logits.masked_fill(mask, NEG)
-        logp = logits.log_softmax(-1)
-        # where the timestamps together outweigh every text token, a timestamp must come next
-        ts_mass = torch.logsumexp(logp[:, tb:], -1)
-        ts_wins = ts[:, 0] & (ts_mass > logp[:, :tb].max(-1).values)
-        logits = logits.masked_fill(ts_wins[:, None] & ~is_ts, NEG)
-        choice = logits.argmax(-1)
-        chosen = logp.gather(1, choice[:, None])[:, 0] - torch.where(ts_wins, ts_mass, 0.0)
+        log-probability and the alignment heads' attention in the row's slot. ``full`` is false
+        when no row decodes timestamps or takes its first step: the rules are then one mask."""
+        tb = self.tb
+        if full:
+            logits = logits.masked_fill(self._rule_mask(width), NEG)
+        else:
+            logits = logits.masked_fill(self.text_only, NEG)
+        text_best, text_choice = logits[:, :tb].max(-1)
+        text_mass = torch.logsumexp(logits[:, :tb], -1)
+        if full:
+            # where the timestamps together outweigh every text token, a timestamp must come next
+            ts_best, ts_choice = logits[:, tb:].max(-1)
+            ts_mass = torch.logsumexp(logits[:, tb:], -1)
+            ts_wins = self.timestamps[:width] & (ts_mass > text_best)
+            take_ts = ts_wins | (ts_best > text_best)
+            choice = torch.where(take_ts, ts_choice + tb, text_choice)
+            best = torch.where(take_ts, ts_best, text_best)
+            chosen = best - torch.where(ts_wins, ts_mass, torch.logaddexp(text_mass, ts_mass))
+            if self.record_margins:
+                logits = logits.masked_fill(ts_wins[:, None] & (self.vocab_ids < tb), NEG)
+        else:
+            choice, chosen = text_choice, text_best - text_mass
         rows, step = self.arange[:width], self.count[:width].clamp(max=self.logprobs.shape[1] - 1)
         self.logprobs[rows, step] = chosen
         if self.record_margins:
@@ -316,11 +338,33 @@ class Runner:
             self.margins[rows, step] = top[:, 0] - top[:, 1]
         self.attention[rows, :, step, :frames] = attention.to(self.attention.dtype)
         # the chosen token becomes the row's history for the next step's rules
-        self.prev[:width] = torch.where(count[:, 0] >= 1, last[:, 0], self.prev[:width])
+        last = self.last[:width]
+        self.prev[:width] = torch.where(self.count[:width] >= 1, last, self.prev[:width])
         self.stamp[:width] = torch.where(choice >= tb, choice, self.stamp[:width])
         self.count[:width] += 1
         self.first[:width] = False
         self.choice[:width] = choice
+
+    def _rule_mask(self, width: int) -> torch.Tensor:
+        """(width, vocab): True where OpenAI's rules forbid a token at this step."""
+        idx, tb = self.vocab_ids, self.tb
+        first, ts = self.first[:width, None], self.timestamps[:width, None]
+        last, prev, stamp = self.last[:width, None], self.prev[:width, None], self.stamp[:width, None]
+        count = self.count[:width, None]
+        is_ts = idx >= tb
+        last_ts = (count >= 1) & (last >= tb)
+        pair_closed = last_ts & ((count < 2) | (prev >= tb))  # text must follow
+        segment_ended = last_ts & ~pair_closed  # a timestamp or end of text must follow
+        floor = torch.where(segment_ended, stamp, stamp + 1)  # timestamps never go back
+        ts_rules = (
+            (pair_closed & is_ts)
+            | (segment_ended & (idx < self.eot))
+            | ((stamp >= 0) & is_ts & (idx < floor))
+            | (first & ((idx < tb) | (idx > self.max_initial)))
+            | (idx > self.last_allowed[:width, None])  # no timestamp past the audio
+        )
+        mask: torch.Tensor = self.suppress | (first & self.blank) | torch.where(ts, ts_rules, is_ts)
+        return mask
 
     # ---------------- admission ----------------
     def _languages(self, slots: torch.Tensor, options: list[DecodeOptions]) -> list[str | None]:
@@ -366,7 +410,9 @@ class Runner:
         )
         length = max(len(p) for p in prefixes)
         ids = torch.full((len(slots), length), sp.eot, dtype=torch.long)
-        pos = torch.full((len(slots), length), self.max_tokens - 1, dtype=torch.long)  # padding: a scratch position
+        pos = torch.full(
+            (len(slots), length), self.max_tokens - 1, dtype=torch.long
+        )  # padding: a scratch position
         for j, p in enumerate(prefixes):
             ids[j, : len(p)] = torch.tensor(p)
             pos[j, : len(p)] = torch.arange(len(p))
@@ -382,7 +428,7 @@ class Runner:
         if not self.static or self.wm.device.type != "cuda":
             raise RuntimeError("graph capture needs static shapes on a CUDA device")
         with torch.inference_mode():
-            stream = torch.cuda.Stream(self.wm.device)
+            stream = torch.cuda.Stream(self.wm.device)  # type: ignore[no-untyped-call]
             stream.wait_stream(torch.cuda.current_stream(self.wm.device))
             with torch.cuda.stream(stream):
                 for width in BUCKETS:
@@ -410,11 +456,11 @@ class Runner:
 
 
 def _attend(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, masked: torch.Tensor
+    q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor, masked: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention with explicit weights (the alignment heads need them); ``masked`` is True where
-    a key may not be seen."""
-    weights = (q @ k.transpose(-1, -2)).masked_fill(masked, NEG).softmax(-1)
+    """Attention with explicit weights (the alignment heads need them), keys given transposed;
+    ``masked`` is True where a key may not be seen."""
+    weights = (q @ kt).masked_fill(masked, NEG).softmax(-1)
     return weights @ v, weights
 
 

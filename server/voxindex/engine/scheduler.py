@@ -1,10 +1,14 @@
 """The one loop that owns the model and serves every live stream at once.
 
 ``Scheduler.step()`` is *ingest → schedule → execute → update*: take new audio and VAD
-decisions for every stream, pick the streams that need the model (finalizations first,
-then the most-lagging interim readings), run them as one batch, and turn the readings
-into interim and final events. Then recordings (background work) fill what is left.
-Handlers never call the model; a slow client only ever slows itself.
+decisions for every stream, pick the streams that need a reading (finalizations first, then
+the most-lagging interim readings) and admit them into free decode slots with one encoder
+pass, run one decode step for every reading in flight, and turn the readings that finished
+into interim and final events. Readings join and leave the decode batch at any step
+(continuous batching): a final that becomes due never waits for a batch to drain. Under load
+each stream's interim readings come less often, so finals stay prompt. Recordings
+(background work) fill the slots live streams leave. Handlers never call the model; a slow
+client only ever slows itself.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from voxindex.engine.align import Word
 from voxindex.engine.events import Closed, Error, Event, Final, Interim, SpeechEnded, SpeechStarted
 from voxindex.engine.executor import MAX_WINDOW_AUDIO_S, Executor, Job, Reading
 from voxindex.engine.policy import agreed_prefix, final_words, join_words, last_sentence_end
-from voxindex.engine.recordings import Recordings
+from voxindex.engine.recordings import Recordings, RecordingWork, Window
 from voxindex.engine.stream import PREROLL_S, FinalizeReason, Stream, StreamOptions, StreamStatus
 from voxindex.engine.vad import CHUNK, Vad, VadState
 from voxindex.errors import CapacityError, QuotaError, VoxError
@@ -42,6 +46,7 @@ SENTENCE_FINAL_AFTER_S = 8.0  # in long unbroken speech, finalize confirmed sent
 ENDPOINT_TAIL_S = 0.3  # audio kept after the last voiced chunk when reading an ended utterance
 MAX_INGEST_S = 10.0  # audio taken from one stream's inbox per step
 ADMISSION_MAX_LAG_S = 8.0  # refuse new streams while the engine is this far behind
+INTERIM_SHARE = 0.6  # of the engine's time, the most interim readings may take under load
 
 
 class TranscriptSink(Protocol):
@@ -61,24 +66,30 @@ class TranscriptSink(Protocol):
     def close_stream(self, stream_id: str) -> None: ...
 
 
+def _average(old: float, new: float) -> float:
+    return new if old <= 0 else 0.8 * old + 0.2 * new
+
+
 @dataclass
 class StepStats:
     steps: int = 0
-    batches: int = 0
-    batch_items: int = 0
+    batches: int = 0  # decode steps
+    batch_items: int = 0  # readings admitted
     last_step_s: float = 0.0
-    cost_per_item: float = 0.0  # moving average of seconds per reading in a batch
-    recent_batches: deque[int] = field(default_factory=lambda: deque(maxlen=100))
-
+    encode_cost: float = 0.0  # moving average: encoder seconds per admitted live reading
     recording_cost: float = 0.0  # the same, for a recording window (30 s windows cost more)
+    reading_cost: float = 0.0  # moving average: engine seconds per finished reading, all included
+    recent_batches: deque[int] = field(default_factory=lambda: deque(maxlen=100))  # rows per decode step
+    _busy_s: float = 0.0
+    _readings: int = 0
 
-    def observe_cost(self, seconds: float) -> None:
-        self.cost_per_item = seconds if self.cost_per_item <= 0 else 0.7 * self.cost_per_item + 0.3 * seconds
-
-    def observe_recording_cost(self, seconds: float) -> None:
-        self.recording_cost = (
-            seconds if self.recording_cost <= 0 else 0.7 * self.recording_cost + 0.3 * seconds
-        )
+    def observe_readings(self, busy_s: float, finished: int) -> None:
+        """Engine time spent and readings finished in one step; averaged over ≥ 4 readings."""
+        self._busy_s += busy_s
+        self._readings += finished
+        if self._readings >= 4:
+            self.reading_cost = _average(self.reading_cost, self._busy_s / self._readings)
+            self._busy_s, self._readings = 0.0, 0
 
 
 @dataclass
@@ -103,11 +114,11 @@ class Scheduler:
         self.wm = wm
         self.metrics = metrics or Metrics()
         self.settings = settings
-        self.executor = Executor(wm)
+        self.max_batch = settings.max_batch if settings.batching else 1
+        self.executor = Executor(wm, slots=self.max_batch)
         self.vad = Vad()
         self.sink = sink
         self.recordings = recordings
-        self.max_batch = settings.max_batch if settings.batching else 1
         self.stats = StepStats()
         self.streams: dict[str, Stream] = {}
         self._tracks: dict[str, _Track] = {}
@@ -117,6 +128,12 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self.heartbeat = time.monotonic()  # the loop's last turn: liveness
         self._ingested_s = self._model_s = self._recording_audio_s = 0.0  # this step's work
+        self._live: dict[int, tuple[Stream, Job, bool]] = {}  # reading key → (stream, job, is final)
+        self._recording: dict[int, int] = {}  # reading key → index in the recording batch
+        self._recording_batch: list[tuple[RecordingWork, Window, Job]] = []
+        self._recording_readings: dict[int, Reading] = {}
+        self._waiting = 0  # live readings due that did not get a slot this step
+        self._admitted_s = 0.0  # encoder time since the last decode step
 
     # ---------------- lifecycle ----------------
     def start(self) -> None:
@@ -184,7 +201,9 @@ class Scheduler:
         for that. Returns the reading, which the caller may check."""
         self.vad([VadState()], [audio])
         jobs = [Job(audio=audio, start=0.0, prompt=(), language=None)] * max(1, min(batch, self.max_batch))
-        return self.executor.run(jobs)[0]
+        readings = self.executor.run(jobs)
+        self.stats.encode_cost = self.executor.timing.encode_s / len(jobs)
+        return readings[0]
 
     def _loop(self) -> None:
         while self._running:
@@ -204,18 +223,14 @@ class Scheduler:
         started = time.perf_counter()
         streams = [s for s in list(self.streams.values()) if not s.is_finished]
         ingested = self._ingest(streams)
-        batch = self._schedule(streams)
-        if batch:
-            t = time.perf_counter()
-            readings = self._execute(batch)
-            self.stats.observe_cost((time.perf_counter() - t) / len(batch))
-            self._observe_batch("live", len(batch), sum(job.audio.size for _, job in batch))
-            for (stream, job), reading in zip(batch, readings, strict=True):
-                self._update(stream, job, reading)
-        background = self._read_recordings(len(batch), started)
+        admitted = self._admit(self._schedule(streams))
+        background = self._admit_recordings()
+        readings = self._execute()
+        for (stream, job, final), reading in readings:
+            self._update(stream, job, reading, final)
         finished = self._finish()
-        self._record(started, len(batch))
-        return ingested or bool(batch) or background or finished
+        self._record(started, len(readings))
+        return ingested or admitted or background or bool(readings) or finished or len(self.executor) > 0
 
     # ---------------- ingest: audio, VAD, endpoints ----------------
     def _ingest(self, streams: list[Stream]) -> bool:
@@ -249,8 +264,12 @@ class Scheduler:
         return any(a.size for a in fresh)
 
     def _ingest_room(self, s: Stream) -> int:
+        """Audio the engine takes from a stream's inbox this step: at most MAX_INGEST_S ahead of
+        its interpreted VAD decisions, and never more than a model window held (a final in
+        flight for several steps must not let the buffer grow past what it can read)."""
         pending = len(self._tracks[s.id].decisions) * CHUNK
-        return max(0, int(MAX_INGEST_S * SAMPLE_RATE) - pending)
+        held = int(MAX_WINDOW_AUDIO_S * SAMPLE_RATE) - s.audio.size
+        return max(0, min(int(MAX_INGEST_S * SAMPLE_RATE) - pending, held))
 
     def _track_speech(self, s: Stream, track: _Track) -> None:
         """Interpret queued VAD decisions, pausing while an utterance awaits its final."""
@@ -280,31 +299,43 @@ class Scheduler:
         track.final_until = until + (ENDPOINT_TAIL_S if reason == FinalizeReason.ENDPOINT else 0.0)
 
     # ---------------- schedule ----------------
-    def _schedule(self, streams: list[Stream]) -> list[tuple[Stream, Job]]:
-        """Finalizations that need a fresh reading first, then interim readings by lag."""
-        urgent = [s for s in streams if s.finalize is not None and not self._reading_is_fresh(s)]
-        step = self.settings.step_audio_s
+    def _schedule(self, streams: list[Stream]) -> list[tuple[Stream, Job, bool]]:
+        """Finalizations that need a fresh reading first, then interim readings by lag, as many
+        as there are free slots and encoder time in one step's budget. A stream has at most one
+        reading in flight."""
+        busy = {id(stream) for stream, _, _ in self._live.values()}
+        idle = [s for s in streams if id(s) not in busy]
+        urgent = [s for s in idle if s.finalize is not None and not self._reading_is_fresh(s)]
+        interval = self._interim_interval(streams)
         ready = [
             s
-            for s in streams
+            for s in idle
             if s.finalize is None
             and s.in_utterance
-            and self._tracks[s.id].heard - max(s.hypothesis_until, s.audio_start) >= step
+            and self._tracks[s.id].heard - max(s.hypothesis_until, s.audio_start) >= interval
         ]
         ready.sort(key=lambda s: (s.behind, s.lag), reverse=True)  # real-time clients before floods
-        urgent = urgent[: self.max_batch]
-        spare = max(0, min(self.max_batch, self._slots_in_budget()) - len(urgent))
-        return [(s, self._job(s)) for s in urgent + ready[:spare]]
+        free = self.executor.free
+        urgent = urgent[:free]
+        spare = max(0, min(free, self._admissions_in_budget()) - len(urgent))
+        self._waiting = len(urgent) + len(ready) - min(free, len(urgent) + spare)
+        return [(s, self._job(s), s.finalize is not None) for s in urgent + ready[:spare]]
 
-    def _slots_in_budget(self) -> int:
-        """How many readings fit in one step's time budget, from the measured cost per reading.
-
-        Short steps keep endpoint detection and finals prompt on a CPU, where a reading costs a
-        few hundred ms; on a GPU a reading costs little and the batch fills to ``max_batch``.
-        """
-        if self.stats.cost_per_item <= 0:
+    def _admissions_in_budget(self) -> int:
+        """How many readings one encoder pass may take so a step stays within its time budget:
+        every reading in flight waits for it. On a GPU an encoder pass costs little and the
+        batch fills to ``max_batch``."""
+        if self.stats.encode_cost <= 0:
             return self.max_batch
-        return max(1, int(self.settings.step_budget_s / self.stats.cost_per_item))
+        return max(1, int(self.settings.step_budget_s / self.stats.encode_cost))
+
+    def _interim_interval(self, streams: list[Stream]) -> float:
+        """Seconds of new audio between a stream's interim readings. Under load the interval
+        stretches so interim readings take at most ``INTERIM_SHARE`` of the engine's time and
+        finals never queue behind them; when the engine keeps up it is ``step_audio_s``."""
+        speaking = sum(s.in_utterance for s in streams)
+        load = speaking * self.stats.reading_cost / INTERIM_SHARE
+        return max(self.settings.step_audio_s, load)
 
     def _reading_is_fresh(self, s: Stream) -> bool:
         """Whether the latest reading already heard the whole utterance and was accepted, so no
@@ -327,62 +358,115 @@ class Scheduler:
             language=s.language or s.options.language,
         )
 
-    def _execute(self, batch: list[tuple[Stream, Job]]) -> list[Reading]:
+    # ---------------- execute: admission and one decode step ----------------
+    def _admit(self, batch: list[tuple[Stream, Job, bool]]) -> bool:
+        if not batch:
+            return False
         try:
-            return self.executor.run([job for _, job in batch])
-        except Exception as e:  # fail this batch's streams, never the loop or other streams
-            log.exception("model batch failed")
-            for stream, _ in batch:
-                stream.emit(Error("engine_error", f"transcription failed: {e.__class__.__name__}"))
-                stream.status = StreamStatus.FINISHED
-            return [Reading(rejected="error") for _ in batch]
+            keys = self.executor.admit([job for _, job, _ in batch])
+        except Exception as e:  # fail these streams, never the loop or other streams
+            log.exception("model admission failed")
+            self._fail([stream for stream, _, _ in batch], e)
+            return True
+        for key, item in zip(keys, batch, strict=True):
+            self._live[key] = item
+        self.stats.encode_cost = _average(self.stats.encode_cost, self.executor.timing.encode_s / len(batch))
+        self.stats.batch_items += len(batch)
+        self._observe("live", "encode", len(batch), sum(job.audio.size for _, job, _ in batch))
+        return True
+
+    def _execute(self) -> list[tuple[tuple[Stream, Job, bool], Reading]]:
+        """One decode step for every reading in flight; live readings that finished."""
+        if not len(self.executor):
+            return []
+        rows = len(self.executor)
+        try:
+            finished = self.executor.step()
+        except Exception as e:  # every reading in flight is lost: fail their streams, not the loop
+            log.exception("decode step failed")
+            self.executor.cancel()
+            self._fail([stream for stream, _, _ in self._live.values()], e)
+            self._live.clear()
+            self._fail_recordings(e)
+            return []
+        self.stats.batches += 1
+        self.stats.recent_batches.append(rows)
+        self._observe("live", "decode", rows, 0)
+        self.stats.observe_readings(self.executor.timing.decode_s + self._admitted_s, len(finished))
+        self._admitted_s = 0.0
+        out = []
+        for key, reading in finished:
+            if key in self._live:
+                out.append((self._live.pop(key), reading))
+            elif key in self._recording:
+                self._recording_readings[self._recording.pop(key)] = reading
+        self._complete_recordings()
+        return out
+
+    def _fail(self, streams: list[Stream], e: Exception) -> None:
+        for stream in streams:
+            stream.emit(Error("engine_error", f"transcription failed: {e.__class__.__name__}"))
+            stream.status = StreamStatus.FINISHED
 
     # ---------------- background: recordings in the room live streams leave ----------------
-    def _read_recordings(self, live_items: int, started: float) -> bool:
-        """Recording windows fill what live streams leave: the empty batch slots, and only the
-        step time left once every live reading that is due has been made. Finals always first."""
-        if self.recordings is None:
+    def _admit_recordings(self) -> bool:
+        """Recording windows fill what live streams leave: free slots no live reading is waiting
+        for, and only while no final is pending. One batch of windows at a time, so a
+        recording's windows complete in order. Finals always first."""
+        if self.recordings is None or self._recording_batch:
             return False
         self.recordings.finish_empty()
-        if not self.recordings.pending():
+        if not self.recordings.pending() or self._waiting:
             return False
-        spare = self.max_batch - live_items
-        if spare <= 0 or any(s.finalize is not None for s in list(self.streams.values())):
+        if any(s.finalize is not None for s in list(self.streams.values())):
             return False
+        spare = self.executor.free
         cost = self.stats.recording_cost
-        if cost <= 0:
-            n = 1  # measure one window before filling the batch
-        elif live_items:
-            n = int((self.settings.step_budget_s - (time.perf_counter() - started)) / cost)
-        else:
-            n = max(1, int(self.settings.step_budget_s / cost))
+        n = 1 if cost <= 0 else max(1, int(self.settings.step_budget_s / cost))  # measure one first
         taken = self.recordings.take(min(n, spare))
         if not taken:
             return False
-        t = time.perf_counter()
         try:
-            readings = self.executor.run([job for _, _, job in taken])
+            keys = self.executor.admit([job for _, _, job in taken])
         except Exception as e:  # fail these recordings, never the loop or the live streams
-            log.exception("recording batch failed")
+            log.exception("recording admission failed")
             self.recordings.fail(taken, f"transcription failed: {e.__class__.__name__}")
             return True
-        self.stats.observe_recording_cost((time.perf_counter() - t) / len(taken))
+        self.stats.recording_cost = _average(
+            self.stats.recording_cost, self.executor.timing.encode_s / len(taken)
+        )
+        self._recording_batch = taken
+        self._recording = {key: i for i, key in enumerate(keys)}
         audio = sum(job.audio.size for _, _, job in taken)
         self.metrics.audio_seconds.labels("recording").inc(audio / SAMPLE_RATE)
-        self._observe_batch("recording", len(taken), audio)
-        self.recordings.complete(taken, readings)
+        self._observe("recording", "encode", len(taken), audio)
         return True
 
+    def _complete_recordings(self) -> None:
+        if self.recordings is None or not self._recording_batch or self._recording:
+            return
+        readings = [self._recording_readings[i] for i in range(len(self._recording_batch))]
+        self.recordings.complete(self._recording_batch, readings)
+        self._recording_batch, self._recording_readings = [], {}
+
+    def _fail_recordings(self, e: Exception) -> None:
+        if self.recordings is not None and self._recording_batch:
+            self.recordings.fail(self._recording_batch, f"transcription failed: {e.__class__.__name__}")
+        self._recording_batch, self._recording, self._recording_readings = [], {}, {}
+
     # ---------------- update: readings → events ----------------
-    def _update(self, s: Stream, job: Job, reading: Reading) -> None:
-        if s.is_finished:
+    def _update(self, s: Stream, job: Job, reading: Reading, final: bool) -> None:
+        """``final``: the reading was scheduled for the stream's pending finalization. An interim
+        reading admitted before the utterance ended only updates the interim; the final gets a
+        reading of its own (or this one, if it already heard the end: ``_reading_is_fresh``)."""
+        if s.is_finished or s.id not in self._tracks:
             return
         track = self._tracks[s.id]
         s.hypothesis_until = job.start + job.audio.size / SAMPLE_RATE
         if reading.language and s.options.language in (None, "auto"):
             s.language = s.language or reading.language
         s.heard_words = None if reading.rejected else reading.words
-        if s.finalize is not None:
+        if final and s.finalize is not None:
             self._finalize(s, track)
         elif not reading.rejected:  # a rejected reading heard nothing: the interim stands
             new = self._past_confirmed(s.confirmed, reading.words)
@@ -390,7 +474,8 @@ class Scheduler:
             s.confirmed += new[:agreed]
             s.tail = new[agreed:]
             self._send_interim(s)
-            self._finalize_long_sentences(s, track)
+            if s.finalize is None:
+                self._finalize_long_sentences(s, track)
 
     @staticmethod
     def _past_confirmed(confirmed: list[Word], words: list[Word]) -> list[Word]:
@@ -497,6 +582,10 @@ class Scheduler:
                     s.status = StreamStatus.FINISHED
                 changed = True
             if s.is_finished:
+                gone = [key for key, (stream, _, _) in self._live.items() if stream is s]
+                self.executor.cancel(gone)
+                for key in gone:
+                    del self._live[key]
                 with self._lock:
                     self.streams.pop(s.id, None)
                     self._tracks.pop(s.id, None)
@@ -504,13 +593,16 @@ class Scheduler:
                     self.sink.close_stream(s.id)
         return changed
 
-    def _observe_batch(self, kind: str, size: int, samples: int) -> None:
+    def _observe(self, kind: str, phase: str, size: int, samples: int) -> None:
+        """Metrics of one admission (``encode``) or decode step (``decode``)."""
         timing, m = self.executor.timing, self.metrics
-        m.batch_size.labels(kind).observe(size)
-        m.step_seconds.labels("encode").observe(timing.encode_s)
-        m.step_seconds.labels("decode").observe(timing.decode_s)
-        m.model_seconds.labels(kind).inc(timing.total_s)
-        self._model_s += timing.total_s
+        seconds = timing.encode_s if phase == "encode" else timing.decode_s
+        if phase == "encode":
+            m.batch_size.labels(kind).observe(size)
+            self._admitted_s += seconds
+        m.step_seconds.labels(phase).observe(seconds)
+        m.model_seconds.labels(kind).inc(seconds)
+        self._model_s += seconds
         if kind == "recording":
             self._recording_audio_s += samples / SAMPLE_RATE
 
@@ -521,7 +613,7 @@ class Scheduler:
         elif s.status < StreamStatus.ABORTING:  # nobody listens to an aborted stream
             self.sink.deliver(s.id, partial(s.post, event))
 
-    def _record(self, started: float, batch_size: int) -> None:
+    def _record(self, started: float, finished: int) -> None:
         self.stats.steps += 1
         m = self.metrics
         if self._model_s:
@@ -530,11 +622,8 @@ class Scheduler:
         elif self._ingested_s:
             m.observe_work(0.0, self._ingested_s)
         self._model_s = self._recording_audio_s = 0.0
-        if batch_size:
+        if finished:
             lags = [s.lag for s in list(self.streams.values())]
             for lag in lags:
                 m.stream_lag.observe(lag)
-            self.stats.batches += 1
-            self.stats.batch_items += batch_size
-            self.stats.recent_batches.append(batch_size)
             self.stats.last_step_s = time.perf_counter() - started
