@@ -3,7 +3,10 @@
 Each stream plays the bundled human recordings (in its own order, 0.8 s apart) at real-time
 pace in 100 ms frames. For every utterance we know when its speech starts and ends in the
 stream, so we measure (a) speech onset → first transcript message covering it and
-(b) end of speech → the final covering it, on the wall clock of the client.
+(b) end of speech → the final covering it, on the wall clock of the client. With
+``flush_after`` the client also sends ``{"type":"flush"}`` that many seconds after each
+utterance's speech ends, as a LiveKit agent does when its own VAD or turn detector decides the
+user stopped, and (c) flush → final is measured: the dead air before the agent can answer.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class StreamResult:
     missing_finals: int = 0
     missing_at: list[float] = field(default_factory=list)
     words_heard: list[tuple[float, float, str]] = field(default_factory=list)  # finals' (start, end, word)
+    flush_final: list[float] = field(default_factory=list)
 
 
 def speech_span(clip: Float32Array) -> tuple[float, float]:
@@ -71,12 +75,16 @@ def build_audio(index: int, seconds: float) -> tuple[Float32Array, list[Utteranc
     return np.concatenate(parts), utterances
 
 
-async def drive(url: str, audio: Float32Array, utterances: list[Utterance]) -> StreamResult:
+async def drive(
+    url: str, audio: Float32Array, utterances: list[Utterance], flush_after: float | None = None
+) -> StreamResult:
     import websockets
 
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     step = int(FRAME_S * SAMPLE_RATE) * 2
     messages: list[tuple[float, dict[str, Any]]] = []
+    flushes = [u.end + flush_after for u in utterances] if flush_after is not None else []
+    flushed: list[float] = []  # when each flush was sent, on the client's clock
     async with websockets.connect(f"{url}/v1/stream", max_size=None) as ws:
         ready = json.loads(await ws.recv())
         if ready.get("type") != "ready":
@@ -86,6 +94,9 @@ async def drive(url: str, audio: Float32Array, utterances: list[Utterance]) -> S
         async def send() -> None:
             for i in range(0, len(pcm), step):
                 await ws.send(pcm[i : i + step])
+                if len(flushed) < len(flushes) and (i + step) / 2 / SAMPLE_RATE >= flushes[len(flushed)]:
+                    await ws.send(json.dumps({"type": "flush"}))
+                    flushed.append(time.monotonic() - t0)
                 await asyncio.sleep(max(0.0, t0 + (i + step) / 2 / SAMPLE_RATE - time.monotonic()))
             await ws.send(json.dumps({"type": "close"}))
 
@@ -104,6 +115,9 @@ async def drive(url: str, audio: Float32Array, utterances: list[Utterance]) -> S
         if covering:
             result.first_transcript.append(covering[0][0] - u.start)
         finals = [at for at, m in covering if m["type"] == "final"]
+        if finals and len(flushed) > len(result.final) + result.missing_finals:
+            sent = flushed[len(result.final) + result.missing_finals]
+            result.flush_final.append(max(0.0, finals[-1] - sent))
         if finals:
             result.final.append(finals[-1] - u.end)
         else:
@@ -118,9 +132,12 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
 
-async def run_level(url: str, streams: int, seconds: float) -> dict[str, Any]:
+async def run_level(
+    url: str, streams: int, seconds: float, flush_after: float | None = None
+) -> dict[str, Any]:
     plans = [build_audio(i, seconds) for i in range(streams)]
-    results = await asyncio.gather(*(drive(url, a, u) for a, u in plans))
+    results = await asyncio.gather(*(drive(url, a, u, flush_after) for a, u in plans))
+    flush = [x for r in results for x in r.flush_final]
     first = [x for r in results for x in r.first_transcript]
     final = [x for r in results for x in r.final]
     missing = sum(r.missing_finals for r in results)
@@ -133,11 +150,19 @@ async def run_level(url: str, streams: int, seconds: float) -> dict[str, Any]:
         "first_transcript_s": {q: round(percentile(first, q), 3) for q in (50, 95, 99)},
         "final_s": {q: round(percentile(final, q), 3) for q in (50, 95, 99)},
         "final_mean_s": round(statistics.fmean(final), 3) if final else None,
+        "flush_final_s": {q: round(percentile(flush, q), 3) for q in (50, 95, 99)} if flush else None,
         "real_time": missing == 0 and p95 <= REAL_TIME_P95_FINAL_S,
     }
 
 
-def run_bench(settings: Settings, url: str | None, levels: list[int], seconds: float, as_json: bool) -> int:
+def run_bench(
+    settings: Settings,
+    url: str | None,
+    levels: list[int],
+    seconds: float,
+    as_json: bool,
+    flush_after: float | None = None,
+) -> int:
     stop = None
     if url is None:  # a throwaway server: its transcripts go to a temporary data dir
         data_dir = Path(tempfile.mkdtemp(prefix="voxindex-bench-"))
@@ -147,15 +172,21 @@ def run_bench(settings: Settings, url: str | None, levels: list[int], seconds: f
     report = []
     try:
         for n in levels:
-            row = asyncio.run(run_level(url, n, seconds))
+            row = asyncio.run(run_level(url, n, seconds, flush_after))
             report.append(row)
             if not as_json:
+                flush = row["flush_final_s"]
+                flushed = (
+                    f"  flush→final p50/p95/p99 = {flush[50]:.2f}/{flush[95]:.2f}/{flush[99]:.2f} s"
+                    if flush
+                    else ""
+                )
                 print(
                     f"streams={n:3d}  onset→first p50/p95/p99 = "
                     f"{row['first_transcript_s'][50]:.2f}/{row['first_transcript_s'][95]:.2f}/"
                     f"{row['first_transcript_s'][99]:.2f} s  end→final p50/p95/p99 = "
                     f"{row['final_s'][50]:.2f}/{row['final_s'][95]:.2f}/{row['final_s'][99]:.2f} s  "
-                    f"missing={row['missing_finals']}  real_time={row['real_time']}",
+                    f"missing={row['missing_finals']}  real_time={row['real_time']}{flushed}",
                     flush=True,
                 )
     finally:

@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--url", help="server to drive; default: start one in-process")
     b.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4])
     b.add_argument("--seconds", type=float, default=30.0, help="audio per stream")
+    b.add_argument(
+        "--flush-after",
+        type=float,
+        help="also send a flush this many seconds after each utterance ends and time flush → final",
+    )
     b.add_argument("--no-batching", action="store_false", dest="batching", default=None)
     b.add_argument("--json", action="store_true")
     model_args(b)
@@ -199,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             from voxindex.bench import run_bench
 
-            return run_bench(settings, args.url, args.streams, args.seconds, args.json)
+            return run_bench(settings, args.url, args.streams, args.seconds, args.json, args.flush_after)
     except AudioDecodeError as e:
         _fail(e)
         return EXIT_BAD_INPUT

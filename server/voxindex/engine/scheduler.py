@@ -318,8 +318,9 @@ class Scheduler:
         free = self.executor.free
         urgent = urgent[:free]
         spare = max(0, min(free, self._admissions_in_budget()) - len(urgent))
-        self._waiting = len(urgent) + len(ready) - min(free, len(urgent) + spare)
-        return [(s, self._job(s), s.finalize is not None) for s in urgent + ready[:spare]]
+        chosen = urgent + ready[:spare]
+        self._waiting = len(urgent) + len(ready) - len(chosen)
+        return [(s, self._job(s), s.finalize is not None) for s in chosen]
 
     def _admissions_in_budget(self) -> int:
         """How many readings one encoder pass may take so a step stays within its time budget:
