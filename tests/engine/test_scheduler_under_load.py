@@ -1,9 +1,11 @@
 """No words lost under load, and no text from no speech: the scheduler stepped by hand.
 
 The test plays the engine's clock: audio arrives in 100 ms frames and ``step()`` runs once every
-``frames_per_step`` frames, so an engine that can afford a step every 0.1 s (idle) or only every
-1.5 s (overloaded: readings get rare) is reproduced exactly, with no threads and no wall clock.
-What a loaded engine changes is which partial readings exist; the finals must not care.
+``frames_per_step`` frames. A step admits due readings and decodes one token of every reading in
+flight, so a reading spans several steps: stepping every frame is an engine with room to spare;
+stepping every 15 frames (a reading then takes tens of seconds of audio) is one far behind,
+where readings are rare and mostly stale. Reproduced exactly, with no threads and no wall
+clock. What a loaded engine changes is which partial readings exist; the finals must not care.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from transformers import WhisperForConditionalGeneration
 
 from voxindex.models.convert import state_dict_from_ct2, whisper_config_from_ct2
 from voxindex.models.ct2 import Ct2Checkpoint, read_checkpoint
-from voxindex.models.loader import WhisperModel, load_model
+from voxindex.models.loader import load_model
 from voxindex.models.registry import Ct2Source, resolve
 
 SPECIAL = {"<|endoftext|>": 50256, "<|startoftranscript|>": 50257}
@@ -91,6 +91,10 @@ def test_loaded_model_ties_proj_out_to_the_token_embedding(cache_dir: Path) -> N
     assert wm.alignment_heads[0] == (1, 0) and len(wm.alignment_heads) == 8
 
 
-def test_default_cpu_model_is_int8(tiny: WhisperModel) -> None:
-    assert tiny.compute_type == "int8"
-    assert type(tiny.model.proj_out).__module__.startswith("torch.ao.nn.quantized")
+def test_int8_quantizes_every_linear_layer(cache_dir: Path) -> None:
+    """(Which compute type ``auto`` picks depends on the processor: tests/models/test_precision.py.)"""
+    wm = load_model("tiny.en", device="cpu", cache_dir=cache_dir, compute_type="int8")
+    assert wm.compute_type == "int8"
+    assert type(wm.model.proj_out).__module__.startswith("torch.ao.nn.quantized")
+    linear = [m for m in wm.model.modules() if type(m) is torch.nn.Linear]
+    assert not linear

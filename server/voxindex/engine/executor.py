@@ -91,10 +91,8 @@ class Executor:
 
     def __init__(self, wm: WhisperModel, slots: int = 16) -> None:
         self.wm = wm
-        cuda = wm.device.type == "cuda"
-        self.runner = Runner(wm, slots=slots, static_shapes=cuda)
-        if cuda:
-            self.runner.capture()
+        # on CUDA the decode step keeps fixed shapes so warm_up() can capture it as graphs
+        self.runner = Runner(wm, slots=slots, static_shapes=wm.device.type == "cuda")
         self.mel = LogMel(wm.n_mels, wm.device)
         self.timing = Timing()
         self._rows: dict[int, _InFlight] = {}
@@ -162,6 +160,13 @@ class Executor:
         for key in list(self._rows) if keys is None else keys:
             if self._rows.pop(key, None) is not None:
                 self.runner.release(key)
+
+    def warm_up(self, jobs: list[Job]) -> list[Reading]:
+        """Capture the decode step's CUDA graphs (on CUDA), then read ``jobs``: the first calls
+        allocate, pick kernels and fill caches, so the first client does not wait for that."""
+        if self.wm.device.type == "cuda":
+            self.runner.capture()
+        return self.run(jobs)
 
     def run(self, jobs: list[Job]) -> list[Reading]:
         """Read ``jobs`` to the end, admitting them as slots free (warm-up, benchmarks, tests);

@@ -201,7 +201,7 @@ class Scheduler:
         for that. Returns the reading, which the caller may check."""
         self.vad([VadState()], [audio])
         jobs = [Job(audio=audio, start=0.0, prompt=(), language=None)] * max(1, min(batch, self.max_batch))
-        readings = self.executor.run(jobs)
+        readings = self.executor.warm_up(jobs)
         self.stats.encode_cost = self.executor.timing.encode_s / len(jobs)
         return readings[0]
 
@@ -303,6 +303,7 @@ class Scheduler:
         """Finalizations that need a fresh reading first, then interim readings by lag, as many
         as there are free slots and encoder time in one step's budget. A stream has at most one
         reading in flight."""
+        self._drop_stale_interims()
         busy = {id(stream) for stream, _, _ in self._live.values()}
         idle = [s for s in streams if id(s) not in busy]
         urgent = [s for s in idle if s.finalize is not None and not self._reading_is_fresh(s)]
@@ -321,6 +322,19 @@ class Scheduler:
         chosen = urgent + ready[:spare]
         self._waiting = len(urgent) + len(ready) - len(chosen)
         return [(s, self._job(s), s.finalize is not None) for s in chosen]
+
+    def _drop_stale_interims(self) -> None:
+        """A stream whose final became due while an interim reading of it is in flight gets its
+        final reading now: the interim is dropped, unless it already hears the whole utterance
+        (then, accepted, it serves as the final: ``_reading_is_fresh``)."""
+        for key, (s, job, final) in list(self._live.items()):
+            if final or s.finalize is None:
+                continue
+            hears_end = job.start + job.audio.size / SAMPLE_RATE >= (s.speech_end or 0.0) + 0.1
+            if s.finalize == FinalizeReason.ENDPOINT and hears_end:
+                continue
+            self.executor.cancel([key])
+            del self._live[key]
 
     def _admissions_in_budget(self) -> int:
         """How many readings one encoder pass may take so a step stays within its time budget:
