@@ -109,12 +109,14 @@ def step_macs(wm: WhisperModel, batch: int, frames: int, keys: int) -> float:
 
 def step_bytes(wm: WhisperModel, batch: int, frames: int) -> float:
     """Bytes a step must read at least: every row's cross-attention K and V (they differ per
-    row and are far larger than the weights at these batches), plus the weights once."""
+    row), plus every linear layer's weights once (1 byte per weight in int8)."""
     cfg = wm.model.config
     d, layers = int(cfg.d_model), int(cfg.decoder_layers)
     element = torch.finfo(wm.dtype).bits // 8
-    weights = sum(p.numel() * p.element_size() for p in wm.model.model.decoder.parameters())
-    return float(batch * layers * 2 * frames * d * element + weights)
+    weight = 1 if wm.compute_type == "int8" else element
+    ffn, vocab = int(cfg.decoder_ffn_dim), int(cfg.vocab_size)
+    weights = layers * (6 * d * d + 2 * d * ffn) + vocab * d
+    return float(batch * layers * 2 * frames * d * element + weights * weight)
 
 
 def read_bandwidth(wm: WhisperModel) -> float:

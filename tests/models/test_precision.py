@@ -1,4 +1,5 @@
-"""The CPU compute type is chosen by measurement: int8 only where it hears as well as float32."""
+"""The CPU compute type is chosen by measurement: int8 or a bfloat16 encoder only where it hears
+as well as float32."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def test_an_int8_model_that_hears_worse_is_refused_and_the_verdict_is_cached(
     assert verdict.compute_type == "float32" and verdict.int8_errors > verdict.float32_errors + 1
 
     monkeypatch.setattr(precision, "compare", lambda int8, f32: verdict)
+    monkeypatch.setattr(precision, "amx_available", lambda: False)  # int8 against float32 only
     chosen = precision.choose_cpu_precision(float32, tmp_path)
     assert chosen is float32 and chosen.compute_type == "float32"
 
@@ -51,6 +53,34 @@ def test_an_int8_model_that_hears_worse_is_refused_and_the_verdict_is_cached(
 
 
 def test_auto_on_cpu_is_one_of_the_measured_types(tiny: WhisperModel) -> None:
-    assert tiny.compute_type in ("int8", "float32")
+    assert tiny.compute_type in ("int8", "float32", "bfloat16")
     quantized = any("quantized" in type(m).__module__ for m in tiny.model.modules())
     assert quantized == (tiny.compute_type == "int8")
+    encoder = next(tiny.model.model.encoder.parameters()).dtype
+    assert (encoder == torch.bfloat16) == (tiny.compute_type == "bfloat16")
+    if not precision.amx_available():
+        assert tiny.compute_type != "bfloat16"  # only where AMX makes it fast
+
+
+def test_with_amx_the_encoder_runs_in_bfloat16_where_it_hears_as_well(
+    float32: WhisperModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(precision, "amx_available", lambda: True)  # bfloat16 runs on any CPU, slower
+    chosen = precision.choose_cpu_precision(copy.deepcopy(float32), tmp_path)
+    verdict = precision._read(precision._cache_path(float32, tmp_path))
+    assert verdict is not None and verdict.bfloat16_errors is not None
+    passes = verdict.bfloat16_errors <= verdict.float32_errors + precision.TOLERANCE_WORDS
+    assert (chosen.compute_type == "bfloat16") == passes
+    if passes:
+        assert next(chosen.model.model.encoder.parameters()).dtype == torch.bfloat16
+        assert next(chosen.model.model.decoder.parameters()).dtype == torch.float32
+
+
+def test_the_bfloat16_compute_type_transcribes_real_speech(cache_dir: Path) -> None:
+    from tests.conftest import load_fixture, wer
+    from voxindex.transcribe import OfflineTranscriber
+
+    wm = load_model("tiny.en", device="cpu", cache_dir=cache_dir, compute_type="bfloat16")
+    assert wm.compute_type == "bfloat16" and wm.encoder_dtype == torch.bfloat16
+    result = OfflineTranscriber(wm).transcribe(load_fixture("cards-005.wav"))
+    assert wer("eight of spades four of clubs seven of hearts", result.text) <= 0.15

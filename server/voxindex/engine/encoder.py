@@ -16,11 +16,11 @@ def encode(wm: WhisperModel, mels: torch.Tensor, frames: int = N_FRAMES) -> torc
     accuracy, see BENCHMARKS.md) because encoder cost grows with the window.
     """
     enc = wm.model.model.encoder
-    x = mels[:, :, : frames - frames % 2].to(wm.device, wm.dtype)
+    x = mels[:, :, : frames - frames % 2].to(wm.device, wm.encoder_dtype or wm.dtype)
     h = torch.nn.functional.gelu(enc.conv1(x))
     h = torch.nn.functional.gelu(enc.conv2(h)).permute(0, 2, 1)
     h = h + enc.embed_positions.weight[: h.shape[1]]
     for layer in enc.layers:
         out = layer(h, None)
         h = out[0] if isinstance(out, tuple) else out
-    return enc.layer_norm(h)  # type: ignore[no-any-return]
+    return enc.layer_norm(h).to(wm.dtype)  # type: ignore[no-any-return]

@@ -318,7 +318,10 @@ class Scheduler:
         ready.sort(key=lambda s: (s.behind, s.lag), reverse=True)  # real-time clients before floods
         free = self.executor.free
         urgent = urgent[:free]
-        spare = max(0, min(free, self._admissions_in_budget()) - len(urgent))
+        # every admission's encoder pass stalls the readings in flight: while a final is being
+        # decoded, only other finals may join it
+        finals_in_flight = any(final for _, _, final in self._live.values())
+        spare = 0 if finals_in_flight else max(0, min(free, self._admissions_in_budget()) - len(urgent))
         chosen = urgent + ready[:spare]
         self._waiting = len(urgent) + len(ready) - len(chosen)
         return [(s, self._job(s), s.finalize is not None) for s in chosen]

@@ -16,7 +16,7 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 from voxindex.errors import CheckpointFormatError, ModelNotFoundError
 from voxindex.models.convert import state_dict_from_ct2, whisper_config_from_ct2
 from voxindex.models.ct2 import read_checkpoint
-from voxindex.models.precision import choose_cpu_precision, quantize
+from voxindex.models.precision import bfloat16_encoder, choose_cpu_precision, quantize
 from voxindex.models.registry import Ct2Source, TransformersSource, resolve
 from voxindex.models.tokenizer import WhisperTokenizer
 
@@ -35,6 +35,7 @@ class WhisperModel:
     alignment_heads: list[tuple[int, int]]
     suppress_tokens: list[int]
     compute_type: str = "float32"
+    encoder_dtype: torch.dtype | None = None  # the encoder's own dtype when it differs ("bfloat16")
 
     @property
     def multilingual(self) -> bool:
@@ -61,7 +62,7 @@ def pick_device(requested: str = "auto") -> torch.device:
     return device
 
 
-COMPUTE_TYPES = ("auto", "float32", "float16", "int8")
+COMPUTE_TYPES = ("auto", "float32", "float16", "int8", "bfloat16")
 
 
 def load_model(
@@ -71,9 +72,11 @@ def load_model(
 
     ``compute_type`` "auto" is float16 on CUDA; on a CPU, int8 (dynamic quantization of every
     linear layer, as CTranslate2 does) where it hears the bundled recordings as well as float32
-    on this processor, else float32 (``precision.choose_cpu_precision``). int8 is about twice as
-    fast (BENCHMARKS.md). Attention stays in float; the decoder's is eager so word alignment can
-    read its cross-attention weights.
+    on this processor, else float32 (``precision.choose_cpu_precision``); where the processor has
+    AMX, a bfloat16 encoder beside a float32 decoder ("bfloat16") if it hears as well. int8 is
+    about twice as fast as float32, the bfloat16 encoder 2.6× (BENCHMARKS.md). Attention stays in
+    float. (The engine decodes with its own runner; the transformers decoder stays eager for the
+    reference path, whose word alignment reads its cross-attention weights.)
     """
     if compute_type not in COMPUTE_TYPES:
         raise ModelNotFoundError(
@@ -83,8 +86,8 @@ def load_model(
     measure = compute_type == "auto" and target.type == "cpu"
     if compute_type == "auto":
         compute_type = "float16" if target.type == "cuda" else "float32"
-    if compute_type == "int8" and target.type != "cpu":
-        raise ModelNotFoundError("int8 compute runs on the CPU only; use float16 on CUDA")
+    if compute_type in ("int8", "bfloat16") and target.type != "cpu":
+        raise ModelNotFoundError(f"{compute_type} compute runs on the CPU only; use float16 on CUDA")
     dtype = torch.float16 if compute_type == "float16" else torch.float32
     source = resolve(name)
     if isinstance(source, Ct2Source):
@@ -99,6 +102,8 @@ def load_model(
     wm = WhisperModel(name, model, tokenizer, target, dtype, heads, suppress, compute_type)
     if measure:
         return choose_cpu_precision(wm, cache_dir)
+    if compute_type == "bfloat16":
+        return bfloat16_encoder(wm)
     return quantize(wm) if compute_type == "int8" else wm
 
 
