@@ -2,7 +2,7 @@
 row by row) against the runner (static slot cache, batch rules), side by side in one run.
 
     .venv/bin/python benchmarks/decode_step.py [--compute-type int8|float32|float16]
-        [--device cpu|cuda] [--batches 1,4,8,16] [--repeats 3] [--threads N]
+        [--device cpu|cuda] [--batches 1,4,8,16] [--repeats 3] [--threads N] [--static] [--profile 8]
 
 Same weights, same encoder outputs of real read speech (the LibriVox utterances, 3–7 s, each
 in the executor's 15-second window), every row decoded to its end of text. A batch's decode
@@ -158,6 +158,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--static", action="store_true", help="runner with static shapes (and graphs on CUDA)")
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        help="also print torch.profiler's table for the runner at this batch",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -191,6 +197,25 @@ def main() -> None:
             f"{ref_tokens / ref_s:.0f} | {new_tokens / new_s:.0f} | {admit_s * 1e3:.1f} | "
             f"{compute * 1e3:.2f} | {memory * 1e3:.2f} | {new_step / floor:.1f}x |"
         )
+    if args.profile:
+        profile(runner, args.profile)
+
+
+def profile(runner: Runner, batch: int) -> None:
+    """Where a runner step's time goes: 10 steps of ``batch`` rows under torch.profiler."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    encoded, options = batch_inputs(runner.wm, batch)
+    keys = runner.admit(encoded, options)
+    for _ in range(3):
+        runner.step()
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(10):
+            runner.step()
+    print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=12))
+    for key in keys:
+        runner.release(key)
 
 
 if __name__ == "__main__":

@@ -257,3 +257,56 @@ def test_captured_graphs_decode_as_the_eager_static_step(cache_dir: Path) -> Non
     graphed.capture()
     again = decode_mixed(graphed, rows, 2)
     assert [h.tokens for h in again] == [h.tokens for h in eager]
+
+
+def test_the_logit_rules_match_the_reference_in_every_timestamp_state(f32: WhisperModel) -> None:
+    """Real speech rarely makes a rule bind (Whisper seldom wants a timestamp out of order), so
+    the rules are also checked directly: random histories of text and timestamp tokens, random
+    logits (half of them favouring timestamps), and for every row the runner must choose the
+    reference's token with the reference's log-probability. A mask that differs anywhere moves
+    the normalising sum, so the log-probability shows it even where the choice does not."""
+    sp = f32.tokenizer.special
+    tb, rng = sp.timestamp_begin, random.Random(5)
+    width = 64
+    runner = Runner(f32, slots=width)
+    reference = Decoder(f32)
+    vocab = runner.vocab_ids.numel()
+    for trial in range(12):
+        first = trial % 4 == 0
+        rows: list[list[int]] = []
+        opts = []
+        for _ in range(width):
+            stamps = sorted(rng.sample(range(0, 120), 4))
+            history = (
+                []
+                if first
+                else [
+                    rng.choice([rng.randrange(0, sp.eot), tb + stamps[k % 4]])
+                    for k in range(rng.randint(1, 6))
+                ]
+            )
+            rows.append(history)
+            opts.append(DecodeOptions(timestamps=rng.random() < 0.8, num_frames=rng.choice([40, 200, 3000])))
+        set_state(runner, rows, opts, first)
+        logits = torch.randn(width, vocab, generator=torch.Generator().manual_seed(trial)) * 3
+        logits[: width // 2, tb:] += 6  # timestamps competitive in half the rows
+        expected = reference._apply_rules(logits.clone(), rows, opts, first)
+        runner._choose(logits.clone(), torch.zeros(width, len(runner.align), 8), width, 8, full=True)
+        choice = runner.choice[:width]
+        logp = runner.logprobs[torch.arange(width), torch.tensor([len(h) for h in rows])]
+        assert choice.tolist() == expected.argmax(-1).tolist(), trial
+        want = expected.log_softmax(-1).gather(1, choice[:, None])[:, 0]
+        assert torch.allclose(logp, want, atol=1e-4), (trial, (logp - want).abs().max())
+
+
+def set_state(runner: Runner, rows: list[list[int]], opts: list[DecodeOptions], first: bool) -> None:
+    """The runner's per-slot decode state for rows that generated ``rows`` so far."""
+    tb = runner.tb
+    for i, (history, opt) in enumerate(zip(rows, opts, strict=True)):
+        runner.count[i] = len(history)
+        runner.last[i] = history[-1] if history else runner.tok.special.sot
+        runner.prev[i] = history[-2] if len(history) >= 2 else -1
+        runner.stamp[i] = next((t for t in reversed(history) if t >= tb), -1)
+        runner.first[i] = first
+        runner.timestamps[i] = opt.timestamps
+        runner.last_allowed[i] = tb + opt.num_frames // 2
