@@ -12,13 +12,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 failed"), ("", "1 skipped")])
-def test_a_skip_fails_only_under_ci(tmp_path: Path, ci: str, outcome: str) -> None:
-    (tmp_path / "test_tool.py").write_text(
-        "import pytest\n\ndef test_needs_a_tool():\n    pytest.skip('THE TOOL IS NOT INSTALLED')\n"
-    )
-    env = {**os.environ, "CI": ci, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
+def run_pytest(folder: Path, ci: str) -> subprocess.CompletedProcess[str]:
+    """pytest over ``folder`` with the CI-strict plugin and ``CI`` set to ``ci``."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -29,14 +25,22 @@ def test_a_skip_fails_only_under_ci(tmp_path: Path, ci: str, outcome: str) -> No
             "no:cacheprovider",
             "-q",
             "-rA",
-            str(tmp_path),
+            str(folder),
         ],
-        cwd=tmp_path,
-        env=env,
+        cwd=folder,
+        env={**os.environ, "CI": ci, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 failed"), ("", "1 skipped")])
+def test_a_skip_fails_only_under_ci(tmp_path: Path, ci: str, outcome: str) -> None:
+    (tmp_path / "test_tool.py").write_text(
+        "import pytest\n\ndef test_needs_a_tool():\n    pytest.skip('THE TOOL IS NOT INSTALLED')\n"
+    )
+    done = run_pytest(tmp_path, ci)
     assert outcome in done.stdout, done.stdout
     if ci:
         assert "THE TOOL IS NOT INSTALLED" in done.stdout and done.returncode == 1
@@ -47,23 +51,5 @@ def test_a_test_that_needs_a_gpu_may_skip_under_ci(tmp_path: Path) -> None:
     (tmp_path / "test_gpu.py").write_text(
         "import pytest\n\n@pytest.mark.needs_cuda\ndef test_needs_a_gpu():\n    pytest.skip('NO CUDA')\n"
     )
-    env = {**os.environ, "CI": "true", "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "tests.ci_strict",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            str(tmp_path),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_pytest(tmp_path, "true")
     assert "1 skipped" in done.stdout and done.returncode == 0, done.stdout
