@@ -535,9 +535,11 @@ class Scheduler:
         """Send the utterance's final from the latest reading (``policy.final_words``)."""
         reason = s.finalize
         if reason == FinalizeReason.WINDOW and s.confirmed:
-            # keep the unconfirmed rest for the next segment: it may be a word cut in half
-            words = s.confirmed
+            # the confirmed words, and whole sentences the window's reading heard past them;
+            # keep the rest for the next segment: it may end in a word cut in half
             rest = self._past_confirmed(s.confirmed, s.heard_words) if s.heard_words else s.tail
+            sentences = last_sentence_end(rest) if s.heard_words else 0
+            words, rest = s.confirmed + rest[:sentences], rest[sentences:]
             cut = rest[0].start if rest else track.final_until
         else:
             heard = s.heard_words
