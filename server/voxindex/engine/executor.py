@@ -72,10 +72,6 @@ class Timing:
     encode_s: float = 0.0  # log-mel + encoder + prefill of the latest admission
     decode_s: float = 0.0  # the latest decode step, with alignment and judging of finished rows
 
-    @property
-    def total_s(self) -> float:
-        return self.encode_s + self.decode_s
-
 
 @dataclass
 class _InFlight:

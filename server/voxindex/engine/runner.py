@@ -128,9 +128,6 @@ class Runner:
     def free(self) -> int:
         return self.capacity - len(self.rows)
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
     @torch.inference_mode()
     def admit(self, encoded: torch.Tensor, options: list[DecodeOptions]) -> list[int]:
         """Put each row of ``encoded`` (B, frames, d) into a free slot under its options and
