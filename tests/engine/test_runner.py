@@ -20,7 +20,7 @@ import torch
 from tests.conftest import recordings
 from voxindex.audio import SAMPLE_RATE, Float32Array, decode_file
 from voxindex.engine.align import alignment_matrix, dtw, word_timings
-from voxindex.engine.decode import DecodeOptions, Decoder, Hypothesis
+from voxindex.engine.decode import DecodeOptions, Decoder, Hypothesis, is_looping
 from voxindex.engine.encoder import encode
 from voxindex.engine.executor import window_frames
 from voxindex.engine.mel import HOP_LENGTH, LogMel
@@ -310,3 +310,24 @@ def set_state(runner: Runner, rows: list[list[int]], opts: list[DecodeOptions], 
         runner.first[i] = first
         runner.timestamps[i] = opt.timestamps
         runner.last_allowed[i] = tb + opt.num_frames // 2
+
+
+def test_repetition_loops_are_found_on_the_device_as_the_reference_finds_them(f32: WhisperModel) -> None:
+    """The runner judges loops for all rows at once on the device; on random token histories
+    with planted repeats (n-grams of 1–14 tokens said 2–5 times, so some are one short of a
+    loop) it must agree with ``decode.is_looping`` row for row."""
+    rng = random.Random(11)
+    width = 256
+    runner = Runner(f32, slots=width)
+    histories = []
+    for _ in range(width):
+        prefix = [rng.randrange(0, 50) for _ in range(rng.randint(0, 30))]
+        gram = [rng.randrange(0, 50) for _ in range(rng.randint(1, 14))]
+        seq = (prefix + gram * rng.randint(2, 5))[: runner.history.shape[1]]
+        histories.append(seq)
+        runner.history[len(histories) - 1, : len(seq)] = torch.tensor(seq)
+    lengths = torch.tensor([len(h) for h in histories])
+    found = runner._looping(lengths, width).tolist()
+    expected = [is_looping(h) for h in histories]
+    assert found == expected
+    assert 40 < sum(expected) < width - 40  # both kinds are well represented

@@ -44,3 +44,29 @@ def test_batched_vad_matches_one_stream_at_a_time(synth: Synth) -> None:
     assert together[0][:10].max() < 0.3  # leading silence
     assert together[0].max() > 0.9  # speech
     assert alone[1].max() < 0.5  # noise is not speech
+
+
+def test_batched_vad_hears_real_speech_as_silero_streams_it() -> None:
+    """Our batched, stateless use of Silero's network gives the probabilities of Silero's own
+    streaming model (its TorchScript module, fed chunk by chunk) on real recordings."""
+    from importlib import resources
+
+    import torch
+
+    from tests.conftest import recordings
+    from voxindex.audio import decode_file
+    from voxindex.engine.vad import CHUNK
+
+    clips = [decode_file(r.path) for r in recordings()[:4]]
+    states = [VadState() for _ in clips]
+    ours = Vad()(states, clips)
+    silero = torch.jit.load(str(resources.files("silero_vad.data").joinpath("silero_vad.jit")))
+    for clip, probs in zip(clips, ours, strict=True):
+        silero.reset_states()
+        with torch.inference_mode():
+            theirs = [
+                float(silero(torch.from_numpy(clip[i * CHUNK : (i + 1) * CHUNK])[None], 16000)[0])
+                for i in range(clip.size // CHUNK)
+            ]
+        np.testing.assert_allclose(probs, theirs, atol=1e-5)
+        assert max(theirs) > 0.9  # real speech, heard as speech

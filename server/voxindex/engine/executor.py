@@ -101,27 +101,32 @@ class Executor:
         return len(self._rows)
 
     def admit(self, jobs: list[Job]) -> list[int]:
-        """One encoder pass for ``jobs`` (≤ ``free``), each put into a slot and prefilled."""
+        """Jobs (≤ ``free``) into slots, prefilled: one encoder pass per window length, so a
+        reading is encoded as it would be alone and a short window never pays for a long one."""
         started = time.perf_counter()
-        clips = [torch.from_numpy(np.ascontiguousarray(j.audio)) for j in jobs]
-        frames = max(window_frames(j.audio.size) for j in jobs)
-        encoded = encode(self.wm, self.mel(clips), frames)
-        options = [
-            DecodeOptions(
-                prompt=j.prompt,
-                language=j.language or ("auto" if self.wm.multilingual else None),
-                align=True,
-                num_frames=min(frames, j.audio.size // HOP_LENGTH + 1),
-                max_tokens=min(224, 16 + int(j.audio.size / SAMPLE_RATE * 8)),
-            )
-            for j in jobs
-        ]
-        keys = self.runner.admit(encoded, options)
-        for key, job, opt in zip(keys, jobs, options, strict=True):
-            self._rows[key] = _InFlight(job, opt)
+        by_window: dict[int, list[int]] = {}
+        for i, job in enumerate(jobs):
+            by_window.setdefault(window_frames(job.audio.size), []).append(i)
+        keys = [0] * len(jobs)
+        for frames, group in sorted(by_window.items()):
+            clips = [torch.from_numpy(np.ascontiguousarray(jobs[i].audio)) for i in group]
+            encoded = encode(self.wm, self.mel(clips, frames), frames)
+            options = [self._options(jobs[i], frames) for i in group]
+            for i, key, opt in zip(group, self.runner.admit(encoded, options), options, strict=True):
+                keys[i] = key
+                self._rows[key] = _InFlight(jobs[i], opt)
         self._sync()
         self.timing = Timing(time.perf_counter() - started, self.timing.decode_s)
         return keys
+
+    def _options(self, job: Job, frames: int) -> DecodeOptions:
+        return DecodeOptions(
+            prompt=job.prompt,
+            language=job.language or ("auto" if self.wm.multilingual else None),
+            align=True,
+            num_frames=min(frames, job.audio.size // HOP_LENGTH + 1),
+            max_tokens=min(224, 16 + int(job.audio.size / SAMPLE_RATE * 8)),
+        )
 
     def step(self) -> list[tuple[int, Reading]]:
         """One decode step for every row in flight; the readings that finished with it."""

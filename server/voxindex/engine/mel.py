@@ -16,7 +16,14 @@ TOKENS_PER_SECOND = FRAMES_PER_SECOND / 2  # the encoder's conv stride halves th
 
 
 class LogMel:
-    """Computes padded 30-second log-mel windows for a batch of clips on one device."""
+    """Log-mel windows for a batch of clips, computed on the model's device.
+
+    Only the frames the encoder reads are computed (a 15-second live window costs half a
+    30-second one), and they equal the first frames of OpenAI's padded 30-second spectrogram:
+    the audio is padded with zeros half an FFT past the last frame, so no frame sees the STFT's
+    edge padding, and the padded frames of a 30-second window never set its peak. On CUDA the
+    batch is assembled in pinned host memory and copied in one non-blocking transfer.
+    """
 
     def __init__(self, n_mels: int, device: torch.device) -> None:
         filters = mel_filter_bank(
@@ -31,17 +38,39 @@ class LogMel:
         self.filters = torch.from_numpy(filters.T).to(device=device, dtype=torch.float32)
         self.window = torch.hann_window(N_FFT, device=device)
         self.device = device
+        self._pinned = device.type == "cuda"
+        self._host = torch.zeros(0, 0)
+        self._copied: torch.cuda.Event | None = None  # the last copy out of ``_host``
 
-    def __call__(self, clips: list[torch.Tensor]) -> torch.Tensor:
-        """``clips``: 1-D float32 tensors of at most 30 s. Returns (B, n_mels, 3000), zero-padded audio."""
-        batch = torch.zeros(len(clips), N_SAMPLES, device=self.device)
+    def __call__(self, clips: list[torch.Tensor], frames: int = N_FRAMES) -> torch.Tensor:
+        """``clips``: 1-D float32 CPU tensors of at most 30 s. Returns (B, n_mels, frames)."""
+        samples = frames * HOP_LENGTH + N_FFT // 2
+        host = self._batch(len(clips), samples)
         for i, clip in enumerate(clips):
-            n = min(clip.numel(), N_SAMPLES)
-            batch[i, :n] = clip[:n].to(self.device)
+            n = min(clip.numel(), frames * HOP_LENGTH)
+            host[i, :n] = clip[:n]
+        batch = host.to(self.device, non_blocking=True)
+        if self._pinned:
+            self._copied = torch.cuda.Event()  # type: ignore[no-untyped-call]
+            self._copied.record()
         stft = torch.stft(batch, N_FFT, HOP_LENGTH, window=self.window, return_complex=True)
-        power = stft[..., :-1].abs() ** 2
+        power = stft[..., :frames].abs() ** 2
         mel = self.filters @ power
         log_spec = torch.clamp(mel, min=1e-10).log10()
         peak = log_spec.amax(dim=(1, 2), keepdim=True)
         log_spec = torch.maximum(log_spec, peak - 8.0)
         return (log_spec + 4.0) / 4.0
+
+    def _batch(self, rows: int, samples: int) -> torch.Tensor:
+        """A zeroed (rows, samples) host buffer; on CUDA pinned, reused once its last copy is done."""
+        if not self._pinned:
+            return torch.zeros(rows, samples)
+        if self._copied is not None:
+            self._copied.synchronize()
+        if self._host.shape[0] < rows or self._host.shape[1] < samples:
+            self._host = torch.zeros(
+                max(rows, self._host.shape[0]), max(samples, self._host.shape[1]), pin_memory=True
+            )
+        host = self._host[:rows, :samples]
+        host.zero_()
+        return host

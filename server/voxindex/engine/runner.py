@@ -9,8 +9,10 @@ slot once and prefills its prefix; ``step`` then decodes one token for every occ
   ``0..n-1`` (a row that leaves is replaced by the last one), so a step works on plain views;
 - the logit rules (suppression, blank at start, timestamp pairing and order, first-timestamp
   limit, no timestamp past the audio) are one set of tensor ops over the batch;
-- the alignment heads' cross-attention and each chosen token's log-probability stay on the
-  device until the row is released; the only host read per step is the chosen tokens.
+- the chosen tokens, their log-probabilities and the alignment heads' cross-attention stay on
+  the device until the row is released, and so does the end of a row (end of text, its token
+  budget, a repetition loop): the only host read per step is one status word per row, and host
+  work per step is for the rows that just finished, not for every row.
 
 With ``static_shapes`` a step always covers a bucket of slots (the next of ``BUCKETS``) and the
 whole cache length, so its shapes never change: that is what a CUDA graph replays, and on CUDA
@@ -24,17 +26,18 @@ Linear layers are called as torch modules (plain or int8-quantized ``Linear``); 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from voxindex.engine.decode import (
+    LOOP_MAX_NGRAM,
+    LOOP_REPEATS,
     MAX_INITIAL_TIMESTAMP_S,
     TIMESTAMP_RESOLUTION_S,
     DecodeOptions,
     Hypothesis,
-    is_looping,
     logit_constants,
     sot_sequence,
 )
@@ -43,22 +46,19 @@ from voxindex.models.loader import WhisperModel
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 MAX_FRAMES = 1500  # encoder positions of a 30-second window
 NEG = float("-inf")
+# a row's status word, written on the device by every step
+DONE, ENDED, LOOPED = 1, 2, 4  # ENDED: chose end of text (rather than stopped by budget or loop)
 
 
 @dataclass
 class _Row:
-    """Host-side state of one occupied slot."""
+    """Host-side state of one occupied slot (what it decodes lives on the device)."""
 
     key: int
     options: DecodeOptions
     language: str | None
-    budget: int
     no_speech: float
-    tokens: list[int] = field(default_factory=list)
-    looped: bool = False
-    done: bool = False
-    ended: bool = False  # chose end of text (rather than stopped by budget or loop)
-    steps: int = 0
+    status: int = 0
 
 
 class Runner:
@@ -106,7 +106,10 @@ class Runner:
         self.timestamps = flags()
         self.last_allowed = longs()  # the latest timestamp token the audio allows
         self.choice = longs()
+        self.budget = longs()  # the most tokens the row may generate
+        self.status = longs()  # DONE | ENDED | LOOPED
         budget = self.max_tokens // 2 + 1
+        self.history = torch.zeros(s, budget, device=dev, dtype=torch.long)  # the chosen tokens
         self.logprobs = torch.zeros(s, budget, device=dev, dtype=torch.float32)
         self.margins = torch.zeros(s, budget, device=dev, dtype=torch.float32)
         self.align = wm.alignment_heads
@@ -120,6 +123,10 @@ class Runner:
         self.max_initial = self.tb + int(MAX_INITIAL_TIMESTAMP_S / TIMESTAMP_RESOLUTION_S)
         self.record_margins = record_margins
         self.rows: list[_Row] = []  # rows[i] occupies slot i
+        self._unstepped = 0  # rows admitted or restarted since the last step (they need every rule)
+        self._timestamped = 0  # rows decoding timestamps
+        self._loop_pairs = _loop_pairs(dev)
+        self._loop_back = torch.arange(LOOP_REPEATS * LOOP_MAX_NGRAM, device=dev)
         self._next_key = 0
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
 
@@ -146,7 +153,8 @@ class Runner:
         keys = []
         for opt, language in zip(options, languages, strict=True):
             keys.append(self._next_key)
-            self.rows.append(_Row(self._next_key, opt, language, 0, 0.0))
+            self.rows.append(_Row(self._next_key, opt, language, 0.0))
+            self._timestamped += opt.timestamps
             self._next_key += 1
         self._prefill(list(range(first, first + len(options))))
         return keys
@@ -157,20 +165,24 @@ class Runner:
         output's K/V."""
         i = self._slot(key)
         row = self.rows[i]
-        self.rows[i] = _Row(key, options, row.language, 0, 0.0)
+        self._timestamped += options.timestamps - row.options.timestamps
+        self.rows[i] = _Row(key, options, row.language, 0.0)
         self._prefill([i])
 
     def result(self, key: int) -> Hypothesis:
         """What the row decoded so far (all of it once ``step`` said it finished)."""
         i = self._slot(key)
         row = self.rows[i]
-        n = len(row.tokens)
+        steps = int(self.count[i])
+        ended = bool(row.status & ENDED)
+        n = steps - 1 if ended else steps  # a row stopped by its budget or a loop never chose eot
         attention = None
         if row.options.align and self.align:
-            steps = n + 1 if row.ended else n  # a row stopped by its budget or a loop never read eot
             attention = self.attention[i, :, :steps, : row.options.num_frames // 2].to("cpu", copy=True)
+        tokens = self.history[i, :n].tolist()
         logprobs = self.logprobs[i, :n].tolist()
-        hyp = Hypothesis(list(row.tokens), logprobs, row.no_speech, row.language, row.looped, attention)
+        looped = bool(row.status & LOOPED)
+        hyp = Hypothesis(tokens, logprobs, row.no_speech, row.language, looped, attention)
         if self.record_margins:
             hyp.margins = self.margins[i, : n + 1].tolist()
         return hyp
@@ -179,6 +191,7 @@ class Runner:
         """The row's result, and its slot freed (the last row moves into it)."""
         hyp = self.result(key)
         i, last = self._slot(key), len(self.rows) - 1
+        self._timestamped -= self.rows[i].options.timestamps
         if i != last:
             self._move(last, i)
             self.rows[i] = self.rows[last]
@@ -208,11 +221,11 @@ class Runner:
         self.xk[:, dst, :, :, :frames] = self.xk[:, src, :, :, :frames]
         self.xv[:, dst, :, :frames] = self.xv[:, src, :, :frames]
         self.attention[dst, :, :steps, :frames] = self.attention[src, :, :steps, :frames]
-        for t in (self.logprobs, self.margins):
+        for t in (self.history, self.logprobs, self.margins):
             t[dst, :steps] = t[src, :steps]
-        for t in (self.frames, self.pos, self.last, self.count, self.prev, self.stamp):
+        for t in (self.frames, self.pos, self.last, self.count, self.prev, self.stamp, self.budget):
             t[dst] = t[src]
-        for t in (self.first, self.timestamps, self.last_allowed):
+        for t in (self.status, self.first, self.timestamps, self.last_allowed):
             t[dst] = t[src]
 
     # ---------------- the step ----------------
@@ -221,31 +234,23 @@ class Runner:
         """One token for every occupied slot. Returns the keys of rows that just finished
         (end of text, budget or loop); they stay in their slots until ``release``."""
         n = len(self.rows)
-        if not n:
+        if not n or all(r.status & DONE for r in self.rows):
             return []
-        live = [i for i, r in enumerate(self.rows) if not r.done]
-        if live:
-            width = _bucket(n) if self.static else n
-            graph = self._graphs.get(width)
-            if graph is not None:
-                graph.replay()
-            else:
-                self._decode(width, full=any(r.options.timestamps or r.steps == 0 for r in self.rows))
-            chosen = self.choice[:n].tolist()  # the one host read of the step
-            for i in live:
-                self._advance(self.rows[i], chosen[i])
-        return [r.key for r in self.rows if r.done]
-
-    def _advance(self, row: _Row, token: int) -> None:
-        row.steps += 1
-        if token == self.eot:
-            row.done = row.ended = True
-            return
-        row.tokens.append(token)
-        if len(row.tokens) >= row.budget:
-            row.done = True
-        elif is_looping(row.tokens):
-            row.done = row.looped = True
+        width = _bucket(n) if self.static else n
+        graph = self._graphs.get(width)
+        if graph is not None:
+            graph.replay()
+        else:
+            self._decode(width, full=bool(self._unstepped or self._timestamped))
+        self._unstepped = 0
+        status = self.status[:n].cpu().numpy()  # the one host read of the step
+        finished = []
+        for i in (status & DONE).nonzero()[0].tolist():
+            row = self.rows[i]
+            if not row.status & DONE:
+                finished.append(row.key)
+            row.status = int(status[i])
+        return finished
 
     def _decode(self, width: int, full: bool = True) -> None:
         """The step's tensor work for slots ``0..width-1``: no host reads, no data-dependent
@@ -334,13 +339,37 @@ class Runner:
             top = logits.topk(2, dim=-1).values
             self.margins[rows, step] = top[:, 0] - top[:, 1]
         self.attention[rows, :, step, :frames] = attention.to(self.attention.dtype)
-        # the chosen token becomes the row's history for the next step's rules
+        # the chosen token becomes the row's history for the next step's rules; a finished row
+        # (waiting for release) keeps its results
+        running = (self.status[:width] & DONE) == 0
+        self.history[rows, step] = torch.where(running, choice, self.history[rows, step])
         last = self.last[:width]
         self.prev[:width] = torch.where(self.count[:width] >= 1, last, self.prev[:width])
         self.stamp[:width] = torch.where(choice >= tb, choice, self.stamp[:width])
-        self.count[:width] += 1
+        self.count[:width] += running.long()
         self.first[:width] = False
         self.choice[:width] = choice
+        self._judge(choice, running, width)
+
+    def _judge(self, choice: torch.Tensor, running: torch.Tensor, width: int) -> None:
+        """Mark the rows this step finished: end of text, budget spent, or a repetition loop
+        (``decode.is_looping`` over the chosen tokens, for all rows at once)."""
+        ended = running & (choice == self.eot)
+        grown = running & ~ended
+        tokens = self.count[:width]
+        spent = grown & (tokens >= self.budget[:width])
+        looped = grown & ~spent & self._looping(tokens, width)
+        flags = (ended | spent | looped).long() * DONE + ended.long() * ENDED + looped.long() * LOOPED
+        self.status[:width] |= flags
+
+    def _looping(self, tokens: torch.Tensor, width: int) -> torch.Tensor:
+        """Whether each row's last ``n`` tokens were said ``LOOP_REPEATS`` times in a row, for
+        some ``n ≤ LOOP_MAX_NGRAM``: token ``L-1-j`` equals token ``L-1-j-n`` for ``j < 3n``."""
+        a, b, unused, shortest = self._loop_pairs
+        back = (tokens[:, None] - 1 - self._loop_back).clamp(min=0)
+        recent = self.history[:width].gather(1, back)  # recent[:, j] is token L-1-j
+        same = (recent[:, a] == recent[:, b]) | unused
+        return (same.all(-1) & (tokens[:, None] >= shortest)).any(-1)
 
     def _rule_mask(self, width: int) -> torch.Tensor:
         """(width, vocab): True where OpenAI's rules forbid a token at this step."""
@@ -387,19 +416,22 @@ class Runner:
         prefix token is fed again by the first step) and read its no-speech probability after
         <|startoftranscript|>."""
         sp, dev = self.tok.special, self.wm.device
-        prefixes = []
+        prefixes, budgets = [], []
         for i in slots:
             row = self.rows[i]
             prompt = list(row.options.prompt)[-(self.max_tokens // 2 - 1) :]
             sot = sot_sequence(self.wm, row.language, row.options.timestamps)
             prefixes.append(([sp.sot_prev, *prompt] if prompt else []) + sot)
-            row.budget = min(row.options.max_tokens, self.max_tokens - len(prefixes[-1]) - 1)
+            budgets.append(min(row.options.max_tokens, self.max_tokens - len(prefixes[-1]) - 1))
+        self._unstepped += len(slots)
         index = torch.tensor(slots, device=dev)
         self.last[index] = torch.tensor([p[-1] for p in prefixes], device=dev)
         self.pos[index] = torch.tensor([len(p) - 1 for p in prefixes], device=dev)
         self.count[index] = 0
         self.prev[index] = -1
         self.stamp[index] = -1
+        self.status[index] = 0
+        self.budget[index] = torch.tensor(budgets, device=dev)
         self.first[index] = True
         self.timestamps[index] = torch.tensor([self.rows[i].options.timestamps for i in slots], device=dev)
         self.last_allowed[index] = torch.tensor(
@@ -459,6 +491,18 @@ def _attend(
     ``masked`` is True where a key may not be seen."""
     weights = (q @ kt).masked_fill(masked, NEG).softmax(-1)
     return weights @ v, weights
+
+
+def _loop_pairs(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Index pairs for ``Runner._looping``: for each n-gram length n (rows) the comparisons
+    j ↔ j + n for j < 3n, padding marked unused, and the fewest tokens a loop of n needs."""
+    width = (LOOP_REPEATS - 1) * LOOP_MAX_NGRAM
+    j = torch.arange(width)[None, :]
+    n = torch.arange(1, LOOP_MAX_NGRAM + 1)[:, None]
+    unused = j >= (LOOP_REPEATS - 1) * n
+    a = torch.where(unused, 0, j).expand(LOOP_MAX_NGRAM, width)
+    b = torch.where(unused, 0, j + n)
+    return a.to(device), b.to(device), unused.to(device), (LOOP_REPEATS * n[:, 0]).to(device)
 
 
 def _bucket(n: int) -> int:

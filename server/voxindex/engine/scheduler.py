@@ -47,6 +47,14 @@ ENDPOINT_TAIL_S = 0.3  # audio kept after the last voiced chunk when reading an 
 MAX_INGEST_S = 10.0  # audio taken from one stream's inbox per step
 ADMISSION_MAX_LAG_S = 8.0  # refuse new streams while the engine is this far behind
 INTERIM_SHARE = 0.6  # of the engine's time, the most interim readings may take under load
+# While readings are in flight, the work over every stream (ingest, VAD, scheduling, closing)
+# runs at most this often; decode steps run in between. On a GPU a decode step takes a few ms
+# and a thousand streams' host work more than that: doing it every step would idle the GPU.
+# On a CPU a decode step takes longer than this, so every step is a host turn.
+HOST_INTERVAL_S = 0.02
+# An admission's encoder pass stalls every reading in flight; while a final is decoding,
+# interim readings join only if their encoder pass stalls it less than this (on a GPU).
+FINAL_STALL_S = 0.03
 
 
 class TranscriptSink(Protocol):
@@ -116,7 +124,7 @@ class Scheduler:
         self.settings = settings
         self.max_batch = settings.max_batch if settings.batching else 1
         self.executor = Executor(wm, slots=self.max_batch)
-        self.vad = Vad()
+        self.vad = Vad(wm.device)
         self.sink = sink
         self.recordings = recordings
         self.stats = StepStats()
@@ -133,6 +141,7 @@ class Scheduler:
         self._recording_batch: list[tuple[RecordingWork, Window, Job]] = []
         self._recording_readings: dict[int, Reading] = {}
         self._waiting = 0  # live readings due that did not get a slot this step
+        self._host_turn = 0.0  # when the work over every stream last ran
         self._admitted_s = 0.0  # encoder time since the last decode step
 
     # ---------------- lifecycle ----------------
@@ -221,16 +230,27 @@ class Scheduler:
     def step(self) -> bool:
         """One engine step. Returns whether anything happened (else the loop sleeps until woken)."""
         started = time.perf_counter()
-        streams = [s for s in list(self.streams.values()) if not s.is_finished]
-        ingested = self._ingest(streams)
-        admitted = self._admit(self._schedule(streams))
-        background = self._admit_recordings()
+        host = self._host_turn_due(started)
+        ingested = admitted = background = False
+        if host:
+            streams = [s for s in list(self.streams.values()) if not s.is_finished]
+            ingested = self._ingest(streams)
+            admitted = self._admit(self._schedule(streams))
+            background = self._admit_recordings()
         readings = self._execute()
         for (stream, job, final), reading in readings:
             self._update(stream, job, reading, final)
-        finished = self._finish()
+        finished = self._finish() if host or readings else False
         self._record(started, len(readings))
         return ingested or admitted or background or bool(readings) or finished or len(self.executor) > 0
+
+    def _host_turn_due(self, now: float) -> bool:
+        """Whether this step does the work over every stream: always when nothing is decoding,
+        else every ``HOST_INTERVAL_S``."""
+        if len(self.executor) and now - self._host_turn < HOST_INTERVAL_S:
+            return False
+        self._host_turn = now
+        return True
 
     # ---------------- ingest: audio, VAD, endpoints ----------------
     def _ingest(self, streams: list[Stream]) -> bool:
@@ -319,9 +339,10 @@ class Scheduler:
         free = self.executor.free
         urgent = urgent[:free]
         # every admission's encoder pass stalls the readings in flight: while a final is being
-        # decoded, only other finals may join it
+        # decoded, interim readings join it only where encoding them costs little (a GPU)
         finals_in_flight = any(final for _, _, final in self._live.values())
-        spare = 0 if finals_in_flight else max(0, min(free, self._admissions_in_budget()) - len(urgent))
+        room = self._stall_allowance() if finals_in_flight else self._admissions_in_budget()
+        spare = max(0, min(free, room) - len(urgent))
         chosen = urgent + ready[:spare]
         self._waiting = len(urgent) + len(ready) - len(chosen)
         return [(s, self._job(s), s.finalize is not None) for s in chosen]
@@ -346,6 +367,10 @@ class Scheduler:
         if self.stats.encode_cost <= 0:
             return self.max_batch
         return max(1, int(self.settings.step_budget_s / self.stats.encode_cost))
+
+    def _stall_allowance(self) -> int:
+        """Readings whose encoder pass stalls a final in flight by under ``FINAL_STALL_S``."""
+        return 0 if self.stats.encode_cost <= 0 else int(FINAL_STALL_S / self.stats.encode_cost)
 
     def _interim_interval(self, streams: list[Stream]) -> float:
         """Seconds of new audio between a stream's interim readings. Under load the interval

@@ -1,20 +1,26 @@
 """Silero VAD, batched across streams, and the per-stream speech/silence tracker.
 
-The ONNX export of Silero takes its recurrent state as an input, so one session serves
-every stream: each step runs one call per 32 ms chunk index for all streams that have
-that chunk, with each stream's own state gathered in and scattered back.
+Silero's 16 kHz network (its TorchScript export, from the ``silero-vad`` wheel) takes its
+recurrent state as an input, so one model serves every stream: each step runs one call per
+32 ms chunk index for all streams that have that chunk, with each stream's own state gathered
+in and scattered back. It runs on the engine's device: on a GPU a thousand streams' chunks
+cost one small batched call, where on one CPU thread they cost over a second per second of
+audio (BENCHMARKS.md, "GPU").
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from importlib import resources
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
+import torch
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
+
+log = logging.getLogger("voxindex.engine")
 
 CHUNK = 512  # samples per VAD decision at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous chunk the model sees
@@ -36,14 +42,24 @@ class VadState:
 class Vad:
     """Speech probabilities for many streams' new audio, in as few model calls as possible."""
 
-    def __init__(self) -> None:
-        path = resources.files("silero_vad.data").joinpath("silero_vad.onnx")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
+    def __init__(self, device: torch.device | None = None) -> None:
+        path = str(resources.files("silero_vad.data").joinpath("silero_vad.jit"))
+        self.device = device or torch.device("cpu")
+        try:
+            self._net = self._load(path, self.device)
+        except RuntimeError as e:  # a device the TorchScript graph cannot run on
+            log.warning("VAD cannot run on %s (%s); it runs on the CPU", self.device, e)
+            self.device = torch.device("cpu")
+            self._net = self._load(path, self.device)
+
+    @staticmethod
+    @torch.inference_mode()
+    def _load(path: str, device: torch.device) -> torch.jit.ScriptModule:
+        # the 16 kHz network of Silero's module (the module itself wraps it with hidden state)
+        net: torch.jit.ScriptModule = torch.jit.load(path, map_location=device)._model  # type: ignore[no-untyped-call]
+        net.eval()
+        net(torch.zeros(1, CONTEXT + CHUNK, device=device), torch.zeros(2, 1, 128, device=device))
+        return net
 
     def __call__(self, states: list[VadState], audio: list[Float32Array]) -> list[Float32Array]:
         """Append ``audio[i]`` to stream i and return one probability per whole new chunk."""
@@ -58,12 +74,23 @@ class Vad:
             rows = [i for i, c in enumerate(chunks) if len(c) > t]
             x = np.stack([np.concatenate([states[i].context, chunks[i][t]]) for i in rows])
             state = np.concatenate([states[i].state for i in rows], axis=1)
-            out, new_state = self._session.run(None, {"input": x, "state": state, "sr": self._sr})
+            out, new_state = self._run(x, state)
             for k, i in enumerate(rows):
                 probs[i][t] = out[k, 0]
                 states[i].state = new_state[:, k : k + 1]
                 states[i].context = x[k, -CONTEXT:]
         return probs
+
+    @torch.inference_mode()
+    def _run(
+        self, x: npt.NDArray[np.float32], state: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """One chunk for each row: (probabilities (rows, 1), new state (2, rows, 128))."""
+        out, new_state = self._net(
+            torch.from_numpy(x).to(self.device, non_blocking=True),
+            torch.from_numpy(state).to(self.device, non_blocking=True),
+        )
+        return out.float().cpu().numpy(), new_state.float().cpu().numpy()
 
 
 @dataclass
