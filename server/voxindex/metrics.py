@@ -121,6 +121,9 @@ class Metrics:
             registry=r,
         )
         self.gpu_memory: Gauge | None = None
+        self.device_info = Gauge(
+            "voxindex_device_info", "The device the engine runs on (1)", ["type", "name"], registry=r
+        )
 
         self._rtf_lock = threading.Lock()
         self._rtf_window: deque[tuple[float, float, float]] = deque()  # (time, model s, audio s)
@@ -146,6 +149,22 @@ class Metrics:
         )
         self.watch(self.gpu_memory.labels("allocated"), allocated)
         self.watch(self.gpu_memory.labels("reserved"), reserved)
+
+    def watch_gpu_card(
+        self, memory: Callable[[], tuple[int, int]], utilization: Callable[[], float | None]
+    ) -> None:
+        """The whole GPU, every process counted (NVML): memory used and total, utilisation."""
+        r = self.registry
+        used = Gauge("voxindex_gpu_memory_used_bytes", "GPU memory in use, all processes", registry=r)
+        total = Gauge("voxindex_gpu_memory_total_bytes", "GPU memory in all", registry=r)
+        busy = Gauge(
+            "voxindex_gpu_utilization_ratio",
+            "Share of time the GPU ran kernels (NVML; NaN without)",
+            registry=r,
+        )
+        self.watch(used, lambda: memory()[0])
+        self.watch(total, lambda: memory()[1])
+        self.watch(busy, lambda: float("nan") if (u := utilization()) is None else u)
 
     def observe_work(self, model_s: float, audio_s: float) -> None:
         """Feed the real-time factor: model time spent and audio taken in during one step."""

@@ -217,3 +217,38 @@ def test_refused_streams_are_counted_by_code(server: Server) -> None:
     after = scrape(server.url)
     key = ("voxindex_streams_refused_total", (("code", "invalid_request"),))
     assert after[key] - before.get(key, 0.0) == 1
+
+
+def test_readyz_and_metrics_say_which_device_serves(server: Server) -> None:
+    """An operator sees what serves: on this machine the CPU by its model name; on a GPU its
+    name and how full it is (the needs_cuda test below)."""
+    from voxindex.device import cpu_name
+
+    ready = httpx.get(f"{server.url}/readyz", timeout=10).json()
+    device = ready["device"]
+    expected = "cuda" if server.app.state.services.model.device.type == "cuda" else "cpu"
+    assert device["type"] == expected
+    samples = scrape(server.url)
+    labels = (("name", device["name"]), ("type", device["type"]))
+    assert samples.get(("voxindex_device_info", labels)) == 1
+    if expected == "cpu":
+        assert device == {"type": "cpu", "name": cpu_name()} and device["name"]
+
+
+@pytest.mark.needs_cuda
+def test_on_a_gpu_readyz_and_metrics_report_its_memory_and_utilisation() -> None:
+    import torch
+
+    from voxindex.device import DeviceProbe
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here")
+    probe = DeviceProbe(torch.device("cuda"))
+    facts = probe.facts()
+    held = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")  # 256 MiB more in use
+    after = probe.facts()
+    del held
+    assert facts["type"] == "cuda" and facts["name"] == torch.cuda.get_device_name(0)
+    assert 0 < int(facts["memory_used_bytes"]) < int(facts["memory_total_bytes"])  # type: ignore[call-overload]
+    assert int(after["memory_used_bytes"]) >= int(facts["memory_used_bytes"]) + 200 * 2**20  # type: ignore[call-overload]
+    assert facts["utilization"] is None or 0.0 <= float(facts["utilization"]) <= 1.0  # type: ignore[arg-type]

@@ -70,3 +70,49 @@ def test_damaged_files_are_reported(tmp_path: Path, damage: str) -> None:
         path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ValueError):
         VectorIndex.load(path)
+
+
+def test_without_gpu_faiss_the_index_searches_on_the_cpu_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from voxindex.index.vectors import gpu_unavailable
+
+    reason = gpu_unavailable()
+    if reason is None:
+        pytest.skip("this faiss searches on a GPU: the GPU test covers it")
+    with caplog.at_level("WARNING", logger="voxindex.index"):
+        index = VectorIndex(gpu=True)
+    assert index.device == "cpu"
+    assert any(reason in r.getMessage() and "stays on the CPU" in r.getMessage() for r in caplog.records)
+    vectors = unit(50)
+    index.add(list(range(1, 51)), vectors)
+    assert index.search(vectors[9], 1)[0][0] == 10
+
+
+@pytest.mark.needs_cuda
+def test_the_gpu_copy_answers_as_the_cpu_index_with_filters_removals_and_ivf() -> None:
+    from voxindex.index.vectors import gpu_unavailable
+
+    reason = gpu_unavailable()
+    if reason is not None:
+        pytest.skip(f"GPU FAISS: {reason}")
+    data, queries = clustered(20_000, 0), clustered(50, 1)
+    ids = list(range(1, 20_001))
+    for threshold in (10**9, 10_000):  # flat, and IVF once past the threshold
+        cpu, gpu = VectorIndex(threshold), VectorIndex(threshold, gpu=True)
+        assert gpu.device == "cuda"
+        for index in (cpu, gpu):
+            index.add(ids[:15_000], data[:15_000])
+            index.add(ids[15_000:], data[15_000:])
+            index.remove(ids[:100])
+        tenant = ids[5000:5300]  # a small filter: most GPU hits are thrown away, the CPU answers
+        same = []
+        for q in queries:
+            for allowed in (None, tenant):
+                got = {i for i, _ in gpu.search(q, 10, allowed)}
+                want = {i for i, _ in cpu.search(q, 10, allowed)}
+                assert len(got) == 10 and not got & set(ids[:100])
+                assert allowed is None or got <= set(tenant)
+                same.append(len(got & want) / 10)
+        # GPU and CPU kernels sum in different orders: near-equal scores may swap at the 10th hit
+        assert np.mean(same) >= 0.98, threshold

@@ -43,6 +43,7 @@ from voxindex.api.recordings import RecordingService
 from voxindex.api.services import Boot, Services, running
 from voxindex.audio import Float32Array, decode_file
 from voxindex.config import Settings
+from voxindex.device import DeviceProbe
 from voxindex.engine.recordings import Recordings
 from voxindex.engine.scheduler import ADMISSION_MAX_LAG_S, Scheduler
 from voxindex.errors import InvalidRequestError, NotReadyError, StoreUnavailableError, VoxError
@@ -63,7 +64,7 @@ def start_services(
     the server already answers probes meanwhile)."""
     wm = model or load_model(settings.model, settings.device, settings.cache_dir, settings.compute_type)
     boot.model = "ok"
-    index = open_index(settings) if settings.index else None
+    index = open_index(settings, wm.device.type) if settings.index else None
     boot.index = "ok" if index is not None else "disabled"
     background = Recordings(index, wm.name) if index is not None else None
     scheduler = Scheduler(wm, settings, index, background, metrics)
@@ -79,8 +80,9 @@ def start_services(
     recordings = RecordingService(settings, wm.name, index, background) if index and background else None
     auth, connects = build_authenticator(settings), ConnectLimits.from_settings(settings)
     offline = OfflineService(wm, index)
+    device = DeviceProbe(wm.device)
     services = Services(
-        settings, wm, scheduler, index, auth, connects, offline, recordings, draining, metrics
+        settings, wm, scheduler, index, auth, connects, offline, recordings, draining, metrics, device
     )
     watch(services)
     boot.warm = "ok"
@@ -104,9 +106,11 @@ def watch(s: Services) -> None:
         index = s.index
         m.watch(m.recordings_pending, lambda: len(index.catalog.unfinished_recordings()))
         m.watch_index(index.stats)
+    m.device_info.labels(s.device.device.type, s.device.name).set(1)
     if s.model.device.type == "cuda":
         device = s.model.device
         m.watch_gpu(lambda: torch.cuda.memory_allocated(device), lambda: torch.cuda.memory_reserved(device))
+        m.watch_gpu_card(s.device.memory, s.device.utilization)
 
 
 def wait_ready(app: FastAPI, timeout: float = 300.0) -> None:
@@ -258,9 +262,11 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
         draining. 503 takes this replica out of the load balancer without restarting it."""
         checks = readiness(app)
         ready = is_ready(checks)
-        return JSONResponse(
-            {"status": "ready" if ready else "unready", "checks": checks}, status_code=200 if ready else 503
-        )
+        body: dict[str, object] = {"status": "ready" if ready else "unready", "checks": checks}
+        s: Services | None = app.state.services
+        if s is not None:
+            body["device"] = await asyncio.to_thread(s.device.facts)  # NVML calls block briefly
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from voxindex.api.openai_rest import OfflineService
     from voxindex.api.recordings import RecordingService
     from voxindex.config import Settings
+    from voxindex.device import DeviceProbe
     from voxindex.engine.scheduler import Scheduler
     from voxindex.index.base import TranscriptIndex
     from voxindex.metrics import Metrics
@@ -49,6 +50,7 @@ class Services:
     recordings: RecordingService | None
     draining: asyncio.Event  # set on graceful shutdown: streams finish, new ones are refused
     metrics: Metrics
+    device: DeviceProbe  # what serves: /readyz and /metrics report it
 
 
 def running(app: Starlette) -> Services:

@@ -23,10 +23,13 @@ SAVE_EVERY_S = 5.0
 
 
 class Indexer:
-    def __init__(self, store: Store, embedder: Embedder, path: Path, ivf_threshold: int = 200_000) -> None:
+    def __init__(
+        self, store: Store, embedder: Embedder, path: Path, ivf_threshold: int = 200_000, gpu: bool = False
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.path = path
+        self.gpu = gpu
         self.vectors = self._open(ivf_threshold)
         self._pending: list[int] = []
         self._cond = threading.Condition()
@@ -38,18 +41,18 @@ class Indexer:
 
     def _open(self, ivf_threshold: int) -> VectorIndex:
         try:
-            vectors = VectorIndex.load(self.path, ivf_threshold)
+            vectors = VectorIndex.load(self.path, ivf_threshold, self.gpu)
         except ValueError as e:
             if self.path.exists() or self.store.count_segments():
                 log.warning("vector index %s; rebuilding it from the store", e)
-            vectors = VectorIndex(ivf_threshold)
+            vectors = VectorIndex(ivf_threshold, self.gpu)
             self._catch_up(vectors, 0)
             return vectors
         held = vectors.ids()
         stored = set(self.store.all_segment_ids())
         if not held <= stored or not {i for i in stored if i <= vectors.last_id} <= held:
             log.warning("vector index disagrees with the store; rebuilding it from the store")
-            vectors = VectorIndex(ivf_threshold)
+            vectors = VectorIndex(ivf_threshold, self.gpu)
             self._catch_up(vectors, 0)
         else:
             self._catch_up(vectors, vectors.last_id)

@@ -101,7 +101,13 @@ STREAM_FIELDS = ["stream_id", "tenant", "model", "created", "closed", "metadata"
 
 class MilvusIndex:
     def __init__(
-        self, url: MilvusUrl, data_dir: Path, replica: str = "", limit: int = 100_000, timeout_s: float = 5.0
+        self,
+        url: MilvusUrl,
+        data_dir: Path,
+        replica: str = "",
+        limit: int = 100_000,
+        timeout_s: float = 5.0,
+        device: str = "cpu",
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.url = url
@@ -110,7 +116,7 @@ class MilvusIndex:
         self.segments_collection = url.collection
         self.streams_collection = f"{url.collection}_streams"
         self.catalog = Store(data_dir / "transcripts.sqlite3", outbox=True)
-        self.embedder = Embedder()
+        self.embedder = Embedder(device)
         self._embed_lock = threading.Lock()
         self._client: Any = None
         self._client_lock = threading.Lock()

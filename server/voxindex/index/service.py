@@ -26,11 +26,12 @@ class LiveIndex:
         self.catalog = self.store
 
     @classmethod
-    def open(cls, data_dir: Path, ivf_threshold: int = 200_000) -> LiveIndex:
+    def open(cls, data_dir: Path, ivf_threshold: int = 200_000, device: str = "cpu") -> LiveIndex:
+        """``device`` "cuda": embeddings and vector search on the GPU (the engine's device)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(data_dir / "transcripts.sqlite3")
-        embedder = Embedder()
-        indexer = Indexer(store, embedder, data_dir / "vectors.faiss", ivf_threshold)
+        embedder = Embedder(device)
+        indexer = Indexer(store, embedder, data_dir / "vectors.faiss", ivf_threshold, gpu=device == "cuda")
         indexer.start()
         return cls(store, indexer, Searcher(store, indexer.vectors, embedder))
 

@@ -9,15 +9,16 @@ from voxindex.errors import InvalidRequestError
 from voxindex.index.base import TranscriptIndex
 
 
-def open_index(settings: Settings) -> TranscriptIndex:
+def open_index(settings: Settings, device: str = "cpu") -> TranscriptIndex:
     """``sqlite://`` (the data dir) or ``sqlite:///path``: embedded SQLite + FAISS.
-    ``milvus://host:port/collection``: shared by replicas; local state stays in the data dir."""
+    ``milvus://host:port/collection``: shared by replicas; local state stays in the data dir.
+    ``device``: where the engine runs; on "cuda" embeddings (and FAISS search) use the GPU."""
     url = settings.store.strip()
     if url.startswith("sqlite://"):
         from voxindex.index.service import LiveIndex
 
         path = url.removeprefix("sqlite://")
-        return LiveIndex.open(Path(path) if path else settings.data_dir, settings.ivf_threshold)
+        return LiveIndex.open(Path(path) if path else settings.data_dir, settings.ivf_threshold, device)
     if url.startswith("milvus://"):
         from voxindex.index.milvus import MilvusIndex
 
@@ -27,6 +28,7 @@ def open_index(settings: Settings) -> TranscriptIndex:
             settings.replica_id,
             limit=settings.store_buffer_max,
             timeout_s=settings.store_timeout_s,
+            device=device,
         )
     raise InvalidRequestError(
         f"--store must be sqlite://[/path] or milvus://host:port/collection, got {url!r}"
