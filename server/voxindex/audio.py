@@ -1,14 +1,22 @@
-"""Decoding files to 16 kHz mono float32, and PCM conversions for streams."""
+"""Decoding files to 16 kHz mono float32, and PCM conversions for streams.
+
+PyAV (FFmpeg) is imported where a file is decoded or a stream resampled, not with this module:
+the engine needs only the constants and PCM conversions, and runs where PyAV is not installed
+(the GPU benchmark's bare machine).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 import numpy.typing as npt
 
 from voxindex.errors import AudioDecodeError
+
+if TYPE_CHECKING:
+    import av
 
 SAMPLE_RATE = 16_000
 # Decoded audio shorter than this share of the duration the header declares means a truncated file.
@@ -21,6 +29,8 @@ def decode_file(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Float32Arra
 
     Raises AudioDecodeError with a plain message for a missing, empty, truncated or non-audio file.
     """
+    import av
+
     p = Path(path)
     if not p.exists():
         raise AudioDecodeError(f"{p}: no such file")
@@ -41,6 +51,8 @@ def decode_file(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Float32Arra
 
 
 def _decode(path: Path, sample_rate: int) -> Float32Array:
+    import av
+
     with av.open(str(path), metadata_errors="ignore") as container:
         if not container.streams.audio:
             raise AudioDecodeError(f"{path}: has no audio stream")
@@ -108,6 +120,8 @@ class StreamResampler:
     """
 
     def __init__(self, from_rate: int, to_rate: int = SAMPLE_RATE) -> None:
+        import av
+
         self.from_rate = from_rate
         self.to_rate = to_rate
         self._resampler = (
@@ -118,6 +132,8 @@ class StreamResampler:
     def push(self, x: Float32Array) -> Float32Array:
         if self._resampler is None or x.size == 0:
             return x
+        import av
+
         frame = av.AudioFrame.from_ndarray(x.reshape(1, -1), format="flt", layout="mono")
         frame.sample_rate = self.from_rate
         frame.pts = self._pts

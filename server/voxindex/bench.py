@@ -104,6 +104,15 @@ async def drive(
         async for raw in ws:
             messages.append((time.monotonic() - t0, json.loads(raw)))
         sender.cancel()
+    return score(messages, utterances, flushed)
+
+
+def score(
+    messages: list[tuple[float, dict[str, Any]]], utterances: list[Utterance], flushed: list[float] | None = None
+) -> StreamResult:
+    """One stream's latencies from its messages (seconds since its first audio, message): for
+    each utterance the first interim or final covering it, and its last final."""
+    flushed = flushed or []
     words = [w for _, m in messages if m["type"] == "final" for w in m["words"]]
     result = StreamResult(words_heard=[(w["start"], w["end"], w["word"]) for w in words])
     for u in utterances:

@@ -82,6 +82,7 @@ def _average(old: float, new: float) -> float:
 class StepStats:
     steps: int = 0
     batches: int = 0  # decode steps
+    decode_rows: int = 0  # rows over all decode steps: tokens decoded
     batch_items: int = 0  # readings admitted
     last_step_s: float = 0.0
     encode_cost: float = 0.0  # moving average: encoder seconds per admitted live reading
@@ -433,6 +434,7 @@ class Scheduler:
             self._fail_recordings(e)
             return []
         self.stats.batches += 1
+        self.stats.decode_rows += rows
         self.stats.recent_batches.append(rows)
         self._observe("live", "decode", rows, 0)
         self.stats.observe_readings(self.executor.timing.decode_s + self._admitted_s, len(finished))
