@@ -25,9 +25,9 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
-from voxindex.config import Settings  # noqa: E402
-from voxindex.models.loader import load_model  # noqa: E402
-from voxindex.models.registry import Ct2Source, resolve  # noqa: E402
+from voxindex.config import Settings
+from voxindex.models.loader import load_model
+from voxindex.models.registry import Ct2Source, resolve
 
 SECOND = "model.decoder.embed_tokens.weight"
 SHARDS = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")

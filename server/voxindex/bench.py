@@ -108,7 +108,9 @@ async def drive(
 
 
 def score(
-    messages: list[tuple[float, dict[str, Any]]], utterances: list[Utterance], flushed: list[float] | None = None
+    messages: list[tuple[float, dict[str, Any]]],
+    utterances: list[Utterance],
+    flushed: list[float] | None = None,
 ) -> StreamResult:
     """One stream's latencies from its messages (seconds since its first audio, message): for
     each utterance the first interim or final covering it, and its last final."""
