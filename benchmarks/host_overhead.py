@@ -1,0 +1,171 @@
+"""The engine's host (Python) work that does not shrink on a GPU, measured on the CPU, old way
+against new side by side.
+
+    .venv/bin/python benchmarks/host_overhead.py [--streams 256,1024,2048] [--threads 1]
+
+On a GPU a decode step of a thousand rows takes a few milliseconds, so host work per step,
+per reading or per stream decides capacity as much as the kernels do:
+
+1. VAD for N streams' 100 ms of new audio: Silero's ONNX session (what the engine used before;
+   skipped where onnxruntime is not installed) against its TorchScript network (now, and on
+   the engine's device on a GPU).
+2. DTW for one reading's word timings (30 tokens × 500 frames, 60 × 750): the cell loop it
+   replaced against the vectorised rows.
+3. A decode step's host work for N rows: the per-row bookkeeping it replaced (append the
+   token, check the budget, look for a loop) against reading the status words the device
+   wrote.
+4. One host turn of the scheduler (ingest, VAD, schedule, close) for N streams each with 20 ms
+   of new audio (one turn's worth at the 20 ms cadence), no speech in flight: its fixed cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+
+from voxindex.audio import decode_file
+from voxindex.config import Settings
+from voxindex.engine.align import dtw
+from voxindex.engine.decode import is_looping
+from voxindex.engine.scheduler import Scheduler
+from voxindex.engine.stream import StreamOptions
+from voxindex.engine.vad import CHUNK, CONTEXT, Vad, VadState
+from voxindex.models.loader import load_model
+from voxindex.samples import samples
+
+
+def best_of(fn: Any, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def vad_onnx(n: int, audio: np.ndarray) -> float | None:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    path = str(resources.files("silero_vad.data").joinpath("silero_vad.onnx"))
+    session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    x = np.stack([audio[i * 97 % (audio.size - CHUNK - CONTEXT) :][: CHUNK + CONTEXT] for i in range(n)])
+    state = np.zeros((2, n, 128), np.float32)
+    sr = np.array(16000, dtype=np.int64)
+    chunks = 1600 // CHUNK + 1  # 100 ms is 3.1 chunks
+    return best_of(lambda: [session.run(None, {"input": x, "state": state, "sr": sr}) for _ in range(chunks)])
+
+
+def vad_torch(n: int, audio: np.ndarray) -> float:
+    vad = Vad()
+    states = [VadState() for _ in range(n)]
+    frames = [audio[i * 97 % (audio.size - 1600) :][:1600] for i in range(n)]
+    return best_of(lambda: vad(states, frames))
+
+
+def dtw_cells(cost: np.ndarray) -> None:
+    """The row scan this project used before: one Python step per frame."""
+    n, m = cost.shape
+    acc = np.full((n + 1, m + 1), np.inf)
+    acc[0, 0] = 0.0
+    for i in range(1, n + 1):
+        best_prev = np.minimum(acc[i - 1, :-1], acc[i - 1, 1:])
+        row, c = acc[i], cost[i - 1]
+        for j in range(1, m + 1):
+            left = row[j - 1]
+            row[j] = c[j - 1] + (best_prev[j - 1] if best_prev[j - 1] <= left else left)
+
+
+def step_rows_old(histories: list[list[int]]) -> None:
+    for tokens in histories:
+        tokens.append(7)
+        if len(tokens) >= 224:
+            continue
+        is_looping(tokens)
+        tokens.pop()
+
+
+def step_rows_new(status: torch.Tensor) -> None:
+    flags = status.cpu().numpy()
+    (flags & 1).nonzero()
+
+
+def host_turn(scheduler: Scheduler, n: int, audio: np.ndarray) -> float:
+    loop = asyncio.new_event_loop()
+    streams = [scheduler.open(StreamOptions(), loop) for _ in range(n)]
+    frame = 320  # 20 ms
+    offsets = [i * 97 % (audio.size - 100 * frame) for i in range(n)]
+    k = 0
+
+    def turn() -> None:
+        nonlocal k
+        for s, o in zip(streams, offsets, strict=True):
+            s.push_audio(audio[o + k * frame : o + (k + 1) * frame] * 0.01)  # quiet: no speech starts
+        k += 1
+        scheduler._host_turn = 0.0
+        scheduler.step()
+
+    seconds = best_of(turn, 10)
+    for s in streams:
+        s.abort()
+    scheduler.step()
+    loop.close()
+    return seconds
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--streams", default="256,1024,2048")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    levels = [int(x) for x in args.streams.split(",")]
+    audio = np.concatenate([decode_file(s.path) for s in samples()] * 4)
+    print(f"torch {torch.__version__}, {args.threads} thread(s)")
+    print("\n1. VAD, 100 ms of audio for every stream (ms)")
+    for n in levels:
+        old, new = vad_onnx(n, audio), vad_torch(n, audio)
+        ratio = f"{old / new:.2f}x" if old else "-"
+        onnx = old * 1000 if old else float("nan")
+        print(f"   N={n:5d}  onnx {onnx:8.1f}  torchscript {new * 1000:8.1f}  {ratio}")
+    print("\n2. DTW of one reading (ms)")
+    rng = np.random.default_rng(0)
+    for n, m in ((30, 500), (60, 750)):
+        cost = rng.standard_normal((n, m)).astype(np.float32)
+        old, new = best_of(lambda c=cost: dtw_cells(c)), best_of(lambda c=cost: dtw(c))
+        print(f"   {n:3d} tokens × {m} frames  cell loop {old * 1000:6.2f}", end="")
+        print(f"  vectorised {new * 1000:6.2f}", end="")
+        print(f"  {old / new:.1f}x")
+    print("\n3. A decode step's host work for N rows (ms)")
+    rand = random.Random(0)
+    for n in levels:
+        histories = [[rand.randrange(50000) for _ in range(rand.randrange(1, 60))] for _ in range(n)]
+        status = torch.zeros(n, dtype=torch.long)
+        old, new = best_of(lambda h=histories: step_rows_old(h)), best_of(lambda s=status: step_rows_new(s))
+        print(f"   N={n:5d}  per-row loop {old * 1000:7.3f}  status words {new * 1000:7.3f}", end="")
+        print(f"  {old / new:.0f}x")
+    print("\n4. One scheduler host turn, N streams × 20 ms of new audio, nothing to read (ms)")
+    wm = load_model("tiny.en", device="cpu", compute_type="float32")
+    scheduler = Scheduler(wm, Settings(max_streams=max(levels) + 1, index=False, warmup=False))
+    for n in levels:
+        print(f"   N={n:5d}  {host_turn(scheduler, n, audio) * 1000:8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
