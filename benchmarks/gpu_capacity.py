@@ -441,7 +441,13 @@ def scheduler_for(
 ) -> Scheduler:
     """The server's scheduler for ``wm`` (``script``: random weights read by the length model)."""
     settings = Settings(
-        model=wm.name, max_batch=slots, batching=batching, max_streams=streams + 1, index=False, warmup=False
+        model=wm.name,
+        max_batch=slots,
+        batching=batching,
+        max_streams=streams + 1,
+        max_streams_per_tenant=0,  # every simulated client is one tenant
+        index=False,
+        warmup=False,
     )
     scheduler = Scheduler(wm, settings)
     if script is not None:

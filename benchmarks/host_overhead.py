@@ -14,8 +14,9 @@ per reading or per stream decides capacity as much as the kernels do:
 3. A decode step's host work for N rows: the per-row bookkeeping it replaced (append the
    token, check the budget, look for a loop) against reading the status words the device
    wrote.
-4. One host turn of the scheduler (ingest, VAD, schedule, close) for N streams each with 20 ms
-   of new audio (one turn's worth at the 20 ms cadence), no speech in flight: its fixed cost.
+4. One host turn of the scheduler (ingest, VAD, schedule, close) for N streams whose clients
+   send 100 ms frames (a fifth of them arrive in each 20 ms turn), no speech in flight: its
+   fixed cost, VAD's model call included (on a GPU that call is one small batched kernel set).
 """
 
 from __future__ import annotations
@@ -108,22 +109,25 @@ def step_rows_new(status: torch.Tensor) -> None:
 def host_turn(scheduler: Scheduler, n: int, audio: np.ndarray) -> float:
     loop = asyncio.new_event_loop()
     streams = [scheduler.open(StreamOptions(), loop) for _ in range(n)]
-    frame = 320  # 20 ms
-    offsets = [i * 97 % (audio.size - 100 * frame) for i in range(n)]
+    frame = 1600  # 100 ms
+    offsets = [i * 97 % (audio.size - 40 * frame) for i in range(n)]
     k = 0
 
     def turn() -> None:
         nonlocal k
-        for s, o in zip(streams, offsets, strict=True):
-            s.push_audio(audio[o + k * frame : o + (k + 1) * frame] * 0.01)  # quiet: no speech starts
+        for i, (s, o) in enumerate(zip(streams, offsets, strict=True)):
+            if (i + k) % 5 == 0:  # this client's frame arrives in this turn
+                s.push_audio(audio[o + k // 5 * frame : o + (k // 5 + 1) * frame] * 0.01)  # quiet: no speech
         k += 1
         scheduler._host_turn = 0.0
         scheduler.step()
 
-    seconds = best_of(turn, 10)
+    seconds = min(best_of(turn, 10) for _ in range(3))
     for s in streams:
         s.abort()
-    scheduler.step()
+    while scheduler.streams:
+        scheduler._host_turn = 0.0
+        scheduler.step()
     loop.close()
     return seconds
 
@@ -159,11 +163,23 @@ def main() -> int:
         old, new = best_of(lambda h=histories: step_rows_old(h)), best_of(lambda s=status: step_rows_new(s))
         print(f"   N={n:5d}  per-row loop {old * 1000:7.3f}  status words {new * 1000:7.3f}", end="")
         print(f"  {old / new:.0f}x")
-    print("\n4. One scheduler host turn, N streams × 20 ms of new audio, nothing to read (ms)")
+    print("\n4. One scheduler host turn, N streams sending 100 ms frames, nothing to read (ms)")
     wm = load_model("tiny.en", device="cpu", compute_type="float32")
-    scheduler = Scheduler(wm, Settings(max_streams=max(levels) + 1, index=False, warmup=False))
+    scheduler = Scheduler(
+        wm, Settings(max_streams=max(levels) + 1, max_streams_per_tenant=0, index=False, warmup=False)
+    )
+    net = scheduler.vad._run
+
+    def no_model(x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((x.shape[0], 1), np.float32), state  # what is left once VAD runs on a GPU
+
     for n in levels:
-        print(f"   N={n:5d}  {host_turn(scheduler, n, audio) * 1000:8.1f}")
+        whole = host_turn(scheduler, n, audio)
+        scheduler.vad._run = no_model  # type: ignore[method-assign]
+        python = host_turn(scheduler, n, audio)
+        scheduler.vad._run = net  # type: ignore[method-assign]
+        print(f"   N={n:5d}  with VAD on this CPU {whole * 1000:6.1f}", end="")
+        print(f"  without the VAD model call {python * 1000:6.1f}")
     return 0
 
 

@@ -108,6 +108,7 @@ class _Track:
     decisions: deque[tuple[float, float]] = field(default_factory=deque)  # (probability, chunk end time)
     vad_samples: int = 0
     heard: float = 0.0  # stream time up to which VAD decisions are interpreted
+    seen: int = -1  # ``Stream.received`` when speech was last tracked
     final_until: float = 0.0
 
 
@@ -258,18 +259,18 @@ class Scheduler:
         # audio the stream's VAD decisions have not been interpreted for yet stays in the inbox,
         # so a stream ahead of its readings holds at most MAX_INGEST_S here and backpressure
         # reaches its client
-        fresh = [s.take_inbox(self._ingest_room(s)) for s in streams]
-        for s, audio in zip(streams, fresh, strict=True):
+        waiting = [s for s in streams if s.has_inbox]
+        fresh = [s.take_inbox(self._ingest_room(s)) for s in waiting]
+        heard = [(s, audio) for s, audio in zip(waiting, fresh, strict=True) if audio.size]
+        for s, audio in heard:
             s.append_audio(audio)
-        self._ingested_s = sum(a.size for a in fresh) / SAMPLE_RATE
+        self._ingested_s = sum(a.size for _, a in heard) / SAMPLE_RATE
         if self._ingested_s:
             self.metrics.audio_seconds.labels("live").inc(self._ingested_s)
-        gated = [s for s in streams if s.options.vad]
-        probs = self.vad(
-            [s.vad for s in gated], [a for s, a in zip(streams, fresh, strict=True) if s.options.vad]
-        )
-        by_id = {s.id: p for s, p in zip(gated, probs, strict=True)}
-        for s, audio in zip(streams, fresh, strict=True):
+        gated = [(s, audio) for s, audio in heard if s.options.vad]
+        probs = self.vad([s.vad for s, _ in gated], [audio for _, audio in gated])
+        by_id = {s.id: p for (s, _), p in zip(gated, probs, strict=True)}
+        for s, audio in heard:
             track = self._tracks[s.id]
             if s.options.vad:
                 p = by_id[s.id]
@@ -281,8 +282,14 @@ class Scheduler:
                     (float(prob), (track.vad_samples // CHUNK + k + 1) * CHUNK / SAMPLE_RATE)
                 )
             track.vad_samples += len(p) * CHUNK
-            self._track_speech(s, track)
-        return any(a.size for a in fresh)
+        # a stream with no new audio has nothing to interpret, unless decisions wait (behind a
+        # final) or a flush was asked for: at a thousand streams, skipping it is most of a turn
+        for s in streams:
+            track = self._tracks[s.id]
+            if track.decisions or s.flush_at is not None or s.received != track.seen:
+                track.seen = s.received
+                self._track_speech(s, track)
+        return bool(heard)
 
     def _ingest_room(self, s: Stream) -> int:
         """Audio the engine takes from a stream's inbox this step: at most MAX_INGEST_S ahead of

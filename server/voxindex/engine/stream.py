@@ -73,10 +73,15 @@ class Stream:
     flush_at: int | None = None  # a flush applies once the engine has ingested this many samples
     _arrivals: deque[tuple[int, float]] = field(default_factory=deque, repr=False)  # (samples, monotonic)
     room: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _full: bool = False  # ``room`` was cleared: the engine must set it again (on the handler's loop)
 
     # -- scheduler side --
     received: int = 0  # samples ingested by the engine (16 kHz), i.e. stream time * 16000
-    audio: Float32Array = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
+    # the audio held, ``_buffer[_lo:_hi]`` (``audio``): appends amortise to O(new samples) where
+    # re-concatenating copied the whole utterance at every ingest
+    _buffer: Float32Array = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
+    _lo: int = 0
+    _hi: int = 0
     audio_start: float = 0.0  # stream time of audio[0]
     vad: VadState = field(default_factory=VadState, repr=False)
     tracker: SpeechTracker = field(default_factory=lambda: SpeechTracker(0.5))
@@ -111,6 +116,7 @@ class Stream:
             self._arrivals.append((self._pushed, time.monotonic()))
             if self._inbox_samples >= self.max_inbox_s * SAMPLE_RATE:
                 self.room.clear()
+                self._full = True
 
     def request_flush(self) -> None:
         with self._lock:
@@ -140,6 +146,12 @@ class Stream:
     def now(self) -> float:
         """Stream time of the newest ingested sample."""
         return self.received / SAMPLE_RATE
+
+    @property
+    def has_inbox(self) -> bool:
+        """Whether audio waits in the inbox (read without the lock: audio queued just after is
+        seen at the next engine turn)."""
+        return self._inbox_samples > 0
 
     @property
     def inbox_seconds(self) -> float:
@@ -173,7 +185,10 @@ class Stream:
                 taken.append(chunk)
                 n += chunk.size
             self._inbox_samples -= n
-            if self._inbox_samples < self.max_inbox_s * SAMPLE_RATE:
+            # wake the handler's loop only when it waits for room: a thousand streams' loop
+            # wake-ups every engine turn cost more than their audio
+            if self._full and self._inbox_samples < self.max_inbox_s * SAMPLE_RATE:
+                self._full = False
                 self.loop.call_soon_threadsafe(self.room.set)
         return np.concatenate(taken) if taken else np.zeros(0, np.float32)
 
@@ -211,15 +226,29 @@ class Stream:
         with contextlib.suppress(RuntimeError):  # the handler's loop is closed: nobody is listening
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
+    @property
+    def audio(self) -> Float32Array:
+        """The audio held, from stream time ``audio_start``."""
+        return self._buffer[self._lo : self._hi]
+
     def append_audio(self, samples: Float32Array) -> None:
-        self.audio = np.concatenate([self.audio, samples]) if self.audio.size else samples
-        self.received += samples.size
+        n = samples.size
+        if self._hi + n > self._buffer.size:  # a new buffer: views handed out stay valid
+            held = self._hi - self._lo
+            grown = np.empty(max(2 * (held + n), 5 * SAMPLE_RATE), np.float32)
+            grown[:held] = self.audio
+            self._buffer, self._lo, self._hi = grown, 0, held
+        self._buffer[self._hi : self._hi + n] = samples
+        self._hi += n
+        self.received += n
 
     def drop_audio_before(self, t: float) -> None:
         """Forget audio before stream time ``t`` (bounded memory)."""
         cut = round((t - self.audio_start) * SAMPLE_RATE)
         if cut > 0:
-            self.audio = self.audio[cut:]
+            self._lo += cut
+            if self._lo > self._hi:  # dropped past what arrived: the next audio starts later
+                self._buffer, self._lo, self._hi = np.zeros(0, np.float32), 0, 0
             self.audio_start += cut / SAMPLE_RATE
         start = round(self.audio_start * SAMPLE_RATE)
         with self._lock:  # arrival times are kept only for audio still held
