@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="sqlite:// (default: the data dir), sqlite:///path, or milvus://host:19530/collection (shared)",
     )
     s.add_argument("--replica-id", dest="replica_id", help="this replica's name, prefixed to stream ids")
+    s.add_argument(
+        "--store-min-free",
+        dest="store_min_free",
+        help="free space under the data dir below which /readyz says full: 2GiB, 10%% (default 1GiB or 5%%)",
+    )
     s.add_argument("--no-auth", action="store_true", dest="no_auth", default=None, help="loopback only")
     s.add_argument(
         "--log-format", dest="log_format", choices=["text", "json"], help="json: one object per line"
@@ -171,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "shutdown_grace_s",
                     "store",
                     "replica_id",
+                    "store_min_free",
                 )
             },
         )

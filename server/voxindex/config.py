@@ -43,6 +43,7 @@ class Settings:
     replica_id: str = ""  # prefixes stream ids (e.g. the pod name): which replica served a stream
     store_buffer_max: int = 100_000  # writes waiting for an unreachable shared store before refusing
     store_timeout_s: float = 5.0  # one call to the shared store
+    store_min_free: str = ""  # below this free space /readyz says "full": "2GiB", "10%"; "" = 1GiB or 5%
     no_auth: bool = False
     dev: bool = False
     jwt_secret: str | None = None

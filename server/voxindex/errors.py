@@ -64,7 +64,14 @@ class NotReadyError(CapacityError):
 
 
 class StoreUnavailableError(CapacityError):
-    """The shared transcript store (Milvus) cannot be reached, or too much waits for it."""
+    """The transcript store cannot take or give data now: the local disk is full, read-only or
+    failing; the shared store (Milvus) is unreachable, or too much waits for it."""
 
     code = "store_unavailable"
     retryable = True
+
+
+class StoreCorruptError(VoxError):
+    """At start-up: the transcript store's file is damaged, truncated or not a database."""
+
+    code = "store_corrupt"

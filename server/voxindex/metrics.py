@@ -110,6 +110,14 @@ class Metrics:
         self.recordings_pending = Gauge(
             "voxindex_recordings_pending", "Recordings waiting for or in transcription", registry=r
         )
+        self.store_free_bytes = Gauge(
+            "voxindex_store_free_bytes", "Free space on the data directory's filesystem", registry=r
+        )
+        self.store_reserve_bytes = Gauge(
+            "voxindex_store_reserve_bytes",
+            "Free space below which /readyz reports the store full (--store-min-free)",
+            registry=r,
+        )
         self.warmup_seconds = Gauge("voxindex_warmup_seconds", "How long start-up warm-up took", registry=r)
 
         # the index (its sizes: watch_index)

@@ -47,7 +47,8 @@ from voxindex.device import DeviceProbe
 from voxindex.engine.recordings import Recordings
 from voxindex.engine.scheduler import ADMISSION_MAX_LAG_S, Scheduler
 from voxindex.errors import InvalidRequestError, NotReadyError, StoreUnavailableError, VoxError
-from voxindex.index.stores import open_index
+from voxindex.index.health import StoreHealth, parse_reserve
+from voxindex.index.stores import check_store, open_index
 from voxindex.metrics import Metrics
 from voxindex.models.loader import WhisperModel, load_model
 from voxindex.models.registry import resolve
@@ -77,12 +78,15 @@ def start_services(
             log.warning("warm-up heard nothing in the sample speech: is the model %s sound?", wm.name)
         log.info("warm-up took %.2f s", took)
     scheduler.start()
-    recordings = RecordingService(settings, wm.name, index, background) if index and background else None
+    store = StoreHealth(index.catalog.path.parent, index.catalog, settings.store_min_free) if index else None
+    recordings = (
+        RecordingService(settings, wm.name, index, background, store) if index and background else None
+    )
     auth, connects = build_authenticator(settings), ConnectLimits.from_settings(settings)
     offline = OfflineService(wm, index)
     device = DeviceProbe(wm.device)
     services = Services(
-        settings, wm, scheduler, index, auth, connects, offline, recordings, draining, metrics, device
+        settings, wm, scheduler, index, auth, connects, offline, recordings, draining, metrics, device, store
     )
     watch(services)
     boot.warm = "ok"
@@ -106,6 +110,9 @@ def watch(s: Services) -> None:
         index = s.index
         m.watch(m.recordings_pending, lambda: len(index.catalog.unfinished_recordings()))
         m.watch_index(index.stats)
+    if s.store is not None:
+        m.watch(m.store_free_bytes, s.store.free_bytes)
+        m.watch(m.store_reserve_bytes, s.store.reserve_bytes)
     m.device_info.labels(s.device.device.type, s.device.name).set(1)
     if s.model.device.type == "cuda":
         device = s.model.device
@@ -130,7 +137,8 @@ def is_ready(checks: dict[str, str]) -> bool:
 
 
 def readiness(app: FastAPI) -> dict[str, str]:
-    """Each check /readyz makes; all "ok" means this replica should get new streams."""
+    """Each check /readyz makes; all "ok" means this replica should get new streams. The store
+    check writes (``StoreHealth.check``): call this off the event loop."""
     boot: Boot = app.state.boot
     checks = {"model": boot.model, "index": boot.index, "warm": boot.warm}
     if boot.failed is not None:
@@ -140,6 +148,8 @@ def readiness(app: FastAPI) -> dict[str, str]:
         checks["engine"] = "ok" if s.scheduler.alive else "stopped"
         full = len(s.scheduler.streams) >= s.settings.max_streams or s.scheduler.lag > ADMISSION_MAX_LAG_S
         checks["capacity"] = "full" if full else "ok"
+        if s.store is not None:
+            checks["store"] = s.store.check()
         if s.draining.is_set():
             checks["draining"] = "yes"
     return checks
@@ -260,7 +270,7 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
     async def readyz() -> JSONResponse:
         """Readiness: model loaded and warmed, index open, engine running, capacity left, not
         draining. 503 takes this replica out of the load balancer without restarting it."""
-        checks = readiness(app)
+        checks = await asyncio.to_thread(readiness, app)
         ready = is_ready(checks)
         body: dict[str, object] = {"status": "ready" if ready else "unready", "checks": checks}
         s: Services | None = app.state.services
@@ -271,7 +281,8 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
     @app.get("/metrics")
     async def metrics() -> Response:
         """Prometheus exposition (docs/operations.md)."""
-        return Response(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        body = await asyncio.to_thread(app.state.metrics.render)  # readiness probes the store
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -364,6 +375,8 @@ def serve(settings: Settings) -> None:
 
     settings = check_secure(settings)
     resolve(settings.model)  # an unknown model fails now, with its message, not after start-up
+    parse_reserve(settings.store_min_free)
+    check_store(settings)  # a damaged or unreadable store: refuse to start, naming the file
     app = create_app(settings)
     DrainingServer(uvicorn.Config(app, **uvicorn_options(settings)), app, settings.shutdown_grace_s).run()
 

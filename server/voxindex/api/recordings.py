@@ -31,8 +31,9 @@ from voxindex.audio import check_wav_complete, decode_file
 from voxindex.config import Settings
 from voxindex.engine.recordings import Recordings, RecordingWork, plan_windows
 from voxindex.engine.vad import Vad, VadState
-from voxindex.errors import AudioDecodeError
+from voxindex.errors import AudioDecodeError, StoreUnavailableError
 from voxindex.index.base import TranscriptIndex
+from voxindex.index.health import StoreHealth
 from voxindex.index.store import RecordingRecord
 
 log = logging.getLogger("voxindex.api")
@@ -44,9 +45,15 @@ class RecordingService:
     """Uploads in, prepared work out to the engine; the store keeps every status."""
 
     def __init__(
-        self, settings: Settings, model: str, index: TranscriptIndex, recordings: Recordings
+        self,
+        settings: Settings,
+        model: str,
+        index: TranscriptIndex,
+        recordings: Recordings,
+        health: StoreHealth | None = None,
     ) -> None:
         self.settings = settings
+        self.health = health
         self.model = model
         self.index = index
         self.recordings = recordings
@@ -69,7 +76,11 @@ class RecordingService:
         media = self.media_dir / f"{recording_id}{Path(filename).suffix.lower()[:10]}"
         await asyncio.to_thread(shutil.move, str(source), media)
         store = self.index.catalog
-        store.create_recording(recording_id, tenant, filename, sha256, str(media), self.model)
+        try:
+            store.create_recording(recording_id, tenant, filename, sha256, str(media), self.model)
+        except StoreUnavailableError:  # not recorded: keep no media nobody can find
+            media.unlink(missing_ok=True)
+            raise
         earlier = store.indexed_recording(sha256)
         if earlier is not None:  # identical content: reuse its transcript
             self.index.reuse_transcript(earlier.id, recording_id)
@@ -84,6 +95,27 @@ class RecordingService:
         else:
             self._schedule(store.get_recording(recording_id) or _missing(recording_id))
         return store.get_recording(recording_id) or _missing(recording_id)
+
+    def room_for(self, size: int) -> None:
+        """ApiError 507 ``store_unavailable`` unless ``size`` bytes of media fit on the data
+        directory's filesystem and leave the store's reserve free."""
+        if self.health is not None:
+            try:
+                self.health.room_for(size, self.media_dir)
+            except StoreUnavailableError as e:
+                raise _no_room(e.message) from None
+
+    async def keep(self, upload: UploadFile) -> Path:
+        """Copy an uploaded file under the media directory; 507 if the disk cannot hold it."""
+        with tempfile.NamedTemporaryFile(dir=self.media_dir, prefix=".upload-", delete=False) as tmp:
+            try:
+                while chunk := await upload.read(1 << 20):
+                    tmp.write(chunk)
+                tmp.flush()
+            except OSError as e:  # ENOSPC, EROFS, EIO: nothing half-written is kept
+                Path(tmp.name).unlink(missing_ok=True)
+                raise _no_room(f"the recording could not be stored: {e.strerror or e}") from None
+        return Path(tmp.name)
 
     def delete(self, recording_id: str, tenant: str | None) -> bool:
         record = self.index.catalog.get_recording(recording_id, tenant)
@@ -123,6 +155,10 @@ class RecordingService:
         windows = [w for w in plan_windows(speech, duration) if w.end > record.done_s + 1e-3]
         self.index.catalog.update_recording(record.id, status="transcribing", duration=duration)
         return RecordingWork(record.id, audio, windows, language=None, segments=record.segments)
+
+
+def _no_room(message: str) -> ApiError:
+    return ApiError(507, StoreUnavailableError.code, message)
 
 
 def _missing(recording_id: str) -> RecordingRecord:
@@ -180,6 +216,8 @@ async def create_recordings(request: Request) -> JSONResponse:
         return JSONResponse(record.to_json(), status_code=202)
     if not kind.startswith("multipart/form-data"):
         raise ApiError(415, "invalid_request", "send multipart/form-data with a file, or JSON with a url")
+    length = request.headers.get("content-length", "")
+    service.room_for(int(length) if length.isdigit() else 0)  # 507 before the body is read
     form = await request.form(max_files=MAX_FILES_PER_REQUEST)
     uploads = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
     if not uploads:
@@ -187,14 +225,15 @@ async def create_recordings(request: Request) -> JSONResponse:
     records = []
     for upload in uploads:
         name = Path(upload.filename or "upload").name or "upload"
-        with tempfile.NamedTemporaryFile(dir=service.media_dir, prefix=".upload-", delete=False) as tmp:
-            while chunk := await upload.read(1 << 20):
-                tmp.write(chunk)
+        tmp = await service.keep(upload)
         try:
-            records.append(await service.add(Path(tmp.name), name, principal.tenant))
+            records.append(await service.add(tmp, name, principal.tenant))
         except AudioDecodeError as e:
-            Path(tmp.name).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise ApiError(400, e.code, e.message) from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     if len(records) == 1:
         return JSONResponse(records[0].to_json(), status_code=202)
     return JSONResponse({"recordings": [r.to_json() for r in records]}, status_code=202)
@@ -221,13 +260,21 @@ async def _import(request: Request, service: RecordingService, tenant: str) -> R
         raise ApiError(
             413, "payload_too_large", f"file over the limit of {service.settings.max_body_bytes} bytes"
         )
+    service.room_for(path.stat().st_size)
     copy = service.media_dir / f".import-{uuid.uuid4().hex}"
-    await asyncio.to_thread(shutil.copyfile, path, copy)
+    try:
+        await asyncio.to_thread(shutil.copyfile, path, copy)
+    except OSError as e:
+        copy.unlink(missing_ok=True)
+        raise _no_room(f"the recording could not be stored: {e.strerror or e}") from None
     try:
         return await service.add(copy, path.name, tenant)
     except AudioDecodeError as e:
         copy.unlink(missing_ok=True)
         raise ApiError(400, e.code, e.message) from None
+    except BaseException:
+        copy.unlink(missing_ok=True)
+        raise
 
 
 @router.get("/v1/recordings")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from voxindex.device import DeviceProbe
     from voxindex.engine.scheduler import Scheduler
     from voxindex.index.base import TranscriptIndex
+    from voxindex.index.health import StoreHealth
     from voxindex.metrics import Metrics
     from voxindex.models.loader import WhisperModel
 
@@ -51,6 +52,7 @@ class Services:
     draining: asyncio.Event  # set on graceful shutdown: streams finish, new ones are refused
     metrics: Metrics
     device: DeviceProbe  # what serves: /readyz and /metrics report it
+    store: StoreHealth | None = None  # can this replica store what it is sent (None: --no-index)
 
 
 def running(app: Starlette) -> Services:

@@ -29,6 +29,7 @@ from voxindex.api.protocol import (
     CLOSE_PROTOCOL,
     CLOSE_RATE_LIMITED,
     CLOSE_SERVICE_RESTART,
+    CLOSE_TRY_AGAIN,
     ProtocolViolation,
 )
 from voxindex.audio import SAMPLE_RATE, PcmDecoder
@@ -257,9 +258,14 @@ async def _keep_pace(audio_s: float, opened_at: float, settings: Settings) -> No
             await asyncio.sleep(ahead / speed)
 
 
+# errors after which the engine has ended the stream: the socket closes with this code
+ENDING_ERRORS = {"engine_error": CLOSE_INTERNAL, "store_unavailable": CLOSE_TRY_AGAIN}
+
+
 async def _pump_events(ws: WebSocket, stream: Stream, codec: Codec) -> bool:
-    """Send the stream's events until `closed` (True: the handler closes the socket) or an
-    engine failure (False: closed here with 1011) or the client is gone (False)."""
+    """Send the stream's events until `closed` (True: the handler closes the socket), an error
+    that ended the stream (False: closed here, 1011 for the model, 1013 for the store) or the
+    client is gone (False)."""
     while True:
         event = await stream.events.get()
         try:
@@ -269,6 +275,6 @@ async def _pump_events(ws: WebSocket, stream: Stream, codec: Codec) -> bool:
             return False
         if isinstance(event, Closed):
             return True
-        if isinstance(event, Error) and event.code == "engine_error":
-            await ws.close(CLOSE_INTERNAL, event.message[:120])
+        if isinstance(event, Error) and event.code in ENDING_ERRORS:
+            await ws.close(ENDING_ERRORS[event.code], event.message[:120])
             return False

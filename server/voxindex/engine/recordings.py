@@ -9,12 +9,13 @@ time done, so a restart resumes after the last committed window without duplicat
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,7 @@ from voxindex.engine.events import Final
 from voxindex.engine.executor import Job, Reading
 from voxindex.engine.policy import join_words
 from voxindex.engine.vad import CHUNK_S
+from voxindex.errors import StoreUnavailableError
 
 log = logging.getLogger("voxindex.engine")
 
@@ -34,6 +36,7 @@ SPEECH_PROBABILITY = 0.5
 MERGE_GAP_S = 0.6  # pauses shorter than this stay inside one speech region
 PAD_S = 0.2
 PAUSE_SPLITS_SEGMENT_S = 1.0
+STORE_RETRY_S = 5.0  # the store refused a window: recordings wait this long before trying again
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class Recordings:
     model: str
     _queue: deque[RecordingWork] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _paused_until: float = 0.0  # the store refused a window: no windows before this time
 
     def submit(self, work: RecordingWork) -> None:
         """Queue a prepared recording (any thread). One without windows is finished at once."""
@@ -148,8 +152,9 @@ class Recordings:
                     work.cancelled = True
 
     def pending(self) -> bool:
+        """Windows wait to be read (and the store is not refusing them)."""
         with self._lock:
-            return bool(self._queue)
+            return bool(self._queue) and time.monotonic() >= self._paused_until
 
     def take(self, n: int) -> list[tuple[RecordingWork, Window, Job]]:
         """Up to ``n`` windows, oldest recording first, in order within a recording."""
@@ -167,41 +172,42 @@ class Recordings:
         return taken
 
     def complete(self, taken: list[tuple[RecordingWork, Window, Job]], readings: list[Reading]) -> None:
-        """Commit each window's segments in order; finish recordings whose last window is in."""
+        """Commit each window's segments in order; finish recordings whose last window is in.
+        A store that cannot take a window pauses recordings: that window is read again later."""
+        refused: set[int] = set()  # works whose window the store refused in this batch
         for (work, window, _), reading in zip(taken, readings, strict=True):
-            if work.cancelled:
+            if work.cancelled or id(work) in refused:
                 continue
             work.detected = work.detected or reading.language
             finals = []
+            segments = work.segments
             for words in split_segments(reading.words):
                 text = join_words(words)
                 if text:
                     finals.append(
                         Final(
-                            work.segments,
-                            text,
-                            words[0].start,
-                            words[-1].end,
-                            words,
-                            work.detected,
-                            "recording",
+                            segments, text, words[0].start, words[-1].end, words, work.detected, "recording"
                         )
                     )
-                    work.segments += 1
+                    segments += 1
             try:
                 self.sink.commit_window(work.id, finals, window.end, self.model)
+                work.segments = segments
+            except StoreUnavailableError as e:
+                refused.add(id(work))
+                work.next_window = work.windows.index(window)
+                if time.monotonic() >= self._paused_until:
+                    log.warning("recordings paused for %.0f s: %s", STORE_RETRY_S, e.message)
+                self._paused_until = time.monotonic() + STORE_RETRY_S
             except Exception as e:  # e.g. the recording was deleted meanwhile: drop it, keep going
                 log.warning("recording %s: window not stored (%s); dropping it", work.id, e)
                 work.cancelled = True
-                with contextlib.suppress(Exception):
-                    self.sink.fail_recording(
-                        work.id, f"could not store its transcript: {e.__class__.__name__}"
-                    )
+                self._tell(self.sink.fail_recording, work.id, f"could not store its transcript: {e}")
         with self._lock:
             for work in [w for w in self._queue if w.cancelled or w.done]:
                 self._queue.remove(work)
                 if not work.cancelled:
-                    self.sink.finish_recording(work.id, work.language or work.detected)
+                    self._tell(self.sink.finish_recording, work.id, work.language or work.detected)
 
     def fail(self, taken: list[tuple[RecordingWork, Window, Job]], reason: str) -> None:
         with self._lock:
@@ -209,11 +215,20 @@ class Recordings:
                 work.cancelled = True
                 if work in self._queue:
                     self._queue.remove(work)
-                self.sink.fail_recording(work.id, reason)
+                self._tell(self.sink.fail_recording, work.id, reason)
+
+    @staticmethod
+    def _tell(update: Callable[[str, Any], None], recording_id: str, value: Any) -> None:
+        """A status update the store may refuse: logged; the recording resumes from its last
+        committed window at the next start."""
+        try:
+            update(recording_id, value)
+        except Exception as e:
+            log.warning("recording %s: status not stored (%s)", recording_id, e)
 
     def finish_empty(self) -> None:
         """Recordings that had no speech at all are done as soon as the engine sees them."""
         with self._lock:
             for work in [w for w in self._queue if not w.windows]:
                 self._queue.remove(work)
-                self.sink.finish_recording(work.id, work.language)
+                self._tell(self.sink.finish_recording, work.id, work.language)

@@ -35,7 +35,7 @@ from voxindex.engine.policy import agreed_prefix, final_words, join_words, last_
 from voxindex.engine.recordings import Recordings, RecordingWork, Window
 from voxindex.engine.stream import PREROLL_S, FinalizeReason, Stream, StreamOptions, StreamStatus
 from voxindex.engine.vad import CHUNK, Vad, VadState
-from voxindex.errors import CapacityError, QuotaError, VoxError
+from voxindex.errors import CapacityError, QuotaError, StoreUnavailableError, VoxError
 from voxindex.metrics import Metrics
 from voxindex.models.loader import WhisperModel
 
@@ -190,7 +190,12 @@ class Scheduler:
             self.streams[stream.id] = stream
             self._tracks[stream.id] = _Track()
         if self.sink is not None:
-            self.sink.open_stream(stream.id, self.wm.name, stream.tenant)
+            try:
+                self.sink.open_stream(stream.id, self.wm.name, stream.tenant)
+            except BaseException:  # not stored, not admitted: the slot and the quota are free again
+                with self._lock:
+                    del self.streams[stream.id], self._tracks[stream.id]
+                raise
         return stream
 
     @property
@@ -603,10 +608,8 @@ class Scheduler:
         if self.sink is not None:
             try:
                 self.sink.commit(s.id, final, self.wm.name)  # durable before it is sent (_send)
-            except VoxError as e:  # the store cannot take it: say so and end the stream
-                log.error("final not stored: %s", e.message, extra={"stream_id": s.id, "tenant": s.tenant})
-                s.emit(Error(e.code, e.message))
-                s.status = StreamStatus.FINISHED
+            except Exception as e:  # the store cannot take it: this stream ends, no other
+                self._store_failed(s, e)
                 return
         self._send(s, final)
         self.metrics.finals.labels(reason).inc()
@@ -616,6 +619,18 @@ class Scheduler:
         s.prompt.extend(self.wm.tokenizer.encode(" " + final.text))
         s.segment_id += 1
         s.finals += 1
+
+    def _store_failed(self, s: Stream, e: Exception) -> None:
+        """A final the store would not take: the client hears so after the finals already
+        stored (``_send`` keeps the order), and the stream ends; it is never sent unstored."""
+        if isinstance(e, VoxError):
+            log.error("final not stored: %s", e.message, extra={"stream_id": s.id, "tenant": s.tenant})
+            error = StoreUnavailableError(e.message) if not isinstance(e, StoreUnavailableError) else e
+        else:
+            log.exception("final not stored", extra={"stream_id": s.id, "tenant": s.tenant})
+            error = StoreUnavailableError(f"the transcript store failed: {e.__class__.__name__}")
+        self._send(s, Error(error.code, error.message + "; this stream ends after its stored finals"))
+        s.status = StreamStatus.FINISHED
 
     # ---------------- finish: model-free finals, closing streams ----------------
     def _finish(self) -> bool:
@@ -643,9 +658,18 @@ class Scheduler:
                 with self._lock:
                     self.streams.pop(s.id, None)
                     self._tracks.pop(s.id, None)
-                if self.sink is not None:
-                    self.sink.close_stream(s.id)
+                self._close_in_store(s)
         return changed
+
+    def _close_in_store(self, s: Stream) -> None:
+        """Mark the stream closed in the store; its finals are already there, so a store that
+        cannot take the mark only costs the ``closed`` time (logged)."""
+        if self.sink is None:
+            return
+        try:
+            self.sink.close_stream(s.id)
+        except Exception as e:
+            log.warning("stream's end not stored: %s", e, extra={"stream_id": s.id, "tenant": s.tenant})
 
     def _observe(self, kind: str, phase: str, size: int, samples: int) -> None:
         """Metrics of one admission (``encode``) or decode step (``decode``)."""

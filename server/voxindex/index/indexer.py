@@ -37,6 +37,7 @@ class Indexer:
         self._thread: threading.Thread | None = None
         self._dirty = False
         self._saved_at = time.monotonic()
+        self.save_failing = False  # the last save failed (logged once per failing spell)
         self.indexed: dict[int, float] = {}  # segment id → when it became searchable (monotonic)
 
     def _open(self, ivf_threshold: int) -> VectorIndex:
@@ -95,10 +96,19 @@ class Indexer:
     def save(self) -> None:
         try:
             self.vectors.save(self.path)
-            self._dirty = False
-            self._saved_at = time.monotonic()
-        except (OSError, RuntimeError) as e:
-            log.warning("could not save the vector index: %s", e)
+        except (OSError, RuntimeError) as e:  # the store has every segment: nothing is lost
+            if not self.save_failing:
+                log.warning(
+                    "could not save the vector index %s (%s); it is rebuilt at start if need be", self.path, e
+                )
+            self.save_failing = True
+            self._saved_at = time.monotonic()  # try again after SAVE_EVERY_S, not at once
+            return
+        if self.save_failing:
+            log.warning("vector index %s saved again", self.path)
+        self.save_failing = False
+        self._dirty = False
+        self._saved_at = time.monotonic()
 
     def _loop(self) -> None:
         while True:

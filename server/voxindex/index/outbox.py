@@ -43,6 +43,7 @@ class Outbox:
         self._wake = threading.Condition()
         self._running = False
         self._thread: threading.Thread | None = None
+        self._backoff = BACKOFF_S[0]  # the next wait after a failed send
 
     # ---------------- writers' side ----------------
     def check_room(self) -> None:
@@ -100,35 +101,43 @@ class Outbox:
             self._thread.join(timeout=max(1.0, deadline - time.monotonic()))
 
     def _loop(self) -> None:
-        backoff = BACKOFF_S[0]
         while self._running:
-            rows = self.store.outbox_take(BATCH)
-            if not rows:
-                with self._wake:
-                    self._wake.wait(timeout=0.5)
-                continue
             try:
-                self.send(rows)
-            except Exception as e:
-                self.errors += 1
-                if self.available:
-                    log.warning(
-                        "shared store unreachable (%s: %s); %d writes wait in the local outbox, finals are "
-                        "held until it is back",
-                        e.__class__.__name__,
-                        str(e)[:200],
-                        self._pending,
-                    )
-                self.available = False
+                self._turn()
+            except StoreUnavailableError as e:  # the local journal itself failed (disk full, I/O)
+                log.warning("the outbox's local journal failed: %s; retrying", e.message)
                 with self._wake:
-                    self._wake.wait(timeout=backoff)
-                backoff = min(BACKOFF_S[1], backoff * 2)
-                continue
-            if not self.available:
-                log.warning("shared store reachable again; sending %d waiting writes", self._pending)
-            self.available, backoff = True, BACKOFF_S[0]
-            self.store.outbox_ack(rows[-1].seq)
-            self._acknowledge(rows[-1].seq, self.store.outbox_count())
+                    self._wake.wait(timeout=BACKOFF_S[1])
+
+    def _turn(self) -> None:
+        """Send the next batch in order, or wait: for work, or out a failure (backing off)."""
+        rows = self.store.outbox_take(BATCH)
+        if not rows:
+            with self._wake:
+                self._wake.wait(timeout=0.5)
+            return
+        try:
+            self.send(rows)
+        except Exception as e:
+            self.errors += 1
+            if self.available:
+                log.warning(
+                    "shared store unreachable (%s: %s); %d writes wait in the local outbox, finals are "
+                    "held until it is back",
+                    e.__class__.__name__,
+                    str(e)[:200],
+                    self._pending,
+                )
+            self.available = False
+            with self._wake:
+                self._wake.wait(timeout=self._backoff)
+            self._backoff = min(BACKOFF_S[1], self._backoff * 2)
+            return
+        if not self.available:
+            log.warning("shared store reachable again; sending %d waiting writes", self._pending)
+        self.available, self._backoff = True, BACKOFF_S[0]
+        self.store.outbox_ack(rows[-1].seq)  # may fail: the rows are sent again (idempotent)
+        self._acknowledge(rows[-1].seq, self.store.outbox_count())
 
     def _acknowledge(self, seq: int, pending: int) -> None:
         with self._lock:

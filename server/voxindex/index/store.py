@@ -7,7 +7,9 @@ this store and can always be rebuilt from it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -18,6 +20,9 @@ from typing import Any
 
 from voxindex.engine.align import Word
 from voxindex.engine.events import Final
+from voxindex.errors import StoreCorruptError, StoreUnavailableError
+
+log = logging.getLogger("voxindex.index")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -74,7 +79,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     stream_id TEXT NOT NULL,
     ref INTEGER  -- segment: its id here
 );
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);  -- readiness writes
 """
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 # Function words that would make any-term keyword search match nearly every segment.
@@ -168,47 +175,84 @@ class OutboxRow:
 
 class Store:
     """``outbox=True`` (a replica of a shared store): every write also records, in the same
-    transaction, what a remote store must be told (index/outbox.py sends it in order)."""
+    transaction, what a remote store must be told (index/outbox.py sends it in order).
+
+    Every failure of the database (disk full, read-only, I/O error, damage) is raised as
+    ``StoreUnavailableError`` with the path, after the write's transaction is rolled back, and
+    remembered in ``fault`` ("full", "unwritable", "corrupt") until a write succeeds again
+    (damage is remembered until restart). Opening refuses a damaged or unreadable file with
+    ``StoreCorruptError``; a missing file is created whole or not at all, so an existing
+    store is never replaced by an empty one.
+    """
 
     def __init__(self, path: Path, outbox: bool = False) -> None:
         self.outbox = outbox
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.fault: str | None = None
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a committed final survives power loss too
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        if not path.exists():
+            _create(path)
+        self._db = _open(path)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as e:
+                raise self._failed(e) from e
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed whole, or rolled back and raised as StoreUnavailableError."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                self._db.execute("COMMIT")
+            except sqlite3.Error as e:
+                if self._db.in_transaction:  # SQLite rolls some failures back itself, not all
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                raise self._failed(e) from e
+            if self.fault != "corrupt":
+                self.fault = None
+
+    def _failed(self, e: sqlite3.Error) -> StoreUnavailableError:
+        kind = fault_kind(e)
+        if self.fault != "corrupt":
+            self.fault = kind
+        what = {"full": "is full", "corrupt": "is damaged", "unwritable": "cannot be written"}[kind]
+        return StoreUnavailableError(f"the transcript store {self.path} {what}: {e}")
+
+    def probe(self) -> None:
+        """A real write (one tiny row, committed): raises StoreUnavailableError if it fails."""
+        with self._writing() as db:
+            db.execute("INSERT OR REPLACE INTO probe(id, at) VALUES (1, ?)", (time.time(),))
+
     # ---------------- writes ----------------
     def create_stream(
         self, stream_id: str, tenant: str, model: str, metadata: dict[str, Any] | None = None
     ) -> None:
-        with self._lock:
-            self._db.execute("BEGIN")
-            cur = self._db.execute(
+        with self._writing() as db:
+            cur = db.execute(
                 "INSERT OR IGNORE INTO streams(id, tenant, model, created, metadata) VALUES (?, ?, ?, ?, ?)",
                 (stream_id, tenant, model, time.time(), json.dumps(metadata or {})),
             )
             if cur.rowcount:
                 self._out("stream", stream_id)
-            self._db.execute("COMMIT")
 
     def close_stream(self, stream_id: str) -> None:
-        with self._lock:
-            self._db.execute("BEGIN")
-            cur = self._db.execute(
+        with self._writing() as db:
+            cur = db.execute(
                 "UPDATE streams SET closed = ? WHERE id = ? AND closed IS NULL", (time.time(), stream_id)
             )
             if cur.rowcount:
                 self._out("stream", stream_id)
-            self._db.execute("COMMIT")
 
     def _out(self, kind: str, stream_id: str, ref: int | None = None) -> None:
         """Inside a write's transaction: what a shared store must be told (outbox mode)."""
@@ -220,9 +264,8 @@ class Store:
     def commit_segment(self, stream_id: str, final: Final, model: str) -> int:
         """Durably store one final segment; returns its id."""
         words = json.dumps([asdict(w) for w in final.words])
-        with self._lock:
-            self._db.execute("BEGIN")
-            cur = self._db.execute(
+        with self._writing() as db:
+            cur = db.execute(
                 "INSERT INTO segments(stream_id, segment_index, start, end, text, words, language, model,"
                 " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -239,22 +282,18 @@ class Store:
             )
             segment_id = int(cur.lastrowid or 0)
             self._out("segment", stream_id, segment_id)
-            self._db.execute("COMMIT")
-            return segment_id
+        return segment_id
 
     def delete_stream(self, stream_id: str, tenant: str | None = None) -> list[int] | None:
         """Remove a stream and its segments; returns the removed segment ids, None if not found."""
         with self._lock:
             if self.get_stream(stream_id, tenant) is None:
                 return None
-            ids = [
-                r[0] for r in self._db.execute("SELECT id FROM segments WHERE stream_id = ?", (stream_id,))
-            ]
-            self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM segments WHERE stream_id = ?", (stream_id,))
-            self._db.execute("DELETE FROM streams WHERE id = ?", (stream_id,))
-            self._out("delete", stream_id)
-            self._db.execute("COMMIT")
+            with self._writing() as db:
+                ids = [r[0] for r in db.execute("SELECT id FROM segments WHERE stream_id = ?", (stream_id,))]
+                db.execute("DELETE FROM segments WHERE stream_id = ?", (stream_id,))
+                db.execute("DELETE FROM streams WHERE id = ?", (stream_id,))
+                self._out("delete", stream_id)
             return ids
 
     # ---------------- recordings ----------------
@@ -263,26 +302,24 @@ class Store:
     ) -> None:
         """A recording is a stream (its segments, search and export work the same) plus its status."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.execute(
+        with self._writing() as db:
+            db.execute(
                 "INSERT INTO streams(id, tenant, model, created, metadata) VALUES (?, ?, ?, ?, ?)",
                 (recording_id, tenant, model, now, json.dumps({"kind": "recording", "filename": filename})),
             )
             self._out("stream", recording_id)
-            self._db.execute(
+            db.execute(
                 "INSERT INTO recordings(id, tenant, filename, sha256, media, status, model, created, updated)"
                 " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
                 (recording_id, tenant, filename, sha256, media, model, now, now),
             )
-            self._db.execute("COMMIT")
 
     def update_recording(self, recording_id: str, **fields: Any) -> None:
         allowed = {"status", "reason", "duration", "language", "reused_from"}
         assert set(fields) <= allowed, fields
         sets = ", ".join(f"{k} = ?" for k in fields)
-        with self._lock:
-            self._db.execute(
+        with self._writing() as db:
+            db.execute(
                 f"UPDATE recordings SET {sets}, updated = ? WHERE id = ?",
                 (*fields.values(), time.time(), recording_id),
             )
@@ -292,11 +329,10 @@ class Store:
     ) -> list[int]:
         """A window's segments and the progress they make, in one transaction: a restart resumes
         exactly after the last committed window, never repeating a segment."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            ids = []
+        ids = []
+        with self._writing() as db:
             for final in finals:
-                cur = self._db.execute(
+                cur = db.execute(
                     "INSERT INTO segments(stream_id, segment_index, start, end, text, words, language, model,"
                     " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
@@ -313,29 +349,26 @@ class Store:
                 )
                 ids.append(int(cur.lastrowid or 0))
                 self._out("segment", recording_id, ids[-1])
-            self._db.execute(
+            db.execute(
                 "UPDATE recordings SET done_s = MAX(done_s, ?), status = 'transcribing', updated = ?"
                 " WHERE id = ?",
                 (done_s, time.time(), recording_id),
             )
-            self._db.execute("COMMIT")
-            return ids
+        return ids
 
     def copy_segments(self, source: str, target: str) -> list[int]:
         """Reuse a finished transcript for identical content: the segments, under another id."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.execute(
+        with self._writing() as db:
+            db.execute(
                 "INSERT INTO segments(stream_id, segment_index, start, end, text, words, language, model,"
                 " created) SELECT ?, segment_index, start, end, text, words, language, model, ?"
                 " FROM segments WHERE stream_id = ? ORDER BY segment_index",
                 (target, time.time(), source),
             )
-            rows = self._db.execute("SELECT id FROM segments WHERE stream_id = ?", (target,)).fetchall()
+            rows = db.execute("SELECT id FROM segments WHERE stream_id = ?", (target,)).fetchall()
             for r in rows:
                 self._out("segment", target, int(r[0]))
-            self._db.execute("COMMIT")
-            return [int(r[0]) for r in rows]
+        return [int(r[0]) for r in rows]
 
     def get_recording(self, recording_id: str, tenant: str | None = None) -> RecordingRecord | None:
         rows = self._recordings(
@@ -365,8 +398,8 @@ class Store:
         if not stream_ids:
             return set()
         marks = ",".join("?" * len(stream_ids))
-        with self._lock:
-            rows = self._db.execute(f"SELECT id FROM recordings WHERE id IN ({marks})", tuple(stream_ids))
+        with self._reading() as db:
+            rows = db.execute(f"SELECT id FROM recordings WHERE id IN ({marks})", tuple(stream_ids))
             return {str(r[0]) for r in rows}
 
     def unfinished_recordings(self) -> list[RecordingRecord]:
@@ -377,8 +410,8 @@ class Store:
             "SELECT r.*, (SELECT COUNT(*) FROM segments g WHERE g.stream_id = r.id) AS n FROM recordings r "
             + tail
         )
-        with self._lock:
-            rows = self._db.execute(sql, tuple(params)).fetchall()
+        with self._reading() as db:
+            rows = db.execute(sql, tuple(params)).fetchall()
         return [
             RecordingRecord(
                 r["id"],
@@ -420,8 +453,8 @@ class Store:
             "SELECT s.*, (SELECT COUNT(*) FROM segments g WHERE g.stream_id = s.id) AS n FROM streams s "
             + tail
         )
-        with self._lock:
-            rows = self._db.execute(sql, tuple(params)).fetchall()
+        with self._reading() as db:
+            rows = db.execute(sql, tuple(params)).fetchall()
         return [
             StreamRecord(
                 r["id"], r["tenant"], r["model"], r["created"], r["closed"], json.loads(r["metadata"]), r["n"]
@@ -430,8 +463,8 @@ class Store:
         ]
 
     def segments_of(self, stream_id: str) -> list[Segment]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT * FROM segments WHERE stream_id = ? ORDER BY segment_index, id", (stream_id,)
             ).fetchall()
         return [_segment(r) for r in rows]
@@ -440,19 +473,19 @@ class Store:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        with self._lock:
-            rows = self._db.execute(f"SELECT * FROM segments WHERE id IN ({marks})", tuple(ids)).fetchall()
+        with self._reading() as db:
+            rows = db.execute(f"SELECT * FROM segments WHERE id IN ({marks})", tuple(ids)).fetchall()
         return {r["id"]: _segment(r) for r in rows}
 
     def neighbours(self, segment: Segment) -> tuple[str, str]:
         """Text of the segments just before and after, for search-hit context."""
-        with self._lock:
-            before = self._db.execute(
+        with self._reading() as db:
+            before = db.execute(
                 "SELECT text FROM segments WHERE stream_id = ? AND segment_index < ?"
                 " ORDER BY segment_index DESC LIMIT 1",
                 (segment.stream_id, segment.segment_index),
             ).fetchone()
-            after = self._db.execute(
+            after = db.execute(
                 "SELECT text FROM segments WHERE stream_id = ? AND segment_index > ?"
                 " ORDER BY segment_index LIMIT 1",
                 (segment.stream_id, segment.segment_index),
@@ -473,14 +506,14 @@ class Store:
             " JOIN segments g ON g.id = segments_fts.rowid JOIN streams s ON s.id = g.stream_id"
             f" WHERE segments_fts MATCH ? {where} ORDER BY score LIMIT ?"
         )
-        with self._lock:
-            rows = self._db.execute(sql, (match, *params, k)).fetchall()
+        with self._reading() as db:
+            rows = db.execute(sql, (match, *params, k)).fetchall()
         return [(int(r[0]), -float(r[1])) for r in rows]
 
     def ids_matching(self, filters: Filters) -> list[int]:
         where, params = _filter_sql(filters)
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 f"SELECT g.id FROM segments g JOIN streams s ON s.id = g.stream_id WHERE 1=1 {where}", params
             ).fetchall()
         return [int(r[0]) for r in rows]
@@ -489,8 +522,8 @@ class Store:
         """(id, text) of every segment with id > ``after_id``, in batches, for (re)indexing."""
         last = after_id
         while True:
-            with self._lock:
-                rows = self._db.execute(
+            with self._reading() as db:
+                rows = db.execute(
                     "SELECT id, text FROM segments WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
                 ).fetchall()
             if not rows:
@@ -500,38 +533,36 @@ class Store:
 
     # ---------------- the outbox (to a shared store) ----------------
     def outbox_take(self, n: int) -> list[OutboxRow]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM outbox ORDER BY seq LIMIT ?", (n,)).fetchall()
+        with self._reading() as db:
+            rows = db.execute("SELECT * FROM outbox ORDER BY seq LIMIT ?", (n,)).fetchall()
         return [OutboxRow(r["seq"], r["kind"], r["stream_id"], r["ref"]) for r in rows]
 
     def outbox_ack(self, upto: int) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE seq <= ?", (upto,))
+        with self._writing() as db:
+            db.execute("DELETE FROM outbox WHERE seq <= ?", (upto,))
 
     def outbox_delete(self, stream_id: str) -> None:
         """Tell the shared store to delete a stream this replica has no rows of."""
-        with self._lock:
-            self._db.execute("BEGIN")
+        with self._writing():
             self._out("delete", stream_id)
-            self._db.execute("COMMIT")
 
     def outbox_count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        with self._reading() as db:
+            return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     def outbox_last(self) -> int:
         """The newest outbox sequence number ever assigned (0 before the first)."""
-        with self._lock:
-            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        with self._reading() as db:
+            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
         return int(row[0]) if row else 0
 
     def count_segments(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM segments").fetchone()[0])
+        with self._reading() as db:
+            return int(db.execute("SELECT COUNT(*) FROM segments").fetchone()[0])
 
     def all_segment_ids(self) -> list[int]:
-        with self._lock:
-            return [int(r[0]) for r in self._db.execute("SELECT id FROM segments ORDER BY id")]
+        with self._reading() as db:
+            return [int(r[0]) for r in db.execute("SELECT id FROM segments ORDER BY id")]
 
 
 def _filter_sql(filters: Filters) -> tuple[str, tuple[Any, ...]]:
@@ -565,4 +596,90 @@ def _segment(r: sqlite3.Row) -> Segment:
         r["language"],
         r["model"],
         r["created"],
+    )
+
+
+# ---------------- opening: a damaged store is refused, a missing one created whole ----------------
+def fault_kind(e: sqlite3.Error) -> str:
+    """What a database failure means for the server: "full", "corrupt" or "unwritable"."""
+    code = (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF  # the primary result code
+    if code == sqlite3.SQLITE_FULL:
+        return "full"
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return "corrupt"
+    return "unwritable"  # read-only, I/O error, cannot open, locked, a failing trigger
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")  # a committed final survives power loss too
+    db.execute("PRAGMA foreign_keys=ON")
+    return db
+
+
+def _create(path: Path) -> None:
+    """A new store, built beside its final name and renamed into place once complete: a file at
+    ``path`` is therefore always a whole store, and an empty or short one is damage."""
+    building = path.with_name(path.name + ".new")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in (building, building.with_name(building.name + "-wal")):
+            leftover.unlink(missing_ok=True)
+        db = _connect(building)
+        db.executescript(SCHEMA)
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        building.replace(path)
+    except (OSError, sqlite3.Error) as e:
+        raise StoreUnavailableError(f"cannot create the transcript store {path}: {e}") from e
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """Open an existing store after checking it is one, whole: StoreCorruptError if it is not,
+    StoreUnavailableError if it cannot be opened (a read-only or failing filesystem)."""
+    _check_file(path)
+    try:
+        db = _connect(path)
+        problems = [str(r[0]) for r in db.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            db.close()
+            raise StoreCorruptError(_damaged(path, "; ".join(problems)[:300]))
+        db.executescript(SCHEMA)  # tables added since the store was created
+    except sqlite3.Error as e:
+        if fault_kind(e) == "corrupt":
+            raise StoreCorruptError(_damaged(path, str(e))) from e
+        raise StoreUnavailableError(f"cannot open the transcript store {path}: {e}") from e
+    return db
+
+
+def _check_file(path: Path) -> None:
+    """The header and length of the file: catches a truncated copy or another file in its
+    place before SQLite would treat a damaged store as a new, empty one."""
+    try:
+        with path.open("rb") as f:
+            header = f.read(100)
+        size = path.stat().st_size
+    except OSError as e:
+        raise StoreCorruptError(f"cannot read the transcript store {path}: {e.strerror or e}") from e
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
+        what = "is empty" if size == 0 else "is not a SQLite database"
+        raise StoreCorruptError(_damaged(path, f"the file {what} ({size} bytes)"))
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    valid_for = int.from_bytes(header[92:96], "big")
+    change_counter = int.from_bytes(header[24:28], "big")
+    wal = path.with_name(path.name + "-wal")
+    if pages and valid_for == change_counter and size < pages * page_size and not wal.exists():
+        raise StoreCorruptError(
+            _damaged(path, f"the file is truncated ({size} of {pages * page_size} bytes)")
+        )
+
+
+def _damaged(path: Path, detail: str) -> str:
+    return (
+        f"the transcript store {path} is damaged ({detail}); voxindex will not start over it. "
+        "Restore it from a backup, or move it aside to start with an empty store"
     )

@@ -7,6 +7,19 @@ from pathlib import Path
 from voxindex.config import Settings
 from voxindex.errors import InvalidRequestError
 from voxindex.index.base import TranscriptIndex
+from voxindex.index.store import Store
+
+STORE_FILE = "transcripts.sqlite3"
+
+
+def check_store(settings: Settings) -> None:
+    """Before the server listens: the local store opens (created if missing), or the server
+    refuses to start with StoreCorruptError / StoreUnavailableError naming the file."""
+    if not settings.index:
+        return
+    url = settings.store.strip()
+    path = url.removeprefix("sqlite://") if url.startswith("sqlite://") else ""
+    Store((Path(path) if path else settings.data_dir) / STORE_FILE).close()
 
 
 def open_index(settings: Settings, device: str = "cpu") -> TranscriptIndex:

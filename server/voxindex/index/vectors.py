@@ -170,13 +170,21 @@ class VectorIndex:
 
     # ---------------- persistence ----------------
     def save(self, path: Path) -> None:
+        """Write beside the old file and rename over it: a failed save (disk full, read-only)
+        leaves the last saved index whole and no partial file behind."""
         with self._lock:
             tmp = path.with_suffix(".tmp")
-            faiss.write_index(self._index, str(tmp))
-            tmp.replace(path)
             meta = path.with_suffix(".json")
-            meta.with_suffix(".json.tmp").write_text(json.dumps({"last_id": self.last_id, "size": self.size}))
-            meta.with_suffix(".json.tmp").replace(meta)
+            try:
+                faiss.write_index(self._index, str(tmp))
+                tmp.replace(path)
+                meta.with_suffix(".json.tmp").write_text(
+                    json.dumps({"last_id": self.last_id, "size": self.size})
+                )
+                meta.with_suffix(".json.tmp").replace(meta)
+            finally:
+                for leftover in (tmp, meta.with_suffix(".json.tmp")):
+                    leftover.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: Path, ivf_threshold: int = 200_000, gpu: bool = False) -> VectorIndex:
