@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,3 +306,55 @@ def milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusLite]:
     server = MilvusLite(tmp_path_factory.mktemp("milvus") / "data")
     yield server
     server.stop()
+
+
+# ---------------- a real small filesystem ----------------
+@dataclass
+class SmallDisk:
+    """A tmpfs of ``size`` mounted at ``path``; ``fill()`` writes until the kernel says ENOSPC."""
+
+    path: Path
+
+    @property
+    def filler(self) -> Path:
+        return self.path / "filler.bin"
+
+    def fill(self) -> None:
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            for block in (65536, 1):  # big blocks, then byte by byte to the very last one
+                try:
+                    while True:
+                        os.write(fd, b"\0" * block)
+                except OSError:  # ENOSPC
+                    pass
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.path).free
+
+    def remount(self, mode: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.path)], check=True, capture_output=True)
+
+
+def mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for a real full filesystem here: {done.stderr.strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A real 6 MB filesystem of this test's own (skipped where mounting is impossible, which
+    fails under CI=true)."""
+    path = tmp_path / "small"
+    mount_tmpfs(path, "6m")
+    yield SmallDisk(path)
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -25,78 +23,28 @@ import websockets
 
 from tests.api.conftest import Server, free_port, pcm16, start_server
 from tests.api.test_recordings import wav_bytes
-from tests.conftest import PROSE, Synth
+from tests.conftest import PROSE, SmallDisk, Synth
 from voxindex.config import Settings
 from voxindex.models.loader import WhisperModel
 
 GAP = np.zeros(12800, dtype=np.float32)  # 0.8 s: ends an utterance (500 ms endpointing)
 
 
-# ---------------- a real small filesystem ----------------
-@dataclass
-class SmallDisk:
-    """A tmpfs of ``size`` mounted at ``path``; ``fill()`` writes until the kernel says ENOSPC."""
-
-    path: Path
-
-    @property
-    def filler(self) -> Path:
-        return self.path / "filler.bin"
-
-    def fill(self) -> None:
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        try:
-            for block in (65536, 1):  # big blocks, then byte by byte to the very last one
-                try:
-                    while True:
-                        os.write(fd, b"\0" * block)
-                except OSError:  # ENOSPC
-                    pass
-        finally:
-            os.close(fd)
-
-    def free(self) -> None:
-        self.filler.unlink(missing_ok=True)
-
-    def free_bytes(self) -> int:
-        return shutil.disk_usage(self.path).free
-
-    def remount(self, mode: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.path)], check=True, capture_output=True)
-
-
-def mount_tmpfs(path: Path, size: str) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for a real full filesystem here: {done.stderr.strip()}")
-
-
 @pytest.fixture
-def disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    path = tmp_path / "small"
-    mount_tmpfs(path, "6m")
-    yield SmallDisk(path)
-    subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-@pytest.fixture
-def served(disk: SmallDisk, tiny: WhisperModel, tmp_path: Path) -> Iterator[tuple[Server, SmallDisk]]:
+def served(small_disk: SmallDisk, tiny: WhisperModel, tmp_path: Path) -> Iterator[tuple[Server, SmallDisk]]:
     """A real server whose data directory is the small disk (a 64 KiB reserve: /readyz says
     full only when it really is)."""
     settings = Settings(
         no_auth=True,
-        data_dir=disk.path / "data",
+        data_dir=small_disk.path / "data",
         cache_dir=tmp_path / "cache",
         store_min_free="64KiB",
         max_streams_per_tenant=2,
         idle_timeout_s=20,
     )
     srv, uv, thread = start_server(settings, tiny)
-    yield srv, disk
-    disk.free()
+    yield srv, small_disk
+    small_disk.free()
     uv.should_exit = True
     thread.join(timeout=30)
 
@@ -384,8 +332,9 @@ def test_start_up_over_a_damaged_store_refuses_and_leaves_it_untouched(tmp_path:
 
 @pytest.mark.parametrize("existing", [False, True])
 def test_start_up_on_a_read_only_data_directory_refuses_with_the_path(
-    disk: SmallDisk, tmp_path: Path, existing: bool
+    small_disk: SmallDisk, tmp_path: Path, existing: bool
 ) -> None:
+    disk = small_disk
     data_dir = disk.path / "data"
     if existing:
         path = a_store_with_segments(data_dir, 10)

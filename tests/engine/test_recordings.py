@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
+import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from voxindex.engine.align import Word
-from voxindex.engine.recordings import WINDOW_S, plan_windows, split_segments
+from voxindex.engine.events import Final
+from voxindex.engine.executor import Reading
+from voxindex.engine.recordings import (
+    STORE_RETRY_S,
+    WINDOW_S,
+    Recordings,
+    RecordingWork,
+    Window,
+    plan_windows,
+    split_segments,
+)
 from voxindex.engine.vad import CHUNK_S
+from voxindex.index.store import Store
 
 
 def speech_track(duration: float, spans: list[tuple[float, float]]) -> np.ndarray:
@@ -53,3 +68,52 @@ def test_segments_are_sentences_or_split_at_long_pauses() -> None:
         ["How", "are"],
         ["you", "today?"],
     ]
+
+
+class StoreSink:
+    """The recording sink over a real store (what LiveIndex does, without the vector index)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def commit_window(self, recording_id: str, finals: list[Final], done_s: float, model: str) -> None:
+        self.store.commit_window(recording_id, finals, done_s, model)
+
+    def finish_recording(self, recording_id: str, language: str | None) -> None:
+        self.store.update_recording(recording_id, status="indexed", language=language)
+
+    def fail_recording(self, recording_id: str, reason: str) -> None:
+        self.store.update_recording(recording_id, status="failed", reason=reason)
+
+
+def test_a_window_the_store_refuses_is_read_again_once_it_takes_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path / "t.sqlite3")
+    store.create_recording("r", "default", "a.wav", "sha", "a.wav", "tiny.en")
+    recordings = Recordings(StoreSink(store), "tiny.en")
+    windows = [Window(0.0, 10.0), Window(10.0, 20.0)]
+    recordings.submit(RecordingWork("r", np.zeros(20 * 16000, np.float32), windows))
+
+    def reading(t: float, text: str) -> Reading:
+        return Reading(words=[Word(w, t + i, t + i + 0.5, 0.9) for i, w in enumerate(text.split())])
+
+    other = sqlite3.connect(tmp_path / "t.sqlite3")  # the store refuses writes: a real SQLite failure
+    other.execute("CREATE TRIGGER full BEFORE INSERT ON segments BEGIN SELECT RAISE(ABORT, 'full'); END")
+    other.commit()
+    taken = recordings.take(2)
+    recordings.complete(taken, [reading(1.0, "first window words."), reading(11.0, "second window.")])
+    assert store.segments_of("r") == [] and store.get_recording("r").status == "queued"  # type: ignore[union-attr]
+    assert not recordings.pending()  # paused: the engine is not handed windows to lose
+
+    other.execute("DROP TRIGGER full")
+    other.commit()
+    clock = time.monotonic() + STORE_RETRY_S
+    monkeypatch.setattr("voxindex.engine.recordings.time.monotonic", lambda: clock)
+    assert recordings.pending()
+    again = recordings.take(2)
+    assert [w for _, w, _ in again] == windows  # both windows again, in order
+    recordings.complete(again, [reading(1.0, "first window words."), reading(11.0, "second window.")])
+    assert [s.text for s in store.segments_of("r")] == ["first window words.", "second window."]
+    assert [s.segment_index for s in store.segments_of("r")] == [0, 1]
+    assert store.get_recording("r").status == "indexed"  # type: ignore[union-attr]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MilvusLite
+from tests.conftest import MilvusLite, SmallDisk
 from tests.index.test_contract import MEETING, final
 from voxindex.errors import StoreUnavailableError
 from voxindex.index.milvus import MilvusIndex, MilvusUrl, expression, segment_key
@@ -100,3 +100,31 @@ def test_keys_urls_and_filters() -> None:
     assert 'tenant == "a\\" or tenant != \\""' in where  # quoted, not injected
     name = "c" + uuid.uuid4().hex[:8]
     assert MilvusUrl.parse(f"milvus://127.0.0.1/{name}").uri == "http://127.0.0.1:19530"
+
+
+def test_a_full_local_journal_refuses_finals_clearly_and_the_outbox_recovers(
+    milvus: MilvusLite, small_disk: SmallDisk
+) -> None:
+    """The outbox's journal is the replica's local SQLite: on a full disk a final is refused
+    (store_unavailable), the sending thread survives, and everything stored reaches Milvus."""
+    index = MilvusIndex.open(milvus.collection("journal"), small_disk.path / "data", "r1", timeout_s=2.0)
+    index.open_stream("r1-j", "tiny.en", "acme")
+    stored = [MEETING[0]]
+    index.commit("r1-j", final(0, MEETING[0]), "tiny.en")
+    small_disk.fill()
+    with pytest.raises(StoreUnavailableError, match="is full"):
+        for i in range(1, 200):  # the write-ahead log's last page may hold a commit or two
+            index.commit("r1-j", final(i, f"{MEETING[1]} {i}"), "tiny.en")
+            stored.append(f"{MEETING[1]} {i}")
+    with pytest.raises(StoreUnavailableError):
+        index.open_stream("r1-k", "tiny.en", "acme")
+    time.sleep(1.0)
+    assert index.outbox._thread is not None and index.outbox._thread.is_alive()
+    small_disk.free()
+    index.commit("r1-j", final(len(stored), MEETING[2]), "tiny.en")
+    stored.append(MEETING[2])
+    delivered = threading.Event()
+    index.deliver("r1-j", delivered.set)
+    assert delivered.wait(30)
+    assert [s.text for s in index.segments_of("r1-j")] == stored  # in Milvus, every one, in order
+    index.close()

@@ -23,11 +23,23 @@ UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb"
 UNITS |= {"kib": 1 << 10, "mib": 1 << 20, "gib": GiB, "tib": 1 << 40}
 
 
-def parse_reserve(raw: str) -> tuple[int | None, float | None]:
+@dataclass(frozen=True)
+class Reserve:
+    """Free space kept for transcripts: a size, a share of the filesystem, or the smaller."""
+
+    size: int | None
+    share: float | None  # percent
+
+    def of(self, total: int) -> int:
+        limits = [v for v in (self.size, None if self.share is None else total * self.share / 100) if v]
+        return int(min(limits)) if limits else 0
+
+
+def parse_reserve(raw: str) -> Reserve:
     """``--store-min-free``: "" (the default), a size ("2GiB", "500MB", "1048576"), a share
     of the filesystem ("10%"), or both ("1GiB,5%": whichever is smaller)."""
     if not raw.strip():
-        return DEFAULT_RESERVE
+        return Reserve(*DEFAULT_RESERVE)
     size: int | None = None
     share: float | None = None
     for part in raw.replace(" ", "").lower().split(","):
@@ -40,7 +52,7 @@ def parse_reserve(raw: str) -> tuple[int | None, float | None]:
             share = float(m.group(1))
         else:
             size = int(float(m.group(1)) * UNITS[m.group(2)])
-    return size, share
+    return Reserve(size, share)
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,7 @@ class StoreHealth:
     def __init__(self, data_dir: Path, store: Store, reserve: str = "") -> None:
         self.data_dir = data_dir
         self.store = store
-        self.size, self.share = parse_reserve(reserve)
+        self.reserve = parse_reserve(reserve)
         self._lock = threading.Lock()
         self._last: tuple[float, str] | None = None
 
@@ -65,8 +77,7 @@ class StoreHealth:
         """Of the filesystem holding ``directory`` (default: the data directory)."""
         st = os.statvfs(directory or self.data_dir)
         total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
-        limits = [v for v in (self.size, None if self.share is None else total * self.share / 100) if v]
-        return Space(free, total, int(min(limits)) if limits else 0)
+        return Space(free, total, self.reserve.of(total))
 
     def free_bytes(self) -> float:
         return float(self.space().free)

@@ -65,7 +65,10 @@ class LiveIndex:
 
     def stats(self) -> IndexStats:
         vectors = self.indexer.vectors
-        return IndexStats(vectors.kind, self.store.count_segments(), vectors.size, self.indexer.pending())
+        segments = self.store.count_segments()
+        return IndexStats(
+            vectors.kind, segments, vectors.size, self.indexer.pending(), self.store.fault is None
+        )
 
     # ---------------- recordings (the engine's RecordingSink) ----------------
     def commit_window(self, recording_id: str, finals: list[Final], done_s: float, model: str) -> None:

@@ -214,11 +214,13 @@ class Store:
                 self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
                 self._db.execute("COMMIT")
-            except sqlite3.Error as e:
+            except BaseException as e:
                 if self._db.in_transaction:  # SQLite rolls some failures back itself, not all
                     with contextlib.suppress(sqlite3.Error):
                         self._db.execute("ROLLBACK")
-                raise self._failed(e) from e
+                if isinstance(e, sqlite3.Error):
+                    raise self._failed(e) from e
+                raise
             if self.fault != "corrupt":
                 self.fault = None
 
