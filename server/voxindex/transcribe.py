@@ -60,32 +60,20 @@ class Transcript:
 
 SPEECH_PROBABILITY = 0.5
 MIN_SPEECH_S = 0.25
-MIN_REPEAT_WORDS = 2  # one word across a seam may be said twice ("five five"); two rarely are
-MAX_REPEAT_WORDS = 8
+WORD_EARLY_S = 0.5  # a word's aligned start may fall this far before its segment's timestamp
 
 
-def _plain(word: str) -> str:
-    return "".join(c for c in word.lower() if c.isalnum())
-
-
-def drop_repeated_start(before: str, segment: Segment) -> Segment:
-    """``segment`` without the words at its start that repeat the end of ``before``.
-
-    The next window starts at the last complete segment's end timestamp (or where Whisper
-    stopped early); a timestamp a little early makes that window hear the last words again.
-    The longest such overlap of ``MIN_REPEAT_WORDS``..``MAX_REPEAT_WORDS`` words is dropped."""
-    tail = [_plain(w) for w in before.split()][-MAX_REPEAT_WORDS:]
-    words = segment.text.split()
-    head = [_plain(w) for w in words[:MAX_REPEAT_WORDS]]
-    for n in range(min(len(tail), len(head)), MIN_REPEAT_WORDS - 1, -1):
-        if tail[-n:] == head[:n] and all(head[:n]):
-            dropped, kept = "".join(head[:n]), list(segment.words)
-            heard = ""
-            while kept and len(heard) < len(dropped):  # the same words' timings (tokens may split them)
-                heard += _plain(kept.pop(0).word)
-            start = kept[0].start if kept else segment.start
-            return Segment(start, segment.end, " ".join(words[n:]), kept)
-    return segment
+def _owner(bounds: list[tuple[float, float]], start: float) -> int | None:
+    """The one segment a word starting at ``start`` belongs to: the segment whose span holds
+    it, else one it starts just before (alignment runs early); None past every segment (text
+    the next window reads again)."""
+    for i, (begin, end) in enumerate(bounds):
+        if begin <= start < end:
+            return i
+    for i, (begin, end) in enumerate(bounds):
+        if begin - WORD_EARLY_S <= start < end:
+            return i
+    return None
 
 
 def _has_speech(speech: npt.NDArray[np.bool_], start_s: float, end_s: float) -> bool:
@@ -135,8 +123,6 @@ class OfflineTranscriber:
                 and _has_speech(speech, offset + read_until + 0.3, offset + window.size / SAMPLE_RATE)
             ):
                 consumed = int(read_until * SAMPLE_RATE)  # Whisper stopped early: read the rest again
-            if segments and found:  # a window that starts at a timestamp can re-read words kept
-                found[0] = drop_repeated_start(segments[-1].text, found[0])
             segments += [s for s in found if s.text]
             prompt = (prompt + kept)[-223:]
             seek += max(consumed, HOP_LENGTH)
@@ -210,9 +196,14 @@ class OfflineTranscriber:
             consumed = int(complete_end * SAMPLE_RATE)
         else:
             consumed = window_samples
+        bounds = [(begin + offset, end + offset) for begin, end, _ in spans]
+        owned: list[list[Word]] = [[] for _ in spans]
+        for w in all_words:
+            i = _owner(bounds, w.start)
+            if i is not None:
+                owned[i].append(w)
         segments = []
-        for begin, end, ids in spans:
-            seg_words = [w for w in all_words if begin + offset - 0.5 <= w.start < end + offset]
+        for (begin, end, ids), seg_words in zip(spans, owned, strict=True):
             segments.append(
                 Segment(
                     round(begin + offset, 3),
