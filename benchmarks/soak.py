@@ -67,6 +67,7 @@ class Soak:
     churn: int = 0  # churn connections made
     churn_aborted: int = 0
     churn_refused: int = 0
+    missed: list[dict[str, Any]] = field(default_factory=list)  # utterances with no final
 
 
 def proc_stats(pid: int) -> tuple[float, int, int]:
@@ -83,8 +84,9 @@ def pcm16(audio: Float32Array) -> bytes:
 class LongStream:
     """The steady stream: clips and pauses generated as it goes, so it lasts any duration."""
 
-    def __init__(self, clips: list[Float32Array], rng: random.Random, soak: Soak) -> None:
-        self.clips, self.rng, self.soak = clips, rng, soak
+    def __init__(self, clips: list[Float32Array], names: list[str], rng: random.Random, soak: Soak) -> None:
+        self.clips, self.names, self.rng, self.soak = clips, names, rng, soak
+        self.order: list[str] = []  # the recording each utterance is
         self.ends: list[float] = []  # stream time where each utterance's speech ends
         self.starts: list[float] = []
         self.sent_at: dict[int, float] = {}  # utterance → wall time its last speech sample was sent
@@ -100,6 +102,7 @@ class LongStream:
             t += silence.size / SAMPLE_RATE
             clip = self.clips[k % len(self.clips)]
             begin, end = speech_span(clip)
+            self.order.append(self.names[k % len(self.names)])
             self.starts.append(t + begin)
             self.ends.append(t + end)
             yield clip, len(self.ends) - 1
@@ -147,6 +150,15 @@ class LongStream:
                     await receiver
             except (TimeoutError, websockets.ConnectionClosed):
                 pass
+        self.soak.missed = [
+            {
+                "stream_s": round(self.starts[i], 2),
+                "at_s": round(self.sent_at[i] - t0, 1),
+                "recording": self.order[i],
+            }
+            for i in sorted(self.sent_at)
+            if i not in self.done
+        ]
 
 
 async def churn(url: str, clips: list[Float32Array], rng: random.Random, soak: Soak, deadline: float) -> None:
@@ -226,7 +238,8 @@ def quarter(soak: Soak, t0: float, which: int, length: float) -> float | None:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
-    clips = [decode_file(r.path) for r in recordings()]
+    recs = recordings()
+    clips = [decode_file(r.path) for r in recs]
     root = Path(tempfile.mkdtemp(prefix="voxindex-soak-"))
     port = args.port
     proc = start_server(root / "data", root / "cache", port)
@@ -236,7 +249,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.monotonic()
     deadline = t0 + length
     try:
-        tasks = [LongStream(clips, rng, soak).run(url, deadline, t0)]
+        tasks = [LongStream(clips, [r.path.name for r in recs], rng, soak).run(url, deadline, t0)]
         tasks += [
             churn(url, clips, random.Random(args.seed + 1 + i), soak, deadline) for i in range(args.churn)
         ]
@@ -263,6 +276,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "churn": soak.churn,
         "churn_aborted": soak.churn_aborted,
         "churn_refused": soak.churn_refused,
+        "missed": soak.missed,
         "samples": [asdict(s) for s in samples],
     }
 
