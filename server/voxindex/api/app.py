@@ -78,7 +78,7 @@ def start_services(
             log.warning("warm-up heard nothing in the sample speech: is the model %s sound?", wm.name)
         log.info("warm-up took %.2f s", took)
     scheduler.start()
-    store = StoreHealth(index.catalog.path.parent, index.catalog, settings.store_min_free) if index else None
+    store = StoreHealth(index.catalog, settings.store_min_free) if index else None
     recordings = (
         RecordingService(settings, wm.name, index, background, store) if index and background else None
     )

@@ -58,7 +58,6 @@ def parse_reserve(raw: str) -> Reserve:
 @dataclass(frozen=True)
 class Space:
     free: int  # bytes an unprivileged writer may still use
-    total: int
     reserve: int  # below this much free, the store counts as full
 
 
@@ -66,9 +65,9 @@ class StoreHealth:
     """``check()``: "ok", "full" (free space below the reserve, or the store said so),
     "unwritable" (a probe write failed: read-only or failing disk) or "corrupt"."""
 
-    def __init__(self, data_dir: Path, store: Store, reserve: str = "") -> None:
-        self.data_dir = data_dir
+    def __init__(self, store: Store, reserve: str = "") -> None:
         self.store = store
+        self.data_dir = store.path.parent  # the vector index lives beside the store
         self.reserve = parse_reserve(reserve)
         self._lock = threading.Lock()
         self._last: tuple[float, str] | None = None
@@ -77,7 +76,7 @@ class StoreHealth:
         """Of the filesystem holding ``directory`` (default: the data directory)."""
         st = os.statvfs(directory or self.data_dir)
         total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
-        return Space(free, total, self.reserve.of(total))
+        return Space(free, self.reserve.of(total))
 
     def free_bytes(self) -> float:
         return float(self.space().free)
@@ -116,7 +115,7 @@ class StoreHealth:
 
 
 def _file_writable(directory: Path) -> bool:
-    """Create, write, fsync and remove a small file: media and the vector index live here."""
+    """Create, write, fsync and remove a small file (what saving the vector index does)."""
     path = directory / f".probe-{uuid.uuid4().hex}"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -29,7 +29,7 @@ from voxindex.index.base import IndexStats
 from voxindex.index.embed import DIMENSION, Embedder
 from voxindex.index.outbox import Outbox
 from voxindex.index.search import RRF_K, Hit, Mode
-from voxindex.index.store import Filters, OutboxRow, Segment, Store, StreamRecord
+from voxindex.index.store import STORE_FILE, Filters, OutboxRow, Segment, Store, StreamRecord
 
 log = logging.getLogger("voxindex.index")
 
@@ -115,7 +115,7 @@ class MilvusIndex:
         self.timeout_s = timeout_s
         self.segments_collection = url.collection
         self.streams_collection = f"{url.collection}_streams"
-        self.catalog = Store(data_dir / "transcripts.sqlite3", outbox=True)
+        self.catalog = Store(data_dir / STORE_FILE, outbox=True)
         self.embedder = Embedder(device)
         self._embed_lock = threading.Lock()
         self._client: Any = None

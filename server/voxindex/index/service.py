@@ -12,7 +12,7 @@ from voxindex.index.base import IndexStats
 from voxindex.index.embed import Embedder
 from voxindex.index.indexer import Indexer
 from voxindex.index.search import Hit, Mode, Searcher
-from voxindex.index.store import Filters, Segment, Store, StreamRecord
+from voxindex.index.store import STORE_FILE, Filters, Segment, Store, StreamRecord
 
 
 @dataclass
@@ -29,7 +29,7 @@ class LiveIndex:
     def open(cls, data_dir: Path, ivf_threshold: int = 200_000, device: str = "cpu") -> LiveIndex:
         """``device`` "cuda": embeddings and vector search on the GPU (the engine's device)."""
         data_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(data_dir / "transcripts.sqlite3")
+        store = Store(data_dir / STORE_FILE)
         embedder = Embedder(device)
         indexer = Indexer(store, embedder, data_dir / "vectors.faiss", ivf_threshold, gpu=device == "cuda")
         indexer.start()

@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);  -- readiness writes
 """
 SQLITE_MAGIC = b"SQLite format 3\x00"
+STORE_FILE = "transcripts.sqlite3"  # in the data directory
 
 
 # Function words that would make any-term keyword search match nearly every segment.
@@ -642,18 +643,31 @@ def _open(path: Path) -> sqlite3.Connection:
     """Open an existing store after checking it is one, whole: StoreCorruptError if it is not,
     StoreUnavailableError if it cannot be opened (a read-only or failing filesystem)."""
     _check_file(path)
+    identity = _identity(path)
     try:
         db = _connect(path)
-        problems = [str(r[0]) for r in db.execute("PRAGMA quick_check(5)")]
-        if problems != ["ok"]:
-            db.close()
-            raise StoreCorruptError(_damaged(path, "; ".join(problems)[:300]))
+        if identity not in _CHECKED:  # `serve` checks before it listens; start-up opens again
+            problems = [str(r[0]) for r in db.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                db.close()
+                raise StoreCorruptError(_damaged(path, "; ".join(problems)[:300]))
+            _CHECKED.add(identity)
         db.executescript(SCHEMA)  # tables added since the store was created
     except sqlite3.Error as e:
         if fault_kind(e) == "corrupt":
             raise StoreCorruptError(_damaged(path, str(e))) from e
         raise StoreUnavailableError(f"cannot open the transcript store {path}: {e}") from e
     return db
+
+
+# files whose whole-file check passed in this process, as (path, inode, size, mtime): the check
+# reads the whole store, so a second open of the unchanged file does not repeat it
+_CHECKED: set[tuple[str, int, int, int]] = set()
+
+
+def _identity(path: Path) -> tuple[str, int, int, int]:
+    st = path.stat()
+    return str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _check_file(path: Path) -> None:

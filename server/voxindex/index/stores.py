@@ -7,19 +7,22 @@ from pathlib import Path
 from voxindex.config import Settings
 from voxindex.errors import InvalidRequestError
 from voxindex.index.base import TranscriptIndex
-from voxindex.index.store import Store
+from voxindex.index.store import STORE_FILE, Store
 
-STORE_FILE = "transcripts.sqlite3"
+
+def local_dir(settings: Settings) -> Path:
+    """Where this replica's SQLite store (and, embedded, its vector index) lives: the data dir,
+    or the path of ``sqlite:///path``."""
+    url = settings.store.strip()
+    path = url.removeprefix("sqlite://") if url.startswith("sqlite://") else ""
+    return Path(path) if path else settings.data_dir
 
 
 def check_store(settings: Settings) -> None:
     """Before the server listens: the local store opens (created if missing), or the server
     refuses to start with StoreCorruptError / StoreUnavailableError naming the file."""
-    if not settings.index:
-        return
-    url = settings.store.strip()
-    path = url.removeprefix("sqlite://") if url.startswith("sqlite://") else ""
-    Store((Path(path) if path else settings.data_dir) / STORE_FILE).close()
+    if settings.index:
+        Store(local_dir(settings) / STORE_FILE).close()
 
 
 def open_index(settings: Settings, device: str = "cpu") -> TranscriptIndex:
@@ -30,8 +33,7 @@ def open_index(settings: Settings, device: str = "cpu") -> TranscriptIndex:
     if url.startswith("sqlite://"):
         from voxindex.index.service import LiveIndex
 
-        path = url.removeprefix("sqlite://")
-        return LiveIndex.open(Path(path) if path else settings.data_dir, settings.ivf_threshold, device)
+        return LiveIndex.open(local_dir(settings), settings.ivf_threshold, device)
     if url.startswith("milvus://"):
         from voxindex.index.milvus import MilvusIndex
 
