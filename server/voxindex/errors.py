@@ -75,3 +75,9 @@ class StoreCorruptError(VoxError):
     """At start-up: the transcript store's file is damaged, truncated or not a database."""
 
     code = "store_corrupt"
+
+
+class SpeakersUnavailableError(InvalidRequestError):
+    """Speaker labels were asked for but the speaker encoder's weights are not installed."""
+
+    code = "speakers_unavailable"

@@ -8,7 +8,7 @@ early: when speech follows the last segment it read, the next window starts ther
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy.typing as npt
 import torch
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
-from voxindex.engine.align import Word, word_timings
+from voxindex.engine.align import Word, word_dict, word_timings
 from voxindex.engine.decode import TIMESTAMP_RESOLUTION_S, DecodeOptions, Hypothesis
 from voxindex.engine.encoder import encode
 from voxindex.engine.mel import HOP_LENGTH, N_SAMPLES, LogMel
@@ -32,6 +32,7 @@ class Segment:
     end: float
     text: str
     words: list[Word] = field(default_factory=list)
+    speaker: int | None = None  # diarized: the label of most of its words' time
 
 
 @dataclass
@@ -47,7 +48,9 @@ class Transcript:
         for s in self.segments:
             item: dict[str, Any] = {"start": s.start, "end": s.end, "text": s.text}
             if words:
-                item["words"] = [asdict(w) for w in s.words]
+                item["words"] = [word_dict(w) for w in s.words]
+            if s.speaker is not None:
+                item["speaker"] = s.speaker
             segments.append(item)
         return {
             "text": self.text,

@@ -46,6 +46,7 @@ from voxindex.config import Settings
 from voxindex.device import DeviceProbe
 from voxindex.engine.recordings import Recordings
 from voxindex.engine.scheduler import ADMISSION_MAX_LAG_S, Scheduler
+from voxindex.engine.speakers import load_speakers
 from voxindex.errors import InvalidRequestError, NotReadyError, StoreUnavailableError, VoxError
 from voxindex.index.health import StoreHealth, parse_reserve
 from voxindex.index.stores import check_store, open_index
@@ -67,8 +68,9 @@ def start_services(
     boot.model = "ok"
     index = open_index(settings, wm.device.type) if settings.index else None
     boot.index = "ok" if index is not None else "disabled"
+    speakers = load_speakers(wm.device)
     background = Recordings(index, wm.name) if index is not None else None
-    scheduler = Scheduler(wm, settings, index, background, metrics)
+    scheduler = Scheduler(wm, settings, index, background, metrics, speakers)
     if settings.warmup:
         t = time.perf_counter()
         reading = scheduler.warm_up(warmup_audio(), batch=4)
@@ -80,10 +82,12 @@ def start_services(
     scheduler.start()
     store = StoreHealth(index.catalog, settings.store_min_free) if index else None
     recordings = (
-        RecordingService(settings, wm.name, index, background, store) if index and background else None
+        RecordingService(settings, wm.name, index, background, store, speakers)
+        if index and background
+        else None
     )
     auth, connects = build_authenticator(settings), ConnectLimits.from_settings(settings)
-    offline = OfflineService(wm, index)
+    offline = OfflineService(wm, index, speakers)
     device = DeviceProbe(wm.device)
     services = Services(
         settings, wm, scheduler, index, auth, connects, offline, recordings, draining, metrics, device, store

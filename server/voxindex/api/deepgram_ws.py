@@ -5,8 +5,9 @@ Query parameters, auth (``Authorization: Token <key>``, ``Bearer``, or the brows
 server messages (``Results``, ``SpeechStarted``, ``UtteranceEnd``, ``Metadata``) follow
 https://developers.deepgram.com/reference/speech-to-text/listen-streaming. A refused handshake
 is an HTTP error response as Deepgram gives (401, 403, 400, 429, 503, with ``err_code`` and
-``err_msg``). Parameters voxindex has no use for (``model``, ``smart_format``, ``diarize``, …)
-are accepted and ignored. See docs/compatibility.md.
+``err_msg``). ``diarize=true`` labels every final word with ``speaker`` and
+``speaker_confidence``, as Deepgram does. Parameters voxindex has no use for (``model``,
+``smart_format``, …) are accepted and ignored. See docs/compatibility.md.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def parse_listen(params: QueryParams, multilingual: bool) -> ListenOptions:
             interim_results=interim,
             endpointing_ms=endpointing_ms,
             vad=True,
+            diarize=_bool(params, "diarize", False),
         ),
         channels=channels,
         interim_results=interim,
@@ -162,6 +164,11 @@ class DeepgramCodec:
                     "end": w.end,
                     "confidence": w.confidence,
                     "punctuated_word": w.word.strip(),
+                    **(
+                        {"speaker": w.speaker, "speaker_confidence": w.speaker_confidence}
+                        if w.speaker is not None
+                        else {}
+                    ),
                 }
                 for w in event.words
             ]

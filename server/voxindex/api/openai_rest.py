@@ -2,7 +2,8 @@
 
 Multipart ``file`` (anything FFmpeg decodes), ``model`` (any name; the server's model answers),
 ``language``, ``prompt``, ``response_format`` (json, text, verbose_json, srt, vtt) and
-``timestamp_granularities[]`` (segment, word), shaped as
+``timestamp_granularities[]`` (segment, word), and voxindex's ``diarize`` (true: segments and
+words carry ``speaker``; SRT/VTT/text name the speaker), shaped as
 https://platform.openai.com/docs/api-reference/audio/createTranscription documents them.
 Errors use OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
 
@@ -25,9 +26,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from voxindex.api.rest import ApiError, caller
 from voxindex.api.services import running
-from voxindex.api.transcripts import to_srt, to_vtt
+from voxindex.api.transcripts import to_srt, to_txt, to_vtt
 from voxindex.audio import decode_file
 from voxindex.engine.events import Final
+from voxindex.engine.speaker_labels import dominant
+from voxindex.engine.speakers import Speakers, diarize_recording
+from voxindex.engine.vad import Vad, VadState
 from voxindex.errors import AudioDecodeError
 from voxindex.index.base import TranscriptIndex
 from voxindex.models.loader import WhisperModel
@@ -41,19 +45,28 @@ LANGUAGE_NAMES = {"en": "english", "de": "german", "fr": "french", "es": "spanis
 class OfflineService:
     """One offline transcriber sharing the live engine's model; one file at a time."""
 
-    def __init__(self, wm: WhisperModel, index: TranscriptIndex | None) -> None:
+    def __init__(
+        self, wm: WhisperModel, index: TranscriptIndex | None, speakers: Speakers | None = None
+    ) -> None:
         self.wm = wm
         self.index = index
+        self.speakers = speakers
         self._transcriber: OfflineTranscriber | None = None
         self._lock = threading.Lock()
         self.turn = asyncio.Semaphore(1)
 
-    def transcribe(self, path: Path, language: str | None, prompt: str) -> Transcript:
+    def transcribe(self, path: Path, language: str | None, prompt: str, diarize: bool = False) -> Transcript:
         audio = decode_file(path)
         with self._lock:
             if self._transcriber is None:
                 self._transcriber = OfflineTranscriber(self.wm)
             transcript = self._transcriber.transcribe(audio, language, words=True, prompt_text=prompt)
+            if diarize and self.speakers is not None:
+                speech = Vad()([VadState()], [audio])[0]
+                timeline = diarize_recording(self.speakers, audio, speech)
+                for s in transcript.segments:
+                    s.words = timeline.label(s.words)
+                    s.speaker = dominant(s.words)
         return transcript
 
     def store(self, transcript: Transcript, tenant: str) -> str | None:
@@ -62,7 +75,7 @@ class OfflineService:
         stream_id = uuid.uuid4().hex
         self.index.open_stream(stream_id, self.wm.name, tenant)
         for n, s in enumerate(transcript.segments):
-            final = Final(n, s.text, s.start, s.end, list(s.words), transcript.language, reason="file")
+            final = Final(n, s.text, s.start, s.end, list(s.words), transcript.language, "file", s.speaker)
             self.index.commit(stream_id, final, self.wm.name)
         self.index.close_stream(stream_id)
         return stream_id
@@ -86,6 +99,7 @@ async def transcriptions(
     timestamp_granularities: Annotated[
         list[str] | None, Form(alias="timestamp_granularities[]", description="segment and/or word")
     ] = None,
+    diarize: Annotated[bool, Form(description="voxindex: label segments and words with speakers")] = False,
 ) -> Response:
     try:
         principal = caller(request, "transcribe")
@@ -104,6 +118,10 @@ async def transcriptions(
             "invalid_request",
             "timestamp_granularities",
         )
+    if diarize and service.speakers is None:
+        return openai_error(
+            400, "speaker labels are not available on this server", "speakers_unavailable", "diarize"
+        )
     code = (language or "").split("-")[0].lower() or None
     if code is not None and not service.wm.multilingual and code != "en":
         return openai_error(400, f"this server's model is English-only; language={code!r}", "invalid_request")
@@ -114,7 +132,7 @@ async def transcriptions(
                 out.write(chunk)
         try:
             async with service.turn:
-                transcript = await asyncio.to_thread(service.transcribe, path, code, prompt)
+                transcript = await asyncio.to_thread(service.transcribe, path, code, prompt, diarize)
         except AudioDecodeError as e:
             return openai_error(400, e.message.replace(str(path), file.filename or "file"), e.code, "file")
     stream_id = await asyncio.to_thread(service.store, transcript, principal.tenant)
@@ -123,8 +141,10 @@ async def transcriptions(
 
 
 def _render(transcript: Transcript, fmt: str, granularities: set[str], headers: dict[str, str]) -> Response:
+    diarized = any(s.speaker is not None for s in transcript.segments)
     if fmt == "text":
-        return PlainTextResponse(transcript.text + "\n", headers=headers)
+        text = to_txt(transcript.segments) if diarized else transcript.text + "\n"
+        return PlainTextResponse(text, headers=headers)
     if fmt == "srt":
         return PlainTextResponse(to_srt(transcript.segments), headers=headers)
     if fmt == "vtt":
@@ -152,12 +172,18 @@ def _render(transcript: Transcript, fmt: str, granularities: set[str], headers: 
                 "avg_logprob": 0.0,
                 "compression_ratio": 1.0,
                 "no_speech_prob": 0.0,
+                **({"speaker": s.speaker} if s.speaker is not None else {}),
             }
             for n, s in enumerate(transcript.segments)
         ]
     if "word" in granularities:
         body["words"] = [
-            {"word": w.word.strip(), "start": w.start, "end": w.end}
+            {
+                "word": w.word.strip(),
+                "start": w.start,
+                "end": w.end,
+                **({"speaker": w.speaker} if w.speaker is not None else {}),
+            }
             for s in transcript.segments
             for w in s.words
         ]

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 from voxindex.audio import PCM_ENCODINGS
+from voxindex.engine.align import word_dict
 from voxindex.engine.events import (
     Closed,
     Event,
@@ -68,7 +69,7 @@ SUBPROTOCOL = "voxindex"  # echoed when offered; a token may ride along as "bear
 
 def parse_options(params: Mapping[str, str], multilingual: bool) -> StreamOptions:
     """Validate the query string of ``GET /v1/stream``; raise InvalidRequestError naming the bad field."""
-    known = {"sample_rate", "encoding", "language", "interim_results", "endpointing_ms", "vad"}
+    known = {"sample_rate", "encoding", "language", "interim_results", "endpointing_ms", "vad", "diarize"}
     unknown = sorted(set(params) - known - {"access_token"})
     if unknown:
         raise InvalidRequestError(f"unknown query parameter(s): {', '.join(unknown)}")
@@ -96,6 +97,7 @@ def parse_options(params: Mapping[str, str], multilingual: bool) -> StreamOption
         interim_results=_bool(params, "interim_results", True),
         endpointing_ms=endpointing,
         vad=_bool(params, "vad", True),
+        diarize=_bool(params, "diarize", False),
     )
 
 
@@ -177,8 +179,9 @@ def to_wire(event: Event) -> dict[str, Any]:
             "text": event.text,
             "start": event.start,
             "end": event.end,
-            "words": [asdict(w) for w in event.words],
+            "words": [word_dict(w) for w in event.words],
             **({"language": event.language} if event.language else {}),
+            **({"speaker": event.speaker} if event.speaker is not None else {}),
         }
     if isinstance(event, SpeechEnded):
         return {"type": "speech_ended", "time": event.time}

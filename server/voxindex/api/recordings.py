@@ -30,6 +30,7 @@ from voxindex.api.services import running
 from voxindex.audio import check_wav_complete, decode_file
 from voxindex.config import Settings
 from voxindex.engine.recordings import Recordings, RecordingWork, plan_windows
+from voxindex.engine.speakers import Speakers, diarize_recording
 from voxindex.engine.vad import Vad, VadState
 from voxindex.errors import AudioDecodeError, StoreUnavailableError
 from voxindex.index.base import TranscriptIndex
@@ -51,8 +52,10 @@ class RecordingService:
         index: TranscriptIndex,
         recordings: Recordings,
         health: StoreHealth | None = None,
+        speakers: Speakers | None = None,
     ) -> None:
         self.settings = settings
+        self.speakers = speakers  # recordings are diarized whenever the speaker encoder is here
         self.health = health
         self.model = model
         self.index = index
@@ -154,7 +157,10 @@ class RecordingService:
         speech = self._vad([VadState()], [audio])[0]
         windows = [w for w in plan_windows(speech, duration) if w.end > record.done_s + 1e-3]
         self.index.catalog.update_recording(record.id, status="transcribing", duration=duration)
-        return RecordingWork(record.id, audio, windows, language=None, segments=record.segments)
+        timeline = diarize_recording(self.speakers, audio, speech) if self.speakers else None
+        return RecordingWork(
+            record.id, audio, windows, language=None, segments=record.segments, speakers=timeline
+        )
 
 
 def _no_room(message: str) -> ApiError:

@@ -80,6 +80,7 @@ def search(
     stream_id: str | None = Query(None),
     since: str | None = Query(None, description="unix seconds or ISO 8601; segments finalized at or after"),
     until: str | None = Query(None, description="unix seconds or ISO 8601; segments finalized before"),
+    speaker: int | None = Query(None, description="only diarized segments mostly said by this label"),
 ) -> dict[str, Any]:
     """Search every final segment of the caller's tenant: keyword (FTS5), vector (MiniLM + FAISS)
     or both fused (RRF). Needs the `search` scope; `admin` searches every tenant."""
@@ -99,7 +100,9 @@ def search(
     start, end = parse_time(since, "since"), parse_time(until, "until")
     if start is not None and end is not None and start >= end:
         raise ApiError(400, "invalid_request", "since must be before until")
-    filters = Filters(tenant=principal.tenant_filter(), stream_id=stream_id, since=start, until=end)
+    if speaker is not None and not 0 <= speaker < 1000:
+        raise ApiError(400, "invalid_request", f"speaker must be a label 0..999, got {speaker}")
+    filters = Filters(principal.tenant_filter(), stream_id, start, end, speaker)
     index = _index(request)
     started = time.perf_counter()
     hits = index.search(q, k, search_mode, filters)

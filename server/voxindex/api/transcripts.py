@@ -18,12 +18,20 @@ class Span(Protocol):
     @property
     def text(self) -> str: ...
 
+    @property
+    def speaker(self) -> int | None: ...
+
+
+def said(s: Span) -> str:
+    """The segment's text, after its speaker where it has one ("Speaker 0: …")."""
+    return s.text if s.speaker is None else f"Speaker {s.speaker}: {s.text}"
+
 
 FORMATS = {"json": "application/json", "txt": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
 
 
 def to_txt(segments: Sequence[Span]) -> str:
-    return "".join(s.text + "\n" for s in segments)
+    return "".join(said(s) + "\n" for s in segments)
 
 
 def clock(seconds: float, sep: str = ".") -> str:
@@ -37,7 +45,7 @@ def clock(seconds: float, sep: str = ".") -> str:
 
 def to_srt(segments: Sequence[Span]) -> str:
     blocks = [
-        f"{n}\n{clock(s.start, ',')} --> {clock(max(s.end, s.start + 0.001), ',')}\n{s.text}\n"
+        f"{n}\n{clock(s.start, ',')} --> {clock(max(s.end, s.start + 0.001), ',')}\n{said(s)}\n"
         for n, s in enumerate(segments, start=1)
     ]
     return "\n".join(blocks)
@@ -45,6 +53,13 @@ def to_srt(segments: Sequence[Span]) -> str:
 
 def to_vtt(segments: Sequence[Span]) -> str:
     cues = [
-        f"{clock(s.start, '.')} --> {clock(max(s.end, s.start + 0.001), '.')}\n{s.text}\n" for s in segments
+        f"{clock(s.start, '.')} --> {clock(max(s.end, s.start + 0.001), '.')}\n{_voiced(s)}\n"
+        for s in segments
     ]
     return "WEBVTT\n\n" + "\n".join(cues)
+
+
+def _voiced(s: Span) -> str:
+    """A WebVTT cue's text, in a voice span where it has a speaker (``<v Speaker 0>…``)."""
+    text = s.text.replace("&", "&amp;").replace("<", "&lt;")
+    return text if s.speaker is None else f"<v Speaker {s.speaker}>{text}"

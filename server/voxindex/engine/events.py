@@ -37,6 +37,7 @@ class Final:
     words: list[Word] = field(default_factory=list)
     language: str | None = None
     reason: str = "endpoint"  # why now: endpoint | flush | close | window (25 s) | sentence (long monologue)
+    speaker: int | None = None  # diarized: the label of most of its words' time
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from voxindex.engine.align import Word
 from voxindex.engine.events import Final
 from voxindex.engine.executor import Job, Reading
 from voxindex.engine.policy import join_words
+from voxindex.engine.speaker_labels import Timeline, dominant
 from voxindex.engine.vad import CHUNK_S
 from voxindex.errors import StoreUnavailableError
 
@@ -126,6 +127,7 @@ class RecordingWork:
     segments: int = 0  # segments committed so far (their index continues from here)
     cancelled: bool = False
     detected: str | None = None
+    speakers: Timeline | None = None  # the whole file's speaker labels (engine/speakers.py)
 
     @property
     def done(self) -> bool:
@@ -181,13 +183,14 @@ class Recordings:
             work.detected = work.detected or reading.language
             finals = []
             segments = work.segments
-            for words in split_segments(reading.words):
-                text = join_words(words)
+            words = work.speakers.label(reading.words) if work.speakers else reading.words
+            for segment in split_segments(words):
+                text = join_words(segment)
                 if text:
+                    start, end = segment[0].start, segment[-1].end
+                    speaker = dominant(segment)
                     finals.append(
-                        Final(
-                            segments, text, words[0].start, words[-1].end, words, work.detected, "recording"
-                        )
+                        Final(segments, text, start, end, segment, work.detected, "recording", speaker)
                     )
                     segments += 1
             try:

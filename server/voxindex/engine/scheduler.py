@@ -33,9 +33,17 @@ from voxindex.engine.events import Closed, Error, Event, Final, Interim, SpeechE
 from voxindex.engine.executor import MAX_WINDOW_AUDIO_S, Executor, Job, Reading
 from voxindex.engine.policy import agreed_prefix, final_words, join_words, last_sentence_end
 from voxindex.engine.recordings import Recordings, RecordingWork, Window
+from voxindex.engine.speaker_labels import dominant
+from voxindex.engine.speakers import Speakers
 from voxindex.engine.stream import PREROLL_S, FinalizeReason, Stream, StreamOptions, StreamStatus
-from voxindex.engine.vad import CHUNK, Vad, VadState
-from voxindex.errors import CapacityError, QuotaError, StoreUnavailableError, VoxError
+from voxindex.engine.vad import CHUNK, CHUNK_S, Vad, VadState
+from voxindex.errors import (
+    CapacityError,
+    QuotaError,
+    SpeakersUnavailableError,
+    StoreUnavailableError,
+    VoxError,
+)
 from voxindex.metrics import Metrics
 from voxindex.models.loader import WhisperModel
 
@@ -120,8 +128,10 @@ class Scheduler:
         sink: TranscriptSink | None = None,
         recordings: Recordings | None = None,
         metrics: Metrics | None = None,
+        speakers: Speakers | None = None,
     ) -> None:
         self.wm = wm
+        self.speakers = speakers  # the speaker encoder, where its weights are installed
         self.metrics = metrics or Metrics()
         self.settings = settings
         self.max_batch = settings.max_batch if settings.batching else 1
@@ -176,6 +186,11 @@ class Scheduler:
     ) -> Stream:
         """Admit a new stream, or raise CapacityError (the server is full: 1013) or QuotaError
         (the tenant has its most concurrent streams: 4429)."""
+        if options.diarize and self.speakers is None:
+            raise SpeakersUnavailableError(
+                "speaker labels (diarize) are not available on this server: the speaker encoder's "
+                "weights are not installed (pip install --no-deps resemblyzer==0.1.4)"
+            )
         with self._lock:
             if len(self.streams) >= self.settings.max_streams:
                 raise CapacityError(f"server is at its limit of {self.settings.max_streams} streams")
@@ -287,6 +302,10 @@ class Scheduler:
                     (float(prob), (track.vad_samples // CHUNK + k + 1) * CHUNK / SAMPLE_RATE)
                 )
             track.vad_samples += len(p) * CHUNK
+            if s.speakers is not None and self.speakers is not None and len(p):
+                self._hear_speakers(s, p, track.vad_samples)
+        if self.speakers is not None:
+            self.speakers.embed()  # every diarized stream's new windows in one batch
         # a stream with no new audio has nothing to interpret, unless decisions wait (behind a
         # final) or a flush was asked for: at a thousand streams, skipping it is most of a turn
         for s in streams:
@@ -295,6 +314,16 @@ class Scheduler:
                 track.seen = s.received
                 self._track_speech(s, track)
         return bool(heard)
+
+    def _hear_speakers(self, s: Stream, probs: Float32Array, vad_samples: int) -> None:
+        """Hand a diarized stream's new VAD chunks, with their audio, to the speaker windows."""
+        assert s.speakers is not None and self.speakers is not None
+        first = vad_samples - len(probs) * CHUNK
+        audio = s.audio_between(first / SAMPLE_RATE, vad_samples / SAMPLE_RATE)
+        if audio.size != len(probs) * CHUNK:  # not held any more (cannot happen while ingesting)
+            return
+        ends = (first / CHUNK + np.arange(1, len(probs) + 1, dtype=np.float64)) * CHUNK_S
+        self.speakers.hear(s.speakers, audio.reshape(-1, CHUNK), probs, ends)
 
     def _ingest_room(self, s: Stream) -> int:
         """Audio the engine takes from a stream's inbox this step: at most MAX_INGEST_S ahead of
@@ -602,8 +631,19 @@ class Scheduler:
         s.last_interim = ""
         if not words:
             return
+        speaker = None
+        if s.speakers is not None and self.speakers is not None:
+            words = self.speakers.label(s.speakers, words)
+            speaker = dominant(words)
         final = Final(
-            s.segment_id, join_words(words), words[0].start, words[-1].end, list(words), s.language, reason
+            s.segment_id,
+            join_words(words),
+            words[0].start,
+            words[-1].end,
+            list(words),
+            s.language,
+            reason,
+            speaker,
         )
         if self.sink is not None:
             try:

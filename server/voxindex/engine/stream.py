@@ -20,6 +20,7 @@ import numpy as np
 from voxindex.audio import SAMPLE_RATE, Float32Array
 from voxindex.engine.align import Word
 from voxindex.engine.events import Event, Interim
+from voxindex.engine.speakers import SpeakerTrack
 from voxindex.engine.vad import SpeechTracker, VadState
 
 PREROLL_S = 0.8  # audio kept before detected speech: onsets are soft, VAD needs ~100 ms, and Whisper
@@ -45,6 +46,7 @@ class StreamOptions:
     interim_results: bool = True
     endpointing_ms: int = 500
     vad: bool = True
+    diarize: bool = False  # speaker labels on words and finals (engine/speakers.py)
 
 
 class FinalizeReason(enum.Enum):
@@ -101,9 +103,12 @@ class Stream:
     finals: int = 0
     last_interim: str = ""
     onset_arrived: float | None = None  # arrival of the utterance's first audio, until its first interim
+    speakers: SpeakerTrack | None = None  # diarized streams: voice windows, clusters, labels
 
     def __post_init__(self) -> None:
         self.tracker = SpeechTracker(self.options.endpointing_ms / 1000)
+        if self.options.diarize:
+            self.speakers = SpeakerTrack()
         self.room.set()
 
     # ---------------- handler side ----------------

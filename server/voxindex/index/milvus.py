@@ -17,12 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from voxindex.engine.align import Word
+from voxindex.engine.align import Word, word_dict
 from voxindex.engine.events import Final
 from voxindex.errors import InvalidRequestError, StoreUnavailableError
 from voxindex.index.base import IndexStats
@@ -79,6 +79,8 @@ def expression(filters: Filters) -> str:
         terms.append(f"created >= {float(filters.since)!r}")
     if filters.until is not None:
         terms.append(f"created < {float(filters.until)!r}")
+    if filters.speaker is not None:
+        terms.append(f"speaker == {int(filters.speaker)}")
     return " and ".join(terms)
 
 
@@ -95,6 +97,7 @@ SEGMENT_FIELDS = [
     "model",
     "created",
     "recording",
+    "speaker",
 ]
 STREAM_FIELDS = ["stream_id", "tenant", "model", "created", "closed", "metadata"]
 
@@ -154,11 +157,25 @@ class MilvusIndex:
         client = MilvusClient(uri=self.url.uri, token=self.url.token or "", timeout=self.timeout_s)
         if not client.has_collection(self.segments_collection):
             self._create_segments(client)
+        elif "speaker" not in {
+            f["name"] for f in client.describe_collection(self.segments_collection)["fields"]
+        }:
+            from pymilvus import DataType  # a collection made before speaker labels existed
+
+            client.add_collection_field(self.segments_collection, "speaker", DataType.INT64, nullable=True)
         if not client.has_collection(self.streams_collection):
             self._create_streams(client)
         for name in (self.segments_collection, self.streams_collection):
             client.load_collection(name)  # a restarted Milvus holds them released
         return client
+
+    def _add_speaker_field(self, client: Any) -> None:
+        """A collection made before speaker labels existed gains the (nullable) field."""
+        from pymilvus import DataType
+
+        fields = {f["name"] for f in client.describe_collection(self.segments_collection)["fields"]}
+        if "speaker" not in fields:
+            client.add_collection_field(self.segments_collection, "speaker", DataType.INT64, nullable=True)
 
     def _create_segments(self, client: Any) -> None:
         from pymilvus import DataType, Function, FunctionType, MilvusClient
@@ -177,6 +194,7 @@ class MilvusIndex:
         s.add_field("created", DataType.DOUBLE)
         s.add_field("recording", DataType.BOOL)
         s.add_field("replica", DataType.VARCHAR, max_length=128)
+        s.add_field("speaker", DataType.INT64, nullable=True)  # a diarized segment's dominant label
         s.add_field("vector", DataType.FLOAT_VECTOR, dim=DIMENSION)
         s.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         s.add_function(
@@ -302,7 +320,8 @@ class MilvusIndex:
                     "start": segment.start,
                     "end": segment.end,
                     "text": segment.text[:8000],
-                    "words": json.dumps([asdict(w) for w in segment.words]),
+                    "words": json.dumps([word_dict(w) for w in segment.words]),
+                    "speaker": segment.speaker,
                     "language": segment.language or "",
                     "model": segment.model,
                     "created": segment.created,
@@ -460,6 +479,7 @@ class MilvusIndex:
             e["language"] or None,
             e["model"],
             float(e["created"]),
+            None if e.get("speaker") is None else int(e["speaker"]),
         )
 
     @staticmethod

@@ -41,6 +41,7 @@ class Hit:
             "created": s.created,
             "score": round(self.score, 6),
             "context": {"before": self.before, "after": self.after},
+            **({"speaker": s.speaker} if s.speaker is not None else {}),
         }
 
 

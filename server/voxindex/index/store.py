@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from voxindex.engine.align import Word
+from voxindex.engine.align import Word, word_dict
 from voxindex.engine.events import Final
 from voxindex.errors import StoreCorruptError, StoreUnavailableError
 
@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS segments (
     words TEXT NOT NULL,
     language TEXT,
     model TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    speaker INTEGER  -- a diarized segment's dominant speaker label
 );
 CREATE INDEX IF NOT EXISTS segments_by_stream ON segments(stream_id, segment_index);
 CREATE INDEX IF NOT EXISTS segments_by_created ON segments(created);
@@ -116,10 +117,13 @@ class Segment:
     language: str | None
     model: str
     created: float
+    speaker: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["words"] = [asdict(w) for w in self.words]
+        d["words"] = [word_dict(w) for w in self.words]
+        if self.speaker is None:
+            del d["speaker"]
         return d
 
 
@@ -164,6 +168,7 @@ class Filters:
     stream_id: str | None = None
     since: float | None = None  # unix seconds, on the segment's commit time
     until: float | None = None
+    speaker: int | None = None  # diarized segments whose dominant speaker is this label
 
 
 @dataclass(frozen=True)
@@ -266,23 +271,8 @@ class Store:
 
     def commit_segment(self, stream_id: str, final: Final, model: str) -> int:
         """Durably store one final segment; returns its id."""
-        words = json.dumps([asdict(w) for w in final.words])
         with self._writing() as db:
-            cur = db.execute(
-                "INSERT INTO segments(stream_id, segment_index, start, end, text, words, language, model,"
-                " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    stream_id,
-                    final.segment_id,
-                    final.start,
-                    final.end,
-                    final.text,
-                    words,
-                    final.language,
-                    model,
-                    time.time(),
-                ),
-            )
+            cur = db.execute(INSERT_SEGMENT, _segment_row(stream_id, final, model))
             segment_id = int(cur.lastrowid or 0)
             self._out("segment", stream_id, segment_id)
         return segment_id
@@ -335,21 +325,7 @@ class Store:
         ids = []
         with self._writing() as db:
             for final in finals:
-                cur = db.execute(
-                    "INSERT INTO segments(stream_id, segment_index, start, end, text, words, language, model,"
-                    " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        recording_id,
-                        final.segment_id,
-                        final.start,
-                        final.end,
-                        final.text,
-                        json.dumps([asdict(w) for w in final.words]),
-                        final.language,
-                        model,
-                        time.time(),
-                    ),
-                )
+                cur = db.execute(INSERT_SEGMENT, _segment_row(recording_id, final, model))
                 ids.append(int(cur.lastrowid or 0))
                 self._out("segment", recording_id, ids[-1])
             db.execute(
@@ -364,8 +340,8 @@ class Store:
         with self._writing() as db:
             db.execute(
                 "INSERT INTO segments(stream_id, segment_index, start, end, text, words, language, model,"
-                " created) SELECT ?, segment_index, start, end, text, words, language, model, ?"
-                " FROM segments WHERE stream_id = ? ORDER BY segment_index",
+                " created, speaker) SELECT ?, segment_index, start, end, text, words, language, model, ?,"
+                " speaker FROM segments WHERE stream_id = ? ORDER BY segment_index",
                 (target, time.time(), source),
             )
             rows = db.execute("SELECT id FROM segments WHERE stream_id = ?", (target,)).fetchall()
@@ -583,6 +559,9 @@ def _filter_sql(filters: Filters) -> tuple[str, tuple[Any, ...]]:
     if filters.until is not None:
         clauses.append("g.created < ?")
         params.append(filters.until)
+    if filters.speaker is not None:
+        clauses.append("g.speaker = ?")
+        params.append(filters.speaker)
     return "".join(f" AND {c}" for c in clauses), tuple(params)
 
 
@@ -599,7 +578,37 @@ def _segment(r: sqlite3.Row) -> Segment:
         r["language"],
         r["model"],
         r["created"],
+        r["speaker"],
     )
+
+
+INSERT_SEGMENT = (
+    "INSERT INTO segments(stream_id, segment_index, start, end, text, words, language, model, created,"
+    " speaker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _segment_row(stream_id: str, final: Final, model: str) -> tuple[Any, ...]:
+    words = json.dumps([word_dict(w) for w in final.words])
+    return (
+        stream_id,
+        final.segment_id,
+        final.start,
+        final.end,
+        final.text,
+        words,
+        final.language,
+        model,
+        time.time(),
+        final.speaker,
+    )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Columns added since a store was created (``CREATE TABLE IF NOT EXISTS`` adds none)."""
+    columns = {str(r[1]) for r in db.execute("PRAGMA table_info(segments)")}
+    if "speaker" not in columns:
+        db.execute("ALTER TABLE segments ADD COLUMN speaker INTEGER")
 
 
 # ---------------- opening: a damaged store is refused, a missing one created whole ----------------
@@ -653,6 +662,7 @@ def _open(path: Path) -> sqlite3.Connection:
                 raise StoreCorruptError(_damaged(path, "; ".join(problems)[:300]))
             _CHECKED.add(identity)
         db.executescript(SCHEMA)  # tables added since the store was created
+        _migrate(db)
     except sqlite3.Error as e:
         if fault_kind(e) == "corrupt":
             raise StoreCorruptError(_damaged(path, str(e))) from e
