@@ -54,7 +54,8 @@ async function start() {
   }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const protocols = token ? ["voxindex", `bearer.${token}`] : ["voxindex"];
-  const ws = new WebSocket(`${scheme}://${location.host}/v1/stream?sample_rate=16000`, protocols);
+  const query = `sample_rate=16000${$("diarize").checked ? "&diarize=true" : ""}`;
+  const ws = new WebSocket(`${scheme}://${location.host}/v1/stream?${query}`, protocols);
   ws.binaryType = "arraybuffer";
   Object.assign(state, { ws, stream: media, closing: false });
   status("connecting…");
@@ -97,13 +98,35 @@ function onEvent(ev) {
     const time = document.createElement("span");
     time.className = "time";
     time.textContent = `${clock(ev.start)}–${clock(ev.end)}`;
-    line.append(time, document.createTextNode(ev.text));
+    line.append(time);
+    if (ev.speaker !== undefined) line.append(speakerTag(ev.speaker));
+    line.append(...wordsOf(ev));
     $("transcript").append(line);
   } else if (ev.type === "error") {
     message(`${ev.code}: ${ev.message}`);
   } else if (ev.type === "closed") {
     status("stream closed");
   }
+}
+
+// Speakers (diarize=true): each label has its colour; a word spoken by another speaker than the
+// segment's own is coloured as its speaker, so a change inside a final shows.
+function speakerTag(speaker) {
+  const tag = document.createElement("span");
+  tag.className = `speaker speaker-${speaker % 8}`;
+  tag.textContent = `Speaker ${speaker}`;
+  return tag;
+}
+
+function wordsOf(ev) {
+  if (ev.speaker === undefined || !ev.words || !ev.words.length) return [document.createTextNode(ev.text)];
+  return ev.words.map((w) => {
+    const span = document.createElement("span");
+    span.className = `word speaker-${(w.speaker ?? ev.speaker) % 8}`;
+    span.textContent = w.word;
+    span.title = `speaker ${w.speaker} · confidence ${w.confidence.toFixed(2)}`;
+    return span;
+  });
 }
 
 function stopAudio() {
@@ -140,7 +163,8 @@ async function search(event) {
   for (const hit of body.hits) {
     const item = document.createElement("li");
     item.className = "result";
-    item.textContent = `${clock(hit.start)} ${hit.text}`;
+    const who = hit.speaker === undefined ? "" : `Speaker ${hit.speaker}: `;
+    item.textContent = `${clock(hit.start)} ${who}${hit.text}`;
     item.onclick = () => jump(hit);
     $("results").append(item);
   }

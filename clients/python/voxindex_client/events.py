@@ -13,6 +13,8 @@ class Word:
     start: float
     end: float
     confidence: float
+    speaker: int | None = None  # diarize=true: the word's speaker label (0, 1, …)
+    speaker_confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Final:
     words: list[Word] = field(default_factory=list)
     language: str | None = None
     stream_id: str = ""
+    speaker: int | None = None  # diarize=true: the label of most of its words' time
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,15 @@ def parse(message: dict[str, Any], offset: float = 0.0, stream_id: str = "") -> 
         )
     if kind == "final":
         words = [
-            Word(w["word"], w["start"] + offset, w["end"] + offset, w["confidence"]) for w in message["words"]
+            Word(
+                w["word"],
+                w["start"] + offset,
+                w["end"] + offset,
+                w["confidence"],
+                w.get("speaker"),
+                w.get("speaker_confidence"),
+            )
+            for w in message["words"]
         ]
         return Final(
             message["segment_id"],
@@ -102,6 +113,7 @@ def parse(message: dict[str, Any], offset: float = 0.0, stream_id: str = "") -> 
             words,
             message.get("language"),
             stream_id,
+            message.get("speaker"),
         )
     if kind == "speech_ended":
         return SpeechEnded(message["time"] + offset)

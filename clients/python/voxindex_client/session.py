@@ -51,6 +51,7 @@ class Session:
         interim_results: bool = True,
         endpointing_ms: int = 500,
         language: str | None = None,
+        diarize: bool = False,
         keepalive_s: float = 5.0,
         reconnect: bool = True,
         max_retries: int = 5,
@@ -70,6 +71,8 @@ class Session:
         }
         if language:
             query["language"] = language
+        if diarize:  # labels restart with each new stream: a reconnect starts a new one
+            query["diarize"] = "true"
         self.url = f"{base}?{urlencode(query)}"
         self.token = token
         self.ssl = ssl  # for wss:// with a private CA; default: the system's trust store

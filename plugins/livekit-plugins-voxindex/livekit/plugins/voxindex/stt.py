@@ -63,6 +63,7 @@ class STTOptions:
     interim_results: bool
     endpointing_ms: int
     sample_rate: int
+    diarization: bool = False
 
     def stream_url(self) -> str:
         base = self.base_url.rstrip("/")
@@ -76,6 +77,8 @@ class STTOptions:
         }
         if self.language:
             query["language"] = self.language
+        if self.diarization:
+            query["diarize"] = "true"
         return f"{base}/v1/stream?{urlencode(query)}"
 
     def headers(self) -> dict[str, str]:
@@ -93,6 +96,7 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
         interim_results: bool = True,
         endpointing_ms: int = 500,
         sample_rate: int = 16000,
+        diarization: bool = False,
         http_session: aiohttp.ClientSession | None = None,
     ) -> None:
         """
@@ -105,6 +109,8 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
             interim_results: send interim transcripts about once per second of speech.
             endpointing_ms: silence that ends an utterance (100..10000).
             sample_rate: the rate audio is sent at; frames are resampled to it.
+            diarization: label each final with its speaker (``SpeechData.speaker_id``, "S0",
+                "S1", … stable for the stream; ``is_primary_speaker``: the one heard most).
         """
         super().__init__(
             capabilities=stt.STTCapabilities(
@@ -113,6 +119,7 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
                 aligned_transcript="word",
                 manual_flush=True,
                 offline_recognize=True,
+                diarization=diarization,
             )
         )
         credential = (
@@ -129,6 +136,7 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
             interim_results=interim_results,
             endpointing_ms=endpointing_ms,
             sample_rate=sample_rate,
+            diarization=diarization,
         )
         self._session = http_session
         self._own_session: aiohttp.ClientSession | None = None
@@ -258,6 +266,7 @@ class SpeechStream(stt.RecognizeStream):
         self._sent_at: list[float] = []
         self._unreported_s = 0.0
         self._earlier_s = 0.0  # audio sent on this run's earlier connections (update_options)
+        self._spoken: dict[int, float] = {}  # diarized: seconds of finals per speaker label
 
     def update_options(
         self,
@@ -450,6 +459,9 @@ class SpeechStream(stt.RecognizeStream):
             for w in message.get("words", [])
         ]
         confidence = sum(w["confidence"] for w in message.get("words", [])) / len(words) if words else 0.0
+        speaker = message.get("speaker")
+        if speaker is not None:  # speech heard per speaker: the primary one is the most heard
+            self._spoken[speaker] = self._spoken.get(speaker, 0.0) + message["end"] - message["start"]
         return stt.SpeechData(
             language=LanguageCode(message.get("language") or self._opts.language or "en"),
             text=message["text"],
@@ -457,6 +469,10 @@ class SpeechStream(stt.RecognizeStream):
             end_time=message["end"] + offset,
             confidence=confidence,
             words=words or None,
+            speaker_id=None if speaker is None else f"S{speaker}",
+            is_primary_speaker=None
+            if speaker is None
+            else speaker == max(self._spoken, key=lambda k: self._spoken[k]),
         )
 
     def _start_of_speech(self, at: float) -> None:
