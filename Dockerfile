@@ -27,6 +27,7 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 COPY pyproject.toml README.md /src/
 COPY server /src/server
 # faiss-cpu and faiss-gpu-cu12 are one `faiss` module: with the gpu extra, the GPU build stays
+RUN pip install --no-deps "resemblyzer==0.1.4"  # speaker encoder weights only (diarize)
 RUN pip install "/src[${EXTRAS}]" \
  && case ",${EXTRAS}," in *,gpu,*) pip uninstall -y faiss-cpu \
       && pip install --no-deps --force-reinstall "faiss-gpu-cu12>=1.8" ;; esac

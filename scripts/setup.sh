@@ -55,6 +55,9 @@ spec="."
 [ -n "$extras" ] && spec=".[$extras]"
 $pip install --quiet -e "$spec"
 $pip install --quiet -e clients/python  # voxindex_client: `voxindex stream` is built on it
+# the speaker encoder's weights (diarize): only its weights file is read, so none of its
+# dependencies (librosa, webrtcvad, which compiles C) are installed
+$pip install --quiet --no-deps "resemblyzer==0.1.4"
 if [ "$extras" = "test" ]; then  # the LiveKit plugin of plugins/, tested against the server
   $pip install --quiet -e plugins/livekit-plugins-voxindex
 fi

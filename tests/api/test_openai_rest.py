@@ -129,3 +129,30 @@ async def test_livekit_openai_stt_recognizes_through_voxindex(keyed_server: Keye
     event = await stt.recognize([frame])
     await stt.aclose()
     assert corpus_wer([(REFERENCE, event.alternatives[0].text)]) <= 0.1
+
+
+def test_diarize_labels_verbose_json_segments_and_words(client: openai.OpenAI) -> None:
+    """voxindex's ``diarize`` form field (sent by the real client as an extra field): segments and
+    words of ``verbose_json`` carry the speaker of the turn they were said in; text names them."""
+    from tests.conversations import attribution, conversation, speaker_of, voices
+
+    audio, turns = conversation(voices(), ["librivox", "cards"], turns=6, seed=3)
+    result = client.audio.transcriptions.create(
+        model="whisper-1",
+        file=("talk.wav", wav_bytes(audio), "audio/wav"),
+        response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
+        extra_body={"diarize": "true"},
+    )
+    words = [w.model_dump() for w in result.words or []]
+    pairs = [(t, w["speaker"]) for w in words if (t := speaker_of(turns, w["start"], w["end"])) is not None]
+    assert len(pairs) >= 40 and {label for _, label in pairs} == {0, 1}
+    assert attribution(pairs) >= 0.9
+    assert {s.model_dump()["speaker"] for s in result.segments or []} == {0, 1}
+    text = client.audio.transcriptions.create(
+        model="whisper-1",
+        file=("talk.wav", wav_bytes(audio), "audio/wav"),
+        response_format="text",
+        extra_body={"diarize": "true"},
+    )
+    assert all(line.startswith(("Speaker 0: ", "Speaker 1: ")) for line in str(text).strip().splitlines())

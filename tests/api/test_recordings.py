@@ -386,3 +386,24 @@ def test_deleting_a_recording_mid_transcription_stops_it_cleanly(rec_server: Ser
         rec_server.url, "after.wav", wav_bytes(np.concatenate([synth(PROSE[10]), silence(0.5)]))
     ).json()
     assert wait_done(rec_server.url, after["id"])[0]["status"] == "indexed"  # the engine goes on
+
+
+def test_a_recording_is_diarized_over_the_whole_file(rec_server: Server, synth: Synth) -> None:
+    """Recordings get speakers by default: three distinct voices, whole-file clustering; each
+    word's label follows the turn it was said in, and segments carry their dominant speaker."""
+    from tests.conversations import attribution, conversation, speaker_of, voices
+
+    audio, turns = conversation(voices(synth), ["librivox", "cards", "piper"], turns=9, seed=5)
+    created = upload(rec_server.url, "three.wav", wav_bytes(audio)).json()
+    status, _ = wait_done(rec_server.url, created["id"])
+    assert status["status"] == "indexed"
+    segments = transcript(rec_server.url, created["id"])
+    pairs = [
+        (t, w["speaker"])
+        for s in segments
+        for w in s["words"]
+        if (t := speaker_of(turns, w["start"], w["end"])) is not None
+    ]
+    assert len(pairs) >= 60 and {label for _, label in pairs} == {0, 1, 2}
+    assert attribution(pairs) >= 0.9
+    assert all(s["speaker"] in (0, 1, 2) for s in segments)

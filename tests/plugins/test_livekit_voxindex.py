@@ -181,3 +181,35 @@ async def test_a_server_restart_mid_stream_is_survived(restartable: Any, synth: 
     last = run.finals()[-1].alternatives[0]  # said after the restart: its times go on
     assert PROSE[9].split()[1].lower() in run.text().lower() and last.start_time >= first.size / 16000
     assert_paired(run.kinds())
+
+
+async def test_diarization_sets_speaker_id_on_every_final(keyed_server: KeyedServer) -> None:
+    """``diarization=True``: the capability is declared and each final's ``SpeechData`` names its
+    speaker ("S0", "S1"), the same id for the same person throughout; the most heard is primary."""
+    from tests.conversations import attribution, conversation, speaker_of, voices
+
+    audio, turns = conversation(voices(), ["librivox", "cards"], turns=6, seed=3)
+    stt = voxindex.STT(base_url=keyed_server.url, api_key=keyed_server.api_key, diarization=True)
+    assert stt.capabilities.diarization and not voxindex.STT(base_url="http://x").capabilities.diarization
+    run = Run()
+    stream = stt.stream()
+    collector = asyncio.create_task(collect(stt, stream, run))
+    for frame in frames_48k(audio):
+        stream.push_frame(frame)
+        await asyncio.sleep(frame.duration / 2)  # twice real time
+    stream.end_input()
+    await asyncio.wait_for(collector, 90)
+    await stt.aclose()
+    data = [f.alternatives[0] for f in run.finals()]
+    assert data and {d.speaker_id for d in data} == {"S0", "S1"}
+    pairs = []
+    for d in data:
+        truth = speaker_of(turns, d.start_time, d.end_time)
+        if truth is not None and d.speaker_id is not None:
+            pairs.append((truth, int(d.speaker_id[1:])))
+    assert attribution(pairs) >= 0.8
+    spoken: dict[str | None, float] = {}
+    for d in data:
+        spoken[d.speaker_id] = spoken.get(d.speaker_id, 0.0) + d.end_time - d.start_time
+    assert data[-1].is_primary_speaker == (data[-1].speaker_id == max(spoken, key=lambda k: spoken[k]))
+    assert not run.errors

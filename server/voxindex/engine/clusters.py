@@ -57,8 +57,9 @@ class OnlineClusters:
         self._counts[speaker] += 1
 
     def open(self, first: Vector) -> int:
-        """A new speaker; its windows are ``add``ed after."""
-        self._sums.append(np.zeros_like(first))
+        """A new speaker whose centroid starts at ``first`` (its windows' mean); its windows
+        are ``add``ed after."""
+        self._sums.append(first.astype(np.float32).copy())
         self._counts.append(0)
         return len(self._sums) - 1
 

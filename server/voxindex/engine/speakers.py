@@ -37,6 +37,7 @@ log = logging.getLogger("voxindex.engine")
 WINDOW_S = 1.2
 HOP_S = 0.4
 VOICED = 0.5  # VAD probability of a chunk that is voice
+MIN_NEW_WINDOWS = 2  # a new speaker takes this many windows unlike every known one (or one, clearly)
 MIN_TAIL_S = 0.5  # voice shorter than this is labelled from its neighbours, not read on its own
 WINDOW_CHUNKS = round(WINDOW_S / CHUNK_S)
 HOP_CHUNKS = round(HOP_S / CHUNK_S)
@@ -125,14 +126,16 @@ class SpeakerTrack:
         if not rest.size:
             return labels
         groups = np.array(cluster_offline(embeddings[rest], c.join, max_clusters=rest.size))
-        for g in range(int(groups.max()) + 1):
+        # the largest groups first: a lone window may then join a speaker this utterance made
+        for g in sorted(range(int(groups.max()) + 1), key=lambda g: -int(np.sum(groups == g))):
             idx = rest[groups == g]
             mean = np.sum(embeddings[idx], axis=0)
             mean /= np.linalg.norm(mean)
             speaker, sim = c.best(mean) if len(c) else (-1, -1.0)
-            known = sim >= c.join or (idx.size == 1 and sim >= NEW_ALONE)
+            lone = idx.size < MIN_NEW_WINDOWS
+            known = sim >= c.join or (lone and sim >= NEW_ALONE)
             if speaker < 0 or not (known or c.full):
-                speaker = c.open(np.zeros(embeddings.shape[1], np.float32))
+                speaker = c.open(mean)
             for i in idx:
                 labels[int(i)] = speaker
         return labels
