@@ -76,7 +76,8 @@ def test_spans_before_the_last_final_are_forgotten(speakers: Speakers) -> None:
         track, audio[: n * CHUNK].reshape(n, CHUNK), probs, np.arange(1, n + 1, dtype=np.float64) * CHUNK_S
     )
     speakers.label(track, [Word(" x", 58.0, 58.2, 1.0)])
-    assert track.timeline.spans[0].end >= 58.0 - 2.0 - 0.5  # FORGET_S before the final's end
+    spans = track.timeline.spans  # a minute of voice labelled; what is kept is the last stretch
+    assert 1 <= len(spans) <= 3 and all(span.end >= 50.0 for span in spans)
 
 
 def test_whole_file_clustering_separates_three_people(speakers: Speakers) -> None:

@@ -18,6 +18,9 @@ JOIN = 0.75
 # A window this far below every known speaker is someone new even on its own (end of a stream's
 # utterance, no later window to confirm it).
 NEW_ALONE = 0.62
+# Mean cosine between two groups of windows at which they are one speaker (average linkage):
+# windows of one person average 0.73-0.83 here, of two people 0.45-0.60 (BENCHMARKS.md)
+GROUP = 0.65
 CONFIDENCE_SCALE = 0.05  # cosine margin that makes a label ~73 % sure
 MAX_SPEAKERS = 8
 
@@ -74,31 +77,27 @@ class OnlineClusters:
 
 
 def cluster_offline(
-    embeddings: Vector, join: float = JOIN, max_clusters: int = MAX_SPEAKERS, min_clusters: int = 1
+    embeddings: Vector, join: float = GROUP, max_clusters: int = MAX_SPEAKERS, min_clusters: int = 1
 ) -> list[int]:
-    """Agglomerative clustering with centroid linkage on cosine: merge the two groups whose
-    centroids are most alike while they are at least ``join`` alike (the threshold a window
-    joins a speaker at) or there are more than ``max_clusters``. Labels are numbered by first
+    """Agglomerative clustering with average linkage on cosine (UPGMA): merge the two groups
+    whose windows are most alike on average while that average is at least ``join`` or there are
+    more than ``max_clusters``. Average linkage, not centroids: two large groups of different
+    people have centroids more alike than any two of their windows. Labels are numbered by first
     appearance. O(n²) memory in the windows: callers pass at most a few thousand."""
     n = len(embeddings)
     if n == 0:
         return []
-    sums = embeddings.astype(np.float64).copy()
-    units = sums / np.linalg.norm(sums, axis=1, keepdims=True)
-    sims = units @ units.T
+    sims = (embeddings @ embeddings.T).astype(np.float64)
     np.fill_diagonal(sims, -np.inf)
-    alive = np.ones(n, bool)
+    sizes = np.ones(n)
     members: dict[int, list[int]] = {i: [i] for i in range(n)}
     while len(members) > min_clusters:
         a, b = np.unravel_index(int(np.argmax(sims)), sims.shape)
         if sims[a, b] < join and len(members) <= max_clusters:
             break
-        sums[a] += sums[b]
-        alive[b] = False
+        row = (sims[a] * sizes[a] + sims[b] * sizes[b]) / (sizes[a] + sizes[b])
+        sizes[a] += sizes[b]
         members[int(a)] += members.pop(int(b))
-        units[a] = sums[a] / np.linalg.norm(sums[a])
-        row = units @ units[a]
-        row[~alive] = -np.inf
         row[a] = -np.inf
         sims[a], sims[:, a] = row, row
         sims[b], sims[:, b] = -np.inf, -np.inf

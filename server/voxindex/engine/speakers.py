@@ -26,7 +26,7 @@ import torch
 
 from voxindex.audio import Float32Array
 from voxindex.engine.align import Word
-from voxindex.engine.clusters import JOIN, MAX_SPEAKERS, NEW_ALONE, OnlineClusters, Vector, cluster_offline
+from voxindex.engine.clusters import GROUP, MAX_SPEAKERS, NEW_ALONE, OnlineClusters, Vector, cluster_offline
 from voxindex.engine.speaker_labels import Timeline
 from voxindex.engine.vad import CHUNK, CHUNK_S
 from voxindex.errors import SpeakersUnavailableError
@@ -37,8 +37,13 @@ log = logging.getLogger("voxindex.engine")
 WINDOW_S = 1.2
 HOP_S = 0.4
 VOICED = 0.5  # VAD probability of a chunk that is voice
-MIN_NEW_WINDOWS = 2  # a new speaker takes this many windows unlike every known one (or one, clearly)
-MIN_TAIL_S = 0.5  # voice shorter than this is labelled from its neighbours, not read on its own
+# a new speaker takes this much voice unlike every known one (two windows a hop apart; windows
+# that overlap almost wholly, a final's short read and the window before it, are one piece of
+# evidence), or a single window clearly unlike every known speaker (NEW_ALONE)
+MIN_NEW_S = WINDOW_S
+MIN_TAIL_S = 0.5
+PAUSE_S = 0.1  # unvoiced time that ends a stretch of voice: windows stay within one stretch
+SPLIT_AT_PAUSES = True  # voice shorter than this is labelled from its neighbours, not read on its own
 WINDOW_CHUNKS = round(WINDOW_S / CHUNK_S)
 HOP_CHUNKS = round(HOP_S / CHUNK_S)
 MAX_OFFLINE_WINDOWS = 600  # clustered pairwise; the rest of a long recording joins the nearest
@@ -73,6 +78,14 @@ class SpeakerTrack:
         for audio, p, end in zip(chunks, probs, ends, strict=True):
             if p < VOICED:
                 continue
+            if SPLIT_AT_PAUSES and self._ends and end - self._ends[-1] > PAUSE_S + CHUNK_S:
+                # a pause: speakers change there, so no window spans it (one would mix voices)
+                last = self.tail()
+                if last is not None:
+                    due.append(last)
+                self._audio.clear()
+                self._ends.clear()
+                self._since = 0
             self._audio.append(audio)
             self._ends.append(float(end))
             self._since += 1
@@ -95,17 +108,24 @@ class SpeakerTrack:
         through = ends[-1] if tail or len(ends) <= HOP_CHUNKS else ends[-1 - HOP_CHUNKS]
         return Window(np.concatenate(list(self._audio)), ends, float(through))
 
-    def resolve(self) -> None:
-        """Label the windows read since the last final, all at once: each joins the speaker
+    def needs_tail(self, until: float) -> bool:
+        """Whether the voice up to ``until`` (a final's end) has no window labelling it yet."""
+        covered = max([w.through for w in self.read] + [self._labelled])
+        return covered < until - CHUNK_S
+
+    def resolve(self, until: float = float("inf")) -> None:
+        """Label the windows read since the last final that start before ``until`` (the rest,
+        heard past the final, wait for the next one), all at once: each joins the speaker
         it is at least ``join`` alike; the rest are grouped among themselves, and a group
         unlike every known speaker is a new one (a lone window only if clearly unlike: one
         across a change of speaker resembles both a little). A single window whose neighbours
         agree on another speaker takes theirs."""
-        windows, self.read = self.read, []
+        windows = [w for w in self.read if w.ends[0] <= until]
+        self.read = [w for w in self.read if w.ends[0] > until]
         if not windows:
             return
         embeddings = np.stack([w.embedding for w in windows if w.embedding is not None])
-        labels = self._assign(embeddings)
+        labels = self._assign(embeddings, windows)
         for i in range(1, len(labels) - 1):
             if labels[i - 1] == labels[i + 1] != labels[i]:
                 labels[i] = labels[i - 1]
@@ -114,7 +134,7 @@ class SpeakerTrack:
         for w, speaker, e in zip(windows, labels, embeddings, strict=True):
             self._write(w, speaker, e)
 
-    def _assign(self, embeddings: Vector) -> list[int]:
+    def _assign(self, embeddings: Vector, windows: list[Window]) -> list[int]:
         c = self.clusters
         labels = [-1] * len(embeddings)
         for i, e in enumerate(embeddings):
@@ -125,14 +145,15 @@ class SpeakerTrack:
         rest = np.array([i for i, k in enumerate(labels) if k < 0])
         if not rest.size:
             return labels
-        groups = np.array(cluster_offline(embeddings[rest], c.join, max_clusters=rest.size))
+        groups = np.array(cluster_offline(embeddings[rest], max_clusters=rest.size))
         # the largest groups first: a lone window may then join a speaker this utterance made
         for g in sorted(range(int(groups.max()) + 1), key=lambda g: -int(np.sum(groups == g))):
             idx = rest[groups == g]
             mean = np.sum(embeddings[idx], axis=0)
             mean /= np.linalg.norm(mean)
             speaker, sim = c.best(mean) if len(c) else (-1, -1.0)
-            lone = idx.size < MIN_NEW_WINDOWS
+            voice = len({float(e) for i in idx for e in windows[int(i)].ends}) * CHUNK_S
+            lone = voice < MIN_NEW_S
             known = sim >= c.join or (lone and sim >= NEW_ALONE)
             if speaker < 0 or not (known or c.full):
                 speaker = c.open(mean)
@@ -176,11 +197,12 @@ class Speakers:
     def label(self, track: SpeakerTrack, words: list[Word]) -> list[Word]:
         """A final's words with their speakers (the voice not yet windowed is read first)."""
         self.embed()
-        w = track.tail()
+        until = words[-1].end if words else float("inf")
+        w = track.tail() if track.needs_tail(until) else None
         if w is not None:
             w.embedding = self.embeddings([w.audio])[0]
             track.read.append(w)
-        track.resolve()
+        track.resolve(until)
         labelled = track.timeline.label(words)
         if words:
             track.timeline.forget_before(words[-1].end - FORGET_S)
@@ -201,7 +223,7 @@ def diarize_recording(
     speakers: Speakers,
     audio: Float32Array,
     speech: npt.NDArray[np.float32],
-    join: float = JOIN,
+    join: float = GROUP,
     max_speakers: int = MAX_SPEAKERS,
 ) -> Timeline:
     """A whole recording's speaker timeline: voiced windows (``speech``: VAD probability per
