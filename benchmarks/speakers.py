@@ -114,6 +114,7 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=16)
     ap.add_argument("--mono-minutes", type=float, default=5.0)
     ap.add_argument("--mono-speed", type=float, default=1.0)
+    ap.add_argument("--repeats", type=int, default=2, help="off/on rounds, alternating")
     ap.add_argument("--model", default="tiny.en")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -129,13 +130,22 @@ def main() -> None:
     talks = [conversation(clips, cast, args.turns, seed=i) for i, cast in enumerate(casts)]
     report: dict[str, Any] = {"streams": args.streams, "turns": args.turns, "model": args.model}
     try:
+        lat_of: dict[bool, list[float]] = {False: [], True: []}
+        runs: list[list[tuple[float, Any]]] = []
+        for _ in range(args.repeats):
+            for on in (False, True):  # alternating, so drift in the machine's load hits both
+
+                async def run(on: bool = on) -> list[list[tuple[float, Any]]]:
+                    return list(await asyncio.gather(*(drive(url, audio, on) for audio, _ in talks)))
+
+                runs = asyncio.run(run())
+                lat_of[on] += [
+                    x for msgs, (_, t) in zip(runs, talks, strict=True) for x in latencies(msgs, t)
+                ]
+        last_on = runs
         for diarize in (False, True):
-
-            async def run(on: bool = diarize) -> list[list[tuple[float, Any]]]:
-                return list(await asyncio.gather(*(drive(url, audio, on) for audio, _ in talks)))
-
-            runs = asyncio.run(run())
-            lat = [x for msgs, (_, turns) in zip(runs, talks, strict=True) for x in latencies(msgs, turns)]
+            runs = last_on
+            lat = lat_of[diarize]
             row: dict[str, Any] = {
                 "p50_s": round(percentile(lat, 50), 3),
                 "p95_s": round(percentile(lat, 95), 3),

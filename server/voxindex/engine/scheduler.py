@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
@@ -163,7 +163,7 @@ class Scheduler:
             torch.set_num_threads(self.settings.threads)
         self._running = True
         if self.speakers is not None:
-            self.speakers.start(self.wake)
+            self.speakers.start()
         self._thread = threading.Thread(target=self._loop, name="voxindex-engine", daemon=True)
         self._thread.start()
 
@@ -267,11 +267,9 @@ class Scheduler:
         readings = self._execute()
         for (stream, job, final), reading in readings:
             self._update(stream, job, reading, final)
-        labelled = self._deliver_labelled()
-        finished = self._finish() if host or readings or labelled else False
+        finished = self._finish() if host or readings else False
         self._record(started, len(readings))
-        worked = ingested or admitted or background or bool(readings) or labelled or finished
-        return worked or len(self.executor) > 0
+        return ingested or admitted or background or bool(readings) or finished or len(self.executor) > 0
 
     def _host_turn_due(self, now: float) -> bool:
         """Whether this step does the work over every stream: always when nothing is decoding,
@@ -328,7 +326,7 @@ class Scheduler:
         if audio.size != len(probs) * CHUNK:  # not held any more (cannot happen while ingesting)
             return
         ends = (first / CHUNK + np.arange(1, len(probs) + 1, dtype=np.float64)) * CHUNK_S
-        chunks = audio.reshape(-1, CHUNK).copy()  # a view of the stream's buffer, which moves on
+        chunks = audio.reshape(-1, CHUNK).copy()  # a view would keep the stream's old buffer alive
         self.speakers.hear(s.speakers, chunks, probs.copy(), ends)
 
     def _ingest_room(self, s: Stream) -> int:
@@ -637,36 +635,14 @@ class Scheduler:
         s.last_interim = ""
         if not words:
             return
+        speaker = None
+        if s.speakers is not None and self.speakers is not None:
+            words = self.speakers.label_now(s.speakers, words)  # its windows were read off-thread
+            speaker = dominant(words)
+        text = join_words(words)
         final = Final(
-            s.segment_id, join_words(words), words[0].start, words[-1].end, list(words), s.language, reason
+            s.segment_id, text, words[0].start, words[-1].end, list(words), s.language, reason, speaker
         )
-        ended = s.speech_end if s.speech_end is not None and reason != "sentence" else None
-        s.prompt.extend(self.wm.tokenizer.encode(" " + final.text))
-        s.segment_id += 1
-        s.finals += 1
-        if s.speakers is not None and self.speakers is not None:  # stored and sent once labelled
-            s.unlabelled.append(final)
-            self.speakers.label(s.speakers, final.words, (s, final, ended))
-        else:
-            self._deliver(s, final, ended)
-
-    def _deliver_labelled(self) -> bool:
-        """Finals the speaker worker has labelled: stored and sent now, in order, then the
-        events held behind them."""
-        if self.speakers is None:
-            return False
-        done = self.speakers.labelled()
-        for (s, final, ended), words in done:
-            s.unlabelled.popleft()
-            if s.is_finished:  # the stream failed meanwhile: nothing more is sent or stored
-                continue
-            self._deliver(s, replace(final, words=words, speaker=dominant(words)), ended)
-            while s.held and not s.unlabelled:
-                self._send(s, s.held.popleft())
-        return bool(done)
-
-    def _deliver(self, s: Stream, final: Final, ended: float | None) -> None:
-        """Store a final, then send it (``ended``: where its speech ended, for the latency)."""
         if self.sink is not None:
             try:
                 self.sink.commit(s.id, final, self.wm.name)  # durable before it is sent (_send)
@@ -674,10 +650,13 @@ class Scheduler:
                 self._store_failed(s, e)
                 return
         self._send(s, final)
-        self.metrics.finals.labels(final.reason).inc()
-        if final.reason != "sentence":  # the others end where speech (or the client's audio) ended
-            end = ended if ended is not None else final.words[-1].end
-            self.metrics.end_to_final.labels(final.reason).observe(time.monotonic() - s.arrived_at(end))
+        self.metrics.finals.labels(reason).inc()
+        if reason != "sentence":  # the others end where speech (or the client's audio) ended
+            ended = s.speech_end if s.speech_end is not None else words[-1].end
+            self.metrics.end_to_final.labels(reason).observe(time.monotonic() - s.arrived_at(ended))
+        s.prompt.extend(self.wm.tokenizer.encode(" " + final.text))
+        s.segment_id += 1
+        s.finals += 1
 
     def _store_failed(self, s: Stream, e: Exception) -> None:
         """A final the store would not take: the client hears so after the finals already
@@ -701,13 +680,7 @@ class Scheduler:
             elif s.finalize is not None and self._reading_is_fresh(s):
                 self._finalize(s, track)
                 changed = True
-            elif (
-                s.closing
-                and s.finalize is None
-                and s.inbox_empty()
-                and not track.decisions
-                and not s.unlabelled
-            ):
+            elif s.closing and s.finalize is None and s.inbox_empty() and not track.decisions:
                 if s.in_utterance:
                     self._request_final(s, track, FinalizeReason.CLOSE, s.now)
                 else:
@@ -725,11 +698,6 @@ class Scheduler:
                     self._tracks.pop(s.id, None)
                 self._close_in_store(s)
         return changed
-
-    @staticmethod
-    def _drained(s: Stream, track: _Track) -> bool:
-        """Nothing of a closing stream is left to read, finalize or label."""
-        return s.finalize is None and s.inbox_empty() and not track.decisions and not s.unlabelled
 
     def _close_in_store(self, s: Stream) -> None:
         """Mark the stream closed in the store; its finals are already there, so a store that
@@ -755,11 +723,8 @@ class Scheduler:
             self._recording_audio_s += samples / SAMPLE_RATE
 
     def _send(self, s: Stream, event: Event) -> None:
-        """Events reach the client in order, and none before the finals ahead of it are stored
-        (or, diarized, labelled: held until then)."""
-        if s.unlabelled and not isinstance(event, Error):
-            s.held.append(event)
-        elif self.sink is None:
+        """Events reach the client in order, and none before the finals ahead of it are stored."""
+        if self.sink is None:
             s.emit(event)
         elif s.status < StreamStatus.ABORTING:  # nobody listens to an aborted stream
             self.sink.deliver(s.id, partial(s.post, event))

@@ -1,11 +1,12 @@
-"""Speaker labels off the engine's thread: one worker owns every live stream's speaker track.
+"""Speaker labels with the encoder off the engine's thread: one worker reads every live
+stream's voice windows.
 
-The scheduler hands it each diarized stream's new VAD chunks (``hear``) and, when a final is
-made, its words (``label``); the worker batches the windows of every stream into one encoder
-call, waits up to ``BATCH_S`` to gather more while no final asks, and labels finals at once,
-in order. The scheduler collects labelled finals (``labelled``) at its next step and only then
-stores and sends them; meanwhile it decodes on. A failure in the worker costs labels, never a
-final: the words come back unlabelled.
+The scheduler hands it each diarized stream's new VAD chunks (``hear``, a queue append); the
+worker gathers windows for up to ``BATCH_S`` and embeds every stream's in one encoder call. When
+a final is made, ``label_now`` (on the engine thread) takes that stream's queued chunks, reads
+what the worker has not (at most the last ``BATCH_S`` of voice, and the final's last piece)
+and labels the words: the bulk of the encoder's work never delays a final or a decode step.
+A failure costs labels, never a final: the words come back unlabelled.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +25,7 @@ from voxindex.engine.speakers import Speakers, SpeakerTrack
 
 log = logging.getLogger("voxindex.engine")
 
-BATCH_S = 0.25  # while no final waits, windows gather this long into one encoder call
+BATCH_S = 0.25  # windows gather this long into one encoder call
 
 
 @dataclass
@@ -37,26 +36,16 @@ class _Hear:
     ends: npt.NDArray[np.float64]
 
 
-@dataclass
-class _Label:
-    track: SpeakerTrack
-    words: list[Word]
-    key: Any
-
-
 class SpeakerWorker:
     def __init__(self, speakers: Speakers) -> None:
         self.speakers = speakers
-        self._inbox: deque[_Hear | _Label] = deque()
-        self._done: deque[tuple[Any, list[Word]]] = deque()
-        self._asked = 0  # label requests in the inbox
-        self._cv = threading.Condition()
+        self._inbox: deque[_Hear] = deque()
+        self._cv = threading.Condition()  # guards the inbox
+        self._working = threading.Lock()  # guards the tracks and the encoder's batch
         self._running = False
         self._thread: threading.Thread | None = None
-        self._on_done: Callable[[], None] = lambda: None
 
-    def start(self, on_done: Callable[[], None]) -> None:
-        self._on_done = on_done
+    def start(self) -> None:
         self._running = True
         self._thread = threading.Thread(target=self._loop, name="voxindex-speakers", daemon=True)
         self._thread.start()
@@ -68,60 +57,41 @@ class SpeakerWorker:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    # ---------------- engine thread ----------------
     def hear(
         self, track: SpeakerTrack, chunks: Float32Array, probs: Float32Array, ends: npt.NDArray[np.float64]
     ) -> None:
         with self._cv:
             self._inbox.append(_Hear(track, chunks, probs, ends))
-
-    def label(self, track: SpeakerTrack, words: list[Word], key: Any) -> None:
-        """Ask for ``words`` labelled; they come back from ``labelled`` with ``key``."""
-        with self._cv:
-            self._inbox.append(_Label(track, words, key))
-            self._asked += 1
             self._cv.notify()
 
-    def labelled(self) -> list[tuple[Any, list[Word]]]:
-        if not self._done:
-            return []
+    def label_now(self, track: SpeakerTrack, words: list[Word]) -> list[Word]:
+        """A final's words with their speakers, now (engine thread)."""
         with self._cv:
-            out = list(self._done)
-            self._done.clear()
-        return out
+            mine = [item for item in self._inbox if item.track is track]
+            if mine:
+                self._inbox = deque(item for item in self._inbox if item.track is not track)
+        with self._working:
+            try:
+                for item in mine:
+                    self.speakers.hear(track, item.chunks, item.probs, item.ends)
+                return self.speakers.label(track, words)
+            except Exception:  # labels are lost, never the final
+                log.exception("speaker labels failed")
+                return words
 
-    # ---------------- the worker ----------------
     def _loop(self) -> None:
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: bool(self._inbox) or not self._running, timeout=1.0)
-                if not self._running and not self._asked:
+                if not self._running:
                     return
-                if not self._asked:  # nothing urgent: let more windows gather into one batch
-                    self._cv.wait_for(lambda: self._asked > 0 or not self._running, timeout=BATCH_S)
+                self._cv.wait_for(lambda: not self._running, timeout=BATCH_S)  # gather a batch
                 items = list(self._inbox)
                 self._inbox.clear()
-                self._asked = 0
-            done = self._work(items)
-            if done:
-                with self._cv:
-                    self._done.extend(done)
-                self._on_done()
-
-    def _work(self, items: list[_Hear | _Label]) -> list[tuple[Any, list[Word]]]:
-        done: list[tuple[Any, list[Word]]] = []
-        for item in items:
-            try:
-                if isinstance(item, _Hear):
-                    self.speakers.hear(item.track, item.chunks, item.probs, item.ends)
-                else:
-                    done.append((item.key, self.speakers.label(item.track, item.words)))
-            except Exception:  # labels are lost, never the final
-                log.exception("speaker labels failed")
-                if isinstance(item, _Label):
-                    done.append((item.key, item.words))
-        try:
-            self.speakers.embed()
-        except Exception:
-            log.exception("speaker embeddings failed")
-        return done
+            with self._working:
+                try:
+                    for item in items:
+                        self.speakers.hear(item.track, item.chunks, item.probs, item.ends)
+                    self.speakers.embed()
+                except Exception:
+                    log.exception("speaker embeddings failed")

@@ -19,7 +19,7 @@ import numpy as np
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
 from voxindex.engine.align import Word
-from voxindex.engine.events import Event, Final, Interim
+from voxindex.engine.events import Event, Interim
 from voxindex.engine.speakers import SpeakerTrack
 from voxindex.engine.vad import SpeechTracker, VadState
 
@@ -104,8 +104,6 @@ class Stream:
     last_interim: str = ""
     onset_arrived: float | None = None  # arrival of the utterance's first audio, until its first interim
     speakers: SpeakerTrack | None = None  # diarized streams: voice windows, clusters, labels
-    unlabelled: deque[Final] = field(default_factory=deque)  # finals the speaker worker has
-    held: deque[Event] = field(default_factory=deque)  # events after them, sent once they are
 
     def __post_init__(self) -> None:
         self.tracker = SpeechTracker(self.options.endpointing_ms / 1000)
