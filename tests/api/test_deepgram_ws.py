@@ -172,20 +172,19 @@ async def test_browsers_authenticate_with_the_token_subprotocol(keyed_server: Ke
 
 
 # ---------------- the real LiveKit Deepgram plugin ----------------
-async def test_the_livekit_deepgram_plugin_transcribes_through_voxindex(
-    keyed_server: KeyedServer, synth: Synth
-) -> None:
-    human = [load_fixture("goforward.wav"), load_fixture("cards-005.wav")]
-    reference = "go forward ten meters. eight of spades four of clubs seven of hearts."
-    audio = np.concatenate([GAP, human[0], GAP, human[1], GAP])
+async def deepgram_plugin_events(
+    srv: KeyedServer, audio: np.ndarray, speed: float = 1.0, **options: Any
+) -> list[lk_stt.SpeechEvent]:
+    """Stream ``audio`` through the unmodified ``livekit-plugins-deepgram`` STT pointed at
+    voxindex, as 48 kHz room frames at ``speed`` × real time; every event it yields."""
     async with aiohttp.ClientSession() as session:
         stt = deepgram.STT(
-            api_key=keyed_server.api_key,
-            base_url=f"{keyed_server.url}/v1/listen",
+            api_key=srv.api_key,
+            base_url=f"{srv.url}/v1/listen",
             http_session=session,
             model="nova-3",
             language="en-US",
-            interim_results=True,
+            **options,
         )
         stream = stt.stream()
         events: list[lk_stt.SpeechEvent] = []
@@ -197,11 +196,23 @@ async def test_the_livekit_deepgram_plugin_transcribes_through_voxindex(
         collector = asyncio.create_task(collect())
         for frame in frames_48k(audio):
             stream.push_frame(frame)
-            await asyncio.sleep(frame.duration)  # real time, as from a room
+            await asyncio.sleep(frame.duration / speed)
         stream.end_input()
-        await asyncio.wait_for(collector, 60)
+        await asyncio.wait_for(collector, 90)
         await stream.aclose()
         await stt.aclose()
+    return events
+
+
+async def test_the_livekit_deepgram_plugin_transcribes_through_voxindex(
+    keyed_server: KeyedServer, synth: Synth
+) -> None:
+    human = [load_fixture("goforward.wav"), load_fixture("cards-005.wav")]
+    reference = "go forward ten meters. eight of spades four of clubs seven of hearts."
+    audio = np.concatenate([GAP, human[0], GAP, human[1], GAP])
+    events = await deepgram_plugin_events(
+        keyed_server, audio, interim_results=True
+    )  # real time, as from a room
     kind = lk_stt.SpeechEventType
     kinds = [e.type for e in events]
     finals = [e.alternatives[0].text for e in events if e.type == kind.FINAL_TRANSCRIPT]

@@ -13,16 +13,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import httpx
 import numpy as np
 import pytest
 import websockets
 from livekit.agents import stt as lk_stt
-from livekit.plugins import deepgram
 
 from tests.api.conftest import Server, pcm16, stream_audio
-from tests.conftest import KeyedServer, frames_48k
+from tests.api.test_deepgram_ws import deepgram_plugin_events
+from tests.conftest import KeyedServer
 from tests.conversations import Turn, attribution, conversation, monologue, speaker_of, voices
 from voxindex.audio import Float32Array
 
@@ -171,30 +170,7 @@ async def test_bad_diarize_value_is_refused(server: Server) -> None:
 # ---------------- the real LiveKit Deepgram plugin, diarization on ----------------
 async def test_the_deepgram_plugin_reads_speakers_as_deepgram_sends_them(keyed_server: KeyedServer) -> None:
     audio, turns = TWO
-    async with aiohttp.ClientSession() as session:
-        stt = deepgram.STT(
-            api_key=keyed_server.api_key,
-            base_url=f"{keyed_server.url}/v1/listen",
-            http_session=session,
-            model="nova-3",
-            language="en-US",
-            enable_diarization=True,
-        )
-        stream = stt.stream()
-        events: list[lk_stt.SpeechEvent] = []
-
-        async def collect() -> None:
-            async for event in stream:
-                events.append(event)
-
-        collector = asyncio.create_task(collect())
-        for frame in frames_48k(audio):
-            stream.push_frame(frame)
-            await asyncio.sleep(frame.duration / 2)  # twice real time
-        stream.end_input()
-        await asyncio.wait_for(collector, 90)
-        await stream.aclose()
-        await stt.aclose()
+    events = await deepgram_plugin_events(keyed_server, audio, speed=2.0, enable_diarization=True)
     finals = [e.alternatives[0] for e in events if e.type == lk_stt.SpeechEventType.FINAL_TRANSCRIPT]
     assert finals and all(f.speaker_id in ("S0", "S1") for f in finals)
     assert {f.speaker_id for f in finals} == {"S0", "S1"}
