@@ -41,8 +41,10 @@ async function start() {
   message("");
   let media;
   try {
+    // labelling speakers needs each voice as it is: no noise suppression or gain riding
+    const raw = $("diarize").checked;
     media = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
+      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: !raw, autoGainControl: !raw },
     });
   } catch (err) {
     const denied = err && (err.name === "NotAllowedError" || err.name === "SecurityError");
@@ -120,12 +122,12 @@ function speakerTag(speaker) {
 
 function wordsOf(ev) {
   if (ev.speaker === undefined || !ev.words || !ev.words.length) return [document.createTextNode(ev.text)];
-  return ev.words.map((w) => {
+  return ev.words.flatMap((w, i) => {
     const span = document.createElement("span");
     span.className = `word speaker-${(w.speaker ?? ev.speaker) % 8}`;
-    span.textContent = w.word;
+    span.textContent = w.word.trim();
     span.title = `speaker ${w.speaker} · confidence ${w.confidence.toFixed(2)}`;
-    return span;
+    return i ? [document.createTextNode(" "), span] : [span];
   });
 }
 

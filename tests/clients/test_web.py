@@ -51,10 +51,15 @@ def chromium(flags: list[str]) -> Any:
 
 @pytest.fixture
 def browser(synth: Synth, tmp_path: Path) -> Iterator[Any]:
-    needs_chromium()
     gap = np.zeros(12000, np.float32)
-    tail = np.zeros(16000 * 15, np.float32)  # silence, long enough to stop before the file loops
-    speech = np.concatenate([gap, synth(PROSE[10]), gap, synth(PROSE[11]), tail])
+    yield from fake_microphone(np.concatenate([gap, synth(PROSE[10]), gap, synth(PROSE[11])]), tmp_path)
+
+
+def fake_microphone(speech: np.ndarray, tmp_path: Path) -> Iterator[Any]:
+    """Chromium whose microphone plays ``speech`` (then 15 s of silence, so we stop before the
+    file loops)."""
+    needs_chromium()
+    speech = np.concatenate([speech, np.zeros(16000 * 15, np.float32)])
     capture = tmp_path / "speech.wav"
     with wave.open(str(capture), "wb") as w:
         w.setnchannels(1)
@@ -121,6 +126,43 @@ def test_the_page_streams_the_microphone_and_searches(browser: Any, keyed_server
     shot = ARTIFACTS / "web-app.png"
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+CONVERSATION_S = 25.0
+
+
+@pytest.fixture
+def conversation_browser(tmp_path: Path) -> Iterator[Any]:
+    """Chromium whose microphone plays two real people taking turns."""
+    from tests.conversations import conversation, voices
+
+    audio, _ = conversation(voices(), ["librivox", "cards"], turns=4, seed=3)
+    assert audio.size / 16000 <= CONVERSATION_S
+    yield from fake_microphone(audio, tmp_path)
+
+
+def test_speakers_are_coloured_when_asked_for(conversation_browser: Any, keyed_server: KeyedServer) -> None:
+    """ "Label speakers" on, two real people on the microphone: finals carry a speaker tag and
+    their words the speaker's colour, for both people."""
+    from selenium.webdriver.common.by import By
+
+    page = conversation_browser
+    page.get(f"{keyed_server.url}/#token={keyed_server.api_key}")
+    wait_until(lambda: page.find_element(By.ID, "token").get_attribute("value"), 10, "the page script")
+    page.find_element(By.ID, "diarize").click()
+    page.find_element(By.ID, "start").click()
+    wait_until(lambda: page.find_element(By.ID, "status").text == "listening", 20, "the stream to open")
+    time.sleep(CONVERSATION_S + 3)  # the conversation plays, and its finals arrive
+    page.find_element(By.ID, "stop").click()
+    wait_until(lambda: page.find_element(By.ID, "status").text == "stream closed", 30, "the stream to close")
+    tags = {e.text for e in page.find_elements(By.CSS_SELECTOR, ".segment .speaker")}
+    assert tags and tags <= {"Speaker 0", "Speaker 1"}, tags
+    words = page.find_elements(By.CSS_SELECTOR, ".segment .word")
+    assert len({e.value_of_css_property("color") for e in words}) == 2  # two speakers, two colours
+    line = page.find_element(By.CSS_SELECTOR, ".segment.final").text
+    assert "  " not in line and len(line.split()) >= 4  # words spaced as text
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.save_screenshot(str(ARTIFACTS / "web-speakers.png"))
 
 
 def test_a_bad_token_is_explained_on_the_page(browser: Any, keyed_server: KeyedServer) -> None:
