@@ -52,6 +52,7 @@ class OfflineService:
         self.index = index
         self.speakers = speakers
         self._transcriber: OfflineTranscriber | None = None
+        self._vad: Vad | None = None  # for diarized files, loaded at the first
         self._lock = threading.Lock()
         self.turn = asyncio.Semaphore(1)
 
@@ -62,7 +63,8 @@ class OfflineService:
                 self._transcriber = OfflineTranscriber(self.wm)
             transcript = self._transcriber.transcribe(audio, language, words=True, prompt_text=prompt)
             if diarize and self.speakers is not None:
-                speech = Vad()([VadState()], [audio])[0]
+                self._vad = self._vad or Vad()
+                speech = self._vad([VadState()], [audio])[0]
                 timeline = diarize_recording(self.speakers, audio, speech)
                 for s in transcript.segments:
                     s.words = timeline.label(s.words)

@@ -1,7 +1,7 @@
 """Speaker clusters over voice embeddings: online for live streams, whole-file for recordings.
 
 A cluster is a speaker: the running sum of its windows' unit embeddings (its centroid is that
-sum, normalised) and how many windows it has. Only centroids are kept, so a stream's memory is
+sum, normalised). Only centroids are kept, so a stream's memory is
 bounded however long it runs. Labels are the clusters' order of birth and never change.
 """
 
@@ -35,7 +35,6 @@ class OnlineClusters:
         self.join = join
         self.max_speakers = max_speakers
         self._sums: list[Vector] = []
-        self._counts: list[int] = []
 
     def __len__(self) -> int:
         return len(self._sums)
@@ -57,13 +56,11 @@ class OnlineClusters:
 
     def add(self, speaker: int, e: Vector) -> None:
         self._sums[speaker] = self._sums[speaker] + e
-        self._counts[speaker] += 1
 
     def open(self, first: Vector) -> int:
         """A new speaker whose centroid starts at ``first`` (its windows' mean); its windows
         are ``add``ed after."""
         self._sums.append(first.astype(np.float32).copy())
-        self._counts.append(0)
         return len(self._sums) - 1
 
     def confidence(self, speaker: int, e: Vector) -> float:
@@ -72,13 +69,16 @@ class OnlineClusters:
         sims = self.similarities(e)
         if sims.size == 1:
             return float(1 / (1 + np.exp(-(sims[0] - self.join) / CONFIDENCE_SCALE)))
-        z = np.exp((sims - sims.max()) / CONFIDENCE_SCALE)
-        return float(z[speaker] / z.sum())
+        return softmax_share(sims, speaker)
 
 
-def cluster_offline(
-    embeddings: Vector, join: float = GROUP, max_clusters: int = MAX_SPEAKERS, min_clusters: int = 1
-) -> list[int]:
+def softmax_share(sims: npt.NDArray[np.floating], k: int) -> float:
+    """Speaker ``k``'s share of a softmax over cosines (at ``CONFIDENCE_SCALE``)."""
+    z = np.exp((sims - sims.max()) / CONFIDENCE_SCALE)
+    return float(z[k] / z.sum())
+
+
+def cluster_offline(embeddings: Vector, join: float = GROUP, max_clusters: int = MAX_SPEAKERS) -> list[int]:
     """Agglomerative clustering with average linkage on cosine (UPGMA): merge the two groups
     whose windows are most alike on average while that average is at least ``join`` or there are
     more than ``max_clusters``. Average linkage, not centroids: two large groups of different
@@ -91,7 +91,7 @@ def cluster_offline(
     np.fill_diagonal(sims, -np.inf)
     sizes = np.ones(n)
     members: dict[int, list[int]] = {i: [i] for i in range(n)}
-    while len(members) > min_clusters:
+    while len(members) > 1:
         a, b = np.unravel_index(int(np.argmax(sims)), sims.shape)
         if sims[a, b] < join and len(members) <= max_clusters:
             break

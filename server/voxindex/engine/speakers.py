@@ -1,13 +1,13 @@
 """Speaker labels for live streams (online) and recordings (whole file).
 
 Live: a diarized stream's voiced audio (VAD chunks of 32 ms, silence left out) is read in
-windows of ``WINDOW_S`` every ``HOP_S`` of voice. ``Speakers.embed`` runs the speaker encoder
-once per engine host turn over every stream's new windows, batched, on the model's device;
-each window joins its stream's nearest speaker cluster or, confirmed by the next window, opens a
-new one (``SpeakerTrack.place``). A window labels the middle of its span (its edges belong to
-the windows before and after), so a change of speaker moves the labels within ~``HOP_S``. When a
-final is made, ``label`` first reads the voice not yet windowed (one short window), so the final
-carries labels for all its words without waiting for later audio.
+windows of ``WINDOW_S`` every ``HOP_S`` of voice, never across a pause. ``Speakers.embed`` runs
+the speaker encoder over every stream's due windows in one batch, on the model's device (the
+speaker worker calls it, off the engine's thread). A window labels the middle of its span (its
+edges belong to the windows before and after), so a change of speaker moves the labels within
+~``HOP_S``. When a final is made, ``label`` reads the voice not yet windowed (one short window)
+and ``SpeakerTrack.resolve`` assigns the windows read since the last final together, so the
+final carries labels for all its words without waiting for later audio.
 
 Recordings: ``diarize_recording`` reads the whole file's voiced windows, clusters them all at
 once (agglomerative, better than online: every window sees every other), and returns the
@@ -26,7 +26,15 @@ import torch
 
 from voxindex.audio import Float32Array
 from voxindex.engine.align import Word
-from voxindex.engine.clusters import GROUP, MAX_SPEAKERS, NEW_ALONE, OnlineClusters, Vector, cluster_offline
+from voxindex.engine.clusters import (
+    GROUP,
+    MAX_SPEAKERS,
+    NEW_ALONE,
+    OnlineClusters,
+    Vector,
+    cluster_offline,
+    softmax_share,
+)
 from voxindex.engine.speaker_labels import Timeline
 from voxindex.engine.vad import CHUNK, CHUNK_S
 from voxindex.errors import SpeakersUnavailableError
@@ -37,13 +45,12 @@ log = logging.getLogger("voxindex.engine")
 WINDOW_S = 1.2
 HOP_S = 0.4
 VOICED = 0.5  # VAD probability of a chunk that is voice
-# a new speaker takes this much voice unlike every known one (two windows a hop apart; windows
-# that overlap almost wholly, a final's short read and the window before it, are one piece of
-# evidence), or a single window clearly unlike every known speaker (NEW_ALONE)
+# a new speaker takes this much distinct voice unlike every known one (windows that overlap
+# almost wholly, a final's short read and the window before it, count once), or a shorter group
+# clearly unlike every known speaker (NEW_ALONE)
 MIN_NEW_S = WINDOW_S
-MIN_TAIL_S = 0.5
+MIN_TAIL_S = 0.5  # voice shorter than this is labelled from its neighbours, not read on its own
 PAUSE_S = 0.1  # unvoiced time that ends a stretch of voice: windows stay within one stretch
-SPLIT_AT_PAUSES = True  # voice shorter than this is labelled from its neighbours, not read on its own
 WINDOW_CHUNKS = round(WINDOW_S / CHUNK_S)
 HOP_CHUNKS = round(HOP_S / CHUNK_S)
 MAX_OFFLINE_WINDOWS = 600  # clustered pairwise; the rest of a long recording joins the nearest
@@ -78,7 +85,7 @@ class SpeakerTrack:
         for audio, p, end in zip(chunks, probs, ends, strict=True):
             if p < VOICED:
                 continue
-            if SPLIT_AT_PAUSES and self._ends and end - self._ends[-1] > PAUSE_S + CHUNK_S:
+            if self._ends and end - self._ends[-1] > PAUSE_S + CHUNK_S:
                 # a pause: speakers change there, so no window spans it (one would mix voices)
                 last = self.tail()
                 if last is not None:
@@ -162,13 +169,16 @@ class SpeakerTrack:
         return labels
 
     def _write(self, w: Window, speaker: int, e: Vector) -> None:
-        fresh = (w.ends > self._labelled) & (w.ends <= w.through)
-        if not fresh.any():
-            return
         confidence = self.clusters.confidence(speaker, e)
-        for end in w.ends[fresh]:
-            self.timeline.add(end - CHUNK_S, end, speaker, confidence)
-        self._labelled = float(w.ends[fresh][-1])
+        self._labelled = _label_window(self.timeline, w, self._labelled, speaker, confidence)
+
+
+def _label_window(timeline: Timeline, w: Window, labelled: float, speaker: int, confidence: float) -> float:
+    """Label the chunks of ``w`` after ``labelled`` up to its ``through``; the new last label."""
+    fresh = w.ends[(w.ends > labelled) & (w.ends <= w.through)]
+    for end in fresh:
+        timeline.add(end - CHUNK_S, end, speaker, confidence)
+    return float(fresh[-1]) if fresh.size else labelled
 
 
 class Speakers:
@@ -253,14 +263,8 @@ def diarize_recording(
     labels = sims.argmax(axis=1)
     labelled = -1.0
     for w, k, row in zip(windows, labels, sims, strict=True):
-        fresh = (w.ends > labelled) & (w.ends <= w.through)
-        if not fresh.any():
-            continue
-        z = np.exp((row - row.max()) / 0.05)
-        confidence = float(z[k] / z.sum()) if len(row) > 1 else 1.0
-        for end in w.ends[fresh]:
-            timeline.add(end - CHUNK_S, end, int(k), confidence)
-        labelled = float(w.ends[fresh][-1])
+        confidence = softmax_share(row, int(k)) if len(row) > 1 else 1.0
+        labelled = _label_window(timeline, w, labelled, int(k), confidence)
     return timeline
 
 
