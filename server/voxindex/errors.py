@@ -81,3 +81,9 @@ class SpeakersUnavailableError(InvalidRequestError):
     """Speaker labels were asked for but the speaker encoder's weights are not installed."""
 
     code = "speakers_unavailable"
+
+
+class UnsupportedLanguageError(InvalidRequestError):
+    """A language the model does not read, or translation asked of an English-only model."""
+
+    code = "unsupported_language"

@@ -95,9 +95,15 @@ class OfflineTranscriber:
         self.vad = Vad()
 
     def transcribe(
-        self, audio: Float32Array, language: str | None = None, words: bool = False, prompt_text: str = ""
+        self,
+        audio: Float32Array,
+        language: str | None = None,
+        words: bool = False,
+        prompt_text: str = "",
+        task: str = "transcribe",
     ) -> Transcript:
-        """``prompt_text`` primes the first window (spellings, names, style), as Whisper's prompt."""
+        """``prompt_text`` primes the first window (spellings, names, style), as Whisper's prompt;
+        ``task="translate"`` gives English text of any language (multilingual models)."""
         segments: list[Segment] = []
         prompt: list[int] = (
             self.wm.tokenizer.encode(" " + prompt_text.strip())[-223:] if prompt_text.strip() else []
@@ -112,7 +118,7 @@ class OfflineTranscriber:
             if not _has_speech(speech, offset, offset + window.size / SAMPLE_RATE):
                 seek += window.size  # nothing to read, nothing for Whisper to hallucinate on
                 continue
-            hyp = self._decode(window, prompt, language, words)
+            hyp = self._decode(window, prompt, language, words, task)
             if self.wm.multilingual and language in (None, "auto"):
                 language = hyp.language
             if is_silence(hyp):
@@ -133,12 +139,13 @@ class OfflineTranscriber:
         return Transcript(text, segments, round(audio.size / SAMPLE_RATE, 3), self.wm.name, language)
 
     def _decode(
-        self, window: Float32Array, prompt: list[int], language: str | None, words: bool
+        self, window: Float32Array, prompt: list[int], language: str | None, words: bool, task: str
     ) -> Hypothesis:
         encoded = encode(self.wm, self.mel([torch.from_numpy(np.ascontiguousarray(window))]))
         options = DecodeOptions(
             prompt=tuple(prompt),
             language=language or ("auto" if self.wm.multilingual else None),
+            task=task,
             timestamps=True,
             align=words,
             num_frames=window.size // HOP_LENGTH,

@@ -27,6 +27,7 @@ from voxindex.api.protocol import parse_control, parse_options
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
 from voxindex.errors import InvalidRequestError
+from voxindex.languages import ENGLISH
 from voxindex.models.loader import WhisperModel
 
 MESSAGE_TYPES = {"ready", "speech_started", "interim", "final", "speech_ended", "closed", "error"}
@@ -58,7 +59,7 @@ def test_parse_control_accepts_or_refuses_any_text(text: str) -> None:
 )
 def test_parse_options_accepts_or_refuses_any_query(params: dict[str, str]) -> None:
     try:
-        options = parse_options(params, multilingual=False)
+        options = parse_options(params, ENGLISH)
     except InvalidRequestError:
         return
     assert 8000 <= options.sample_rate <= 48000 and 100 <= options.endpointing_ms <= 10_000

@@ -6,10 +6,13 @@ from voxindex.api.protocol import parse_control, parse_options, to_wire
 from voxindex.engine.align import Word
 from voxindex.engine.events import Closed, Error, Final, Interim, Ready
 from voxindex.errors import InvalidRequestError
+from voxindex.languages import ENGLISH
+
+MULTILINGUAL = frozenset({"en", "de", "fr"})
 
 
 def test_defaults() -> None:
-    o = parse_options({}, multilingual=False)
+    o = parse_options({}, ENGLISH)
     assert (o.sample_rate, o.encoding, o.interim_results, o.endpointing_ms, o.vad) == (
         16000,
         "pcm_s16le",
@@ -28,7 +31,7 @@ def test_values_are_parsed() -> None:
             "endpointing_ms": "300",
             "vad": "0",
         },
-        multilingual=True,
+        MULTILINGUAL,
     )
     assert (o.sample_rate, o.encoding, o.interim_results, o.endpointing_ms, o.vad) == (
         8000,
@@ -37,8 +40,8 @@ def test_values_are_parsed() -> None:
         300,
         False,
     )
-    assert parse_options({"language": "de"}, multilingual=True).language == "de"
-    assert parse_options({"language": "auto"}, multilingual=True).language == "auto"
+    assert parse_options({"language": "de"}, MULTILINGUAL).language == "de"
+    assert parse_options({"language": "auto"}, MULTILINGUAL).language == "auto"
 
 
 @pytest.mark.parametrize(
@@ -53,7 +56,7 @@ def test_values_are_parsed() -> None:
 )
 def test_out_of_range_values_are_refused(params: dict[str, str]) -> None:
     with pytest.raises(InvalidRequestError):
-        parse_options(params, multilingual=False)
+        parse_options(params, ENGLISH)
 
 
 def test_control_messages() -> None:

@@ -27,14 +27,16 @@ from starlette.websockets import WebSocket
 from voxindex import __version__
 from voxindex.api.auth import Authenticator, AuthError, ForbiddenError
 from voxindex.api.limits import ConnectLimits, RateLimitedError
-from voxindex.api.protocol import int_param, message_type
-from voxindex.api.session import Control, authorize, opened, refused, serve_stream
+from voxindex.api.protocol import Control, int_param, message_type, query_list
+from voxindex.api.session import authorize, opened, refused, serve_stream
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
+from voxindex.engine import prompting
 from voxindex.engine.events import Closed, Error, Event, Final, Interim, SpeechEnded, SpeechStarted
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream, StreamOptions
 from voxindex.errors import CapacityError, InvalidRequestError, QuotaError, VoxError
+from voxindex.languages import ENGLISH
 from voxindex.metrics import Metrics
 
 ENCODINGS = {"linear16": "pcm_s16le", "mulaw": "pcm_mulaw", "alaw": "pcm_alaw"}
@@ -61,8 +63,28 @@ class ListenOptions:
     language: str
 
 
-def parse_listen(params: QueryParams, multilingual: bool) -> ListenOptions:
+def listen_keyterms(params: QueryParams) -> tuple[str, ...]:
+    """Deepgram's ``keyterm`` (Nova-3) and ``keywords`` (``word`` or ``word:intensifier``; Nova-2)
+    both become key terms; a keyword with an intensifier ≤ 0 (Deepgram: suppress it) is left out,
+    and a bad intensifier is an error."""
+    terms = query_list(params, "keyterm")
+    for raw in query_list(params, "keywords"):
+        word, sep, boost = raw.rpartition(":")
+        if not sep:
+            terms.append(raw)
+            continue
+        try:
+            intensifier = float(boost)
+        except ValueError:
+            raise InvalidRequestError(f"keywords: {raw[:40]!r} is not word:intensifier") from None
+        if intensifier > 0:
+            terms.append(word)
+    return prompting.keyterms(terms, "keyterm")
+
+
+def parse_listen(params: QueryParams, languages: frozenset[str]) -> ListenOptions:
     """Deepgram's query string → stream options. Unknown parameters are ignored."""
+    multilingual = languages != ENGLISH
     encoding = params.get("encoding")
     if encoding is None:
         raise InvalidRequestError(
@@ -103,6 +125,7 @@ def parse_listen(params: QueryParams, multilingual: bool) -> ListenOptions:
             endpointing_ms=endpointing_ms,
             vad=True,
             diarize=_bool(params, "diarize", False),
+            keyterms=listen_keyterms(params),
         ),
         channels=channels,
         interim_results=interim,
@@ -293,6 +316,6 @@ def _admit(
     if "token" in offered[:-1]:  # browsers: new WebSocket(url, ["token", key])
         token = offered[offered.index("token") + 1]
     principal = authorize(ws, token, settings, auth, connects, draining)
-    options = parse_listen(ws.query_params, scheduler.wm.multilingual)
+    options = parse_listen(ws.query_params, scheduler.wm.languages)
     stream = scheduler.open(options.stream, asyncio.get_running_loop(), principal.tenant)
     return stream, options

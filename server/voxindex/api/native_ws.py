@@ -17,13 +17,14 @@ from voxindex.api.auth import Authenticator
 from voxindex.api.limits import ConnectLimits
 from voxindex.api.protocol import (
     SUBPROTOCOL,
+    Control,
     close_code,
     parse_control,
     parse_options,
     subprotocol_token,
     to_wire,
 )
-from voxindex.api.session import Control, authorize, opened, refused, serve_stream
+from voxindex.api.session import authorize, opened, refused, serve_stream
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
 from voxindex.engine.events import Error, Event, Ready
@@ -89,5 +90,5 @@ def _admit(
 ) -> Stream:
     token = ws.query_params.get("access_token") or subprotocol_token(offered)
     principal = authorize(ws, token, settings, auth, connects, draining)
-    options = parse_options(ws.query_params, scheduler.wm.multilingual)
+    options = parse_options(ws.query_params, scheduler.wm.languages)
     return scheduler.open(options, asyncio.get_running_loop(), principal.tenant)

@@ -1,10 +1,13 @@
-"""``POST /v1/audio/transcriptions``: OpenAI's transcription API, so OpenAI clients work unchanged.
+"""``POST /v1/audio/transcriptions`` and ``/v1/audio/translations``: OpenAI's transcription and
+translation APIs, so OpenAI clients work unchanged.
 
 Multipart ``file`` (anything FFmpeg decodes), ``model`` (any name; the server's model answers),
 ``language``, ``prompt``, ``response_format`` (json, text, verbose_json, srt, vtt) and
 ``timestamp_granularities[]`` (segment, word), and voxindex's ``diarize`` (true: segments and
 words carry ``speaker``; SRT/VTT/text name the speaker), shaped as
 https://platform.openai.com/docs/api-reference/audio/createTranscription documents them.
+Translations take ``file``, ``model``, ``prompt``, ``response_format`` and give English text
+(multilingual models; an English-only one answers 400 ``unsupported_language``).
 Errors use OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
 
 The file is transcribed offline (30 s windows, the best accuracy the model gives) on a worker
@@ -18,6 +21,7 @@ import asyncio
 import tempfile
 import threading
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,8 +36,9 @@ from voxindex.engine.events import Final
 from voxindex.engine.speaker_labels import dominant
 from voxindex.engine.speakers import Speakers, diarize_recording
 from voxindex.engine.vad import Vad, VadState
-from voxindex.errors import AudioDecodeError
+from voxindex.errors import AudioDecodeError, VoxError
 from voxindex.index.base import TranscriptIndex
+from voxindex.languages import check_language, check_task
 from voxindex.models.loader import WhisperModel
 from voxindex.transcribe import OfflineTranscriber, Transcript
 
@@ -56,12 +61,16 @@ class OfflineService:
         self._lock = threading.Lock()
         self.turn = asyncio.Semaphore(1)
 
-    def transcribe(self, path: Path, language: str | None, prompt: str, diarize: bool = False) -> Transcript:
+    def transcribe(
+        self, path: Path, language: str | None, prompt: str, diarize: bool = False, task: str = "transcribe"
+    ) -> Transcript:
         audio = decode_file(path)
         with self._lock:
             if self._transcriber is None:
                 self._transcriber = OfflineTranscriber(self.wm)
-            transcript = self._transcriber.transcribe(audio, language, words=True, prompt_text=prompt)
+            transcript = self._transcriber.transcribe(
+                audio, language, words=True, prompt_text=prompt, task=task
+            )
             if diarize and self.speakers is not None:
                 self._vad = self._vad or Vad()
                 speech = self._vad([VadState()], [audio])[0]
@@ -103,30 +112,62 @@ async def transcriptions(
     ] = None,
     diarize: Annotated[bool, Form(description="voxindex: label segments and words with speakers")] = False,
 ) -> Response:
+    asked = Asked(language, prompt, response_format, set(timestamp_granularities or []), diarize)
+    return await _offline(request, file, asked)
+
+
+@router.post("/v1/audio/translations", response_model=None)
+async def translations(
+    request: Request,
+    file: Annotated[UploadFile, File(description="audio or video in any format FFmpeg reads")],
+    model: Annotated[str, Form(description="accepted for compatibility; the server's model answers")] = "",
+    prompt: Annotated[str, Form(description="English text that primes spelling and style")] = "",
+    response_format: Annotated[str, Form(description="json | text | verbose_json | srt | vtt")] = "json",
+    temperature: Annotated[float, Form(description="accepted; decoding is greedy")] = 0.0,
+) -> Response:
+    """English text of speech in any language the model knows (OpenAI's translations API)."""
+    asked = Asked(None, prompt, response_format, set(), False, task="translate")
+    return await _offline(request, file, asked)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One transcription or translation request's form fields."""
+
+    language: str | None
+    prompt: str
+    response_format: str
+    granularities: set[str]
+    diarize: bool
+    task: str = "transcribe"
+
+
+async def _offline(request: Request, file: UploadFile, asked: Asked) -> Response:
     try:
         principal = caller(request, "transcribe")
     except ApiError as e:
         return openai_error(e.status, e.message, e.code)
     service: OfflineService = running(request.app).offline
-    if response_format not in FORMATS:
+    if asked.response_format not in FORMATS:
         return openai_error(
             400, f"response_format must be one of {', '.join(FORMATS)}", "invalid_request", "response_format"
         )
-    granularities = set(timestamp_granularities or [])
-    if not granularities <= {"segment", "word"}:
+    if not asked.granularities <= {"segment", "word"}:
         return openai_error(
             400,
             "timestamp_granularities[] takes segment and word",
             "invalid_request",
             "timestamp_granularities",
         )
-    if diarize and service.speakers is None:
+    if asked.diarize and service.speakers is None:
         return openai_error(
             400, "speaker labels are not available on this server", "speakers_unavailable", "diarize"
         )
-    code = (language or "").split("-")[0].lower() or None
-    if code is not None and not service.wm.multilingual and code != "en":
-        return openai_error(400, f"this server's model is English-only; language={code!r}", "invalid_request")
+    try:
+        code = check_language(asked.language or None, service.wm.languages)
+        check_task(asked.task, service.wm.languages)
+    except VoxError as e:
+        return openai_error(400, e.message, e.code, "model" if asked.task == "translate" else "language")
     with tempfile.TemporaryDirectory(prefix="voxindex-upload-") as tmp:
         path = Path(tmp) / "upload"
         with path.open("wb") as out:
@@ -134,15 +175,18 @@ async def transcriptions(
                 out.write(chunk)
         try:
             async with service.turn:
-                transcript = await asyncio.to_thread(service.transcribe, path, code, prompt, diarize)
+                transcript = await asyncio.to_thread(
+                    service.transcribe, path, code, asked.prompt, asked.diarize, asked.task
+                )
         except AudioDecodeError as e:
             return openai_error(400, e.message.replace(str(path), file.filename or "file"), e.code, "file")
     stream_id = await asyncio.to_thread(service.store, transcript, principal.tenant)
     headers = {"x-voxindex-stream-id": stream_id} if stream_id else {}
-    return _render(transcript, response_format, granularities, headers)
+    return _render(transcript, asked, headers)
 
 
-def _render(transcript: Transcript, fmt: str, granularities: set[str], headers: dict[str, str]) -> Response:
+def _render(transcript: Transcript, asked: Asked, headers: dict[str, str]) -> Response:
+    fmt, granularities = asked.response_format, asked.granularities
     diarized = any(s.speaker is not None for s in transcript.segments)
     if fmt == "text":
         text = to_txt(transcript.segments) if diarized else transcript.text + "\n"
@@ -155,7 +199,7 @@ def _render(transcript: Transcript, fmt: str, granularities: set[str], headers: 
     if fmt == "json":
         return JSONResponse({"text": transcript.text, "usage": usage}, headers=headers)
     body: dict[str, Any] = {
-        "task": "transcribe",
+        "task": asked.task,
         "language": LANGUAGE_NAMES.get(transcript.language or "en", transcript.language or "english"),
         "duration": transcript.duration,
         "text": transcript.text,

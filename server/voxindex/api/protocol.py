@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 from voxindex.audio import PCM_ENCODINGS
+from voxindex.engine import prompting
 from voxindex.engine.align import word_dict
 from voxindex.engine.events import (
     Closed,
@@ -21,8 +22,10 @@ from voxindex.engine.events import (
     SpeechEnded,
     SpeechStarted,
 )
+from voxindex.engine.prompting import PromptUpdate
 from voxindex.engine.stream import StreamOptions
 from voxindex.errors import CapacityError, InvalidRequestError, QuotaError, VoxError
+from voxindex.languages import ENGLISH, check_language, check_task
 
 
 class ProtocolViolation(InvalidRequestError):
@@ -50,7 +53,7 @@ def close_code(error: VoxError) -> int:
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000
 ENCODINGS = tuple(PCM_ENCODINGS)
-CONTROL_TYPES = ("flush", "keepalive", "close")
+CONTROL_TYPES = ("flush", "keepalive", "close", "configure", "context")
 MAX_NESTING = 32  # brackets in one control message: never a RecursionError in the parser
 
 # WebSocket close codes, as documented in docs/protocol.md: 4xxx mirror the HTTP statuses
@@ -67,12 +70,20 @@ CLOSE_RATE_LIMITED = 4429  # a rate or quota limit
 SUBPROTOCOL = "voxindex"  # echoed when offered; a token may ride along as "bearer.<token>"
 
 
-def parse_options(params: Mapping[str, str], multilingual: bool) -> StreamOptions:
-    """Validate the query string of ``GET /v1/stream``; raise InvalidRequestError naming the bad field."""
-    known = {"sample_rate", "encoding", "language", "interim_results", "endpointing_ms", "vad", "diarize"}
+Control = Literal["flush", "keepalive", "close"] | PromptUpdate
+
+
+def parse_options(params: Mapping[str, str], languages: frozenset[str]) -> StreamOptions:
+    """Validate the query string of ``GET /v1/stream``; raise InvalidRequestError naming the bad
+    field. ``languages``: what the model reads (``WhisperModel.languages``)."""
+    known = {
+        "sample_rate", "encoding", "language", "interim_results", "endpointing_ms", "vad", "diarize",
+        "task", "keyterms", "context",
+    }  # fmt: skip
     unknown = sorted(set(params) - known - {"access_token"})
     if unknown:
         raise InvalidRequestError(f"unknown query parameter(s): {', '.join(unknown)}")
+    multilingual = languages != ENGLISH
     rate = _int(params, "sample_rate", 16000)
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise InvalidRequestError(f"sample_rate must be {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {rate}")
@@ -90,6 +101,7 @@ def parse_options(params: Mapping[str, str], multilingual: bool) -> StreamOption
             )
         if not (language == "auto" or (language.isalpha() and 2 <= len(language) <= 3)):
             raise InvalidRequestError(f"language must be a code like 'en' or 'auto', got {language!r}")
+        language = check_language(language, languages)
     return StreamOptions(
         sample_rate=rate,
         encoding=encoding,
@@ -98,7 +110,18 @@ def parse_options(params: Mapping[str, str], multilingual: bool) -> StreamOption
         endpointing_ms=endpointing,
         vad=_bool(params, "vad", True),
         diarize=_bool(params, "diarize", False),
+        task=check_task(params.get("task", "transcribe"), languages),
+        keyterms=prompting.keyterms(query_list(params, "keyterms")),
+        context=prompting.context_item(params.get("context", "")),
     )
+
+
+def query_list(params: Mapping[str, str], name: str) -> list[str]:
+    """Every value of a repeated query parameter (``?keyterms=a&keyterms=b``)."""
+    getlist = getattr(params, "getlist", None)
+    if getlist is not None:
+        return [str(v) for v in getlist(name)]
+    return [params[name]] if name in params else []
 
 
 def int_param(params: Mapping[str, str], name: str) -> int | None:
@@ -137,9 +160,9 @@ def subprotocol_token(offered: list[str]) -> str | None:
     return None
 
 
-def message_type(text: str) -> str:
-    """The ``type`` of a JSON text frame; ProtocolViolation unless it is an object with a string
-    ``type`` (every protocol's control messages are)."""
+def message_object(text: str) -> dict[str, Any]:
+    """A JSON text frame as an object with a string ``type``; ProtocolViolation otherwise
+    (every protocol's control messages are such objects)."""
     if text.count("[") + text.count("{") > MAX_NESTING:  # control messages are flat
         raise ProtocolViolation("control messages are flat JSON objects; this one nests too deeply")
     try:
@@ -150,13 +173,28 @@ def message_type(text: str) -> str:
         ) from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolViolation('control messages are JSON objects with a "type" field')
-    return str(message["type"])
+    return message
 
 
-def parse_control(text: str) -> Literal["flush", "keepalive", "close"]:
+def message_type(text: str) -> str:
+    return str(message_object(text)["type"])
+
+
+def parse_control(text: str) -> Control:
     """The native control message in a text frame. ProtocolViolation for a frame that is not a
-    JSON object with a string ``type``; InvalidRequestError for a type this server does not know."""
-    kind = message_type(text)
+    JSON object with a string ``type``; InvalidRequestError for a type this server does not know
+    or a ``configure`` / ``context`` message with bad fields."""
+    message = message_object(text)
+    kind = str(message["type"])
+    if kind == "configure":
+        if "keyterms" not in message:
+            raise InvalidRequestError('configure takes "keyterms": a list of strings')
+        terms = message["keyterms"]
+        if not isinstance(terms, list):
+            raise InvalidRequestError("keyterms must be a list of strings")
+        return PromptUpdate(keyterms=prompting.keyterms(terms))
+    if kind == "context":
+        return PromptUpdate(context=prompting.context_item(message.get("text")))
     if kind not in CONTROL_TYPES:
         raise InvalidRequestError(
             f"unknown message type {kind[:40]!r}; expected one of {', '.join(CONTROL_TYPES)}"

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -30,11 +30,13 @@ from voxindex.api.protocol import (
     CLOSE_RATE_LIMITED,
     CLOSE_SERVICE_RESTART,
     CLOSE_TRY_AGAIN,
+    Control,
     ProtocolViolation,
 )
 from voxindex.audio import SAMPLE_RATE, PcmDecoder
 from voxindex.config import Settings
 from voxindex.engine.events import Closed, Error, Event
+from voxindex.engine.prompting import PromptUpdate
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream
 from voxindex.errors import CapacityError, InvalidRequestError, VoxError
@@ -42,8 +44,6 @@ from voxindex.logs import log_context
 from voxindex.metrics import Metrics
 
 log = logging.getLogger("voxindex.api")
-
-Control = Literal["flush", "keepalive", "close"]
 
 
 class Codec(Protocol):
@@ -218,7 +218,12 @@ async def _read_frames(
         except InvalidRequestError as e:
             stream.emit(Error(e.code, e.message))  # e.g. a message type from a newer client
             continue
-        if kind == "flush":
+        if isinstance(kind, PromptUpdate):
+            if kind.keyterms is not None:
+                stream.set_keyterms(kind.keyterms)
+            if kind.context is not None:
+                stream.add_context(kind.context)
+        elif kind == "flush":
             stream.request_flush()
         elif kind == "close":
             return end(CLOSE_NORMAL)

@@ -32,6 +32,7 @@ class DecodeOptions:
 
     prompt: tuple[int, ...] = ()
     language: str | None = None  # None: English-only model or English; "auto": detect
+    task: str = "transcribe"  # or "translate": English text of any language (multilingual models)
     timestamps: bool = False
     max_tokens: int = 224
     align: bool = False
@@ -72,11 +73,16 @@ def logit_constants(wm: WhisperModel) -> tuple[torch.Tensor, torch.Tensor, int, 
     return suppress, blank, sp.timestamp_begin, sp.eot
 
 
-def sot_sequence(wm: WhisperModel, language: str | None, timestamps: bool) -> list[int]:
+def sot_sequence(
+    wm: WhisperModel, language: str | None, timestamps: bool, task: str = "transcribe"
+) -> list[int]:
     sp = wm.tokenizer.special
     seq = [sp.sot]
     if wm.multilingual:
-        seq += [sp.languages.get(language or "en", sp.languages["en"]), sp.transcribe]
+        seq += [
+            sp.languages.get(language or "en", sp.languages["en"]),
+            sp.translate if task == "translate" else sp.transcribe,
+        ]
     if not timestamps:
         seq.append(sp.no_timestamps)
     return seq
@@ -97,8 +103,8 @@ class Decoder:
     def encode(self, mels: torch.Tensor, frames: int = N_FRAMES) -> torch.Tensor:
         return encode(self.wm, mels, frames)
 
-    def sot_sequence(self, language: str | None, timestamps: bool) -> list[int]:
-        return sot_sequence(self.wm, language, timestamps)
+    def sot_sequence(self, language: str | None, timestamps: bool, task: str = "transcribe") -> list[int]:
+        return sot_sequence(self.wm, language, timestamps, task)
 
     @torch.inference_mode()
     def detect_language(self, encoder_out: torch.Tensor) -> list[str]:
@@ -133,7 +139,7 @@ class Decoder:
 
         prefixes = []
         for opt, lang in zip(options, languages, strict=True):
-            sot_seq = self.sot_sequence(lang, opt.timestamps)
+            sot_seq = self.sot_sequence(lang, opt.timestamps, opt.task)
             prompt = list(opt.prompt)[-(self.max_positions // 2 - 1) :]
             prefixes.append(([sp.sot_prev, *prompt] if prompt else []) + sot_seq)
         width = max(len(p) for p in prefixes)

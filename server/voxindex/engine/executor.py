@@ -27,6 +27,7 @@ from voxindex.engine.policy import (
     is_silence,
     repeats_phrase,
 )
+from voxindex.engine.prompting import Prompting, echoes_prompt
 from voxindex.engine.runner import Runner
 from voxindex.models.loader import WhisperModel
 
@@ -47,6 +48,10 @@ class Job:
     start: float  # stream time of audio[0], added to word times
     prompt: tuple[int, ...] = ()
     language: str | None = None
+    task: str = "transcribe"
+    prompting: Prompting = field(
+        default_factory=Prompting
+    )  # what the prompt holds besides past text (echo check)
 
 
 @dataclass
@@ -123,6 +128,7 @@ class Executor:
         return DecodeOptions(
             prompt=job.prompt,
             language=job.language or ("auto" if self.wm.multilingual else None),
+            task=job.task,
             align=True,
             num_frames=min(frames, job.audio.size // HOP_LENGTH + 1),
             max_tokens=min(224, 16 + int(job.audio.size / SAMPLE_RATE * 8)),
@@ -202,15 +208,18 @@ class Executor:
 
     def _reading(self, job: Job, hyp: Hypothesis, strict: bool) -> Reading:
         """Judge a hypothesis. ``strict`` also rejects a phrase said twice in a row, which a
-        prompted reading produces far more often than a speaker does; a reading without
-        prompt is given the benefit of the doubt."""
+        prompted reading produces far more often than a speaker does, and a reading that echoes
+        its key terms or context (prompting.echoes_prompt); a reading without prompt is given
+        the benefit of the doubt."""
         tok = self.wm.tokenizer
         if is_silence(hyp):
             return Reading(language=hyp.language, rejected="silence")
         tokens = hyp.tokens if strict else drop_restart(drop_repeated_tail(hyp.tokens))
         text = tok.decode(tokens)
         looped = hyp.looped and len(tokens) == len(hyp.tokens)
-        if is_hallucination(looped, text) or (strict and repeats_phrase(text)):
+        if is_hallucination(looped, text) or (
+            strict and (repeats_phrase(text) or echoes_prompt(text, job.prompting))
+        ):
             return Reading(language=hyp.language, rejected="hallucination")
         if not has_words(text):
             return Reading(language=hyp.language, rejected="silence")

@@ -420,7 +420,7 @@ class Runner:
         for i in slots:
             row = self.rows[i]
             prompt = list(row.options.prompt)[-(self.max_tokens // 2 - 1) :]
-            sot = sot_sequence(self.wm, row.language, row.options.timestamps)
+            sot = sot_sequence(self.wm, row.language, row.options.timestamps, row.options.task)
             prefixes.append(([sp.sot_prev, *prompt] if prompt else []) + sot)
             budgets.append(min(row.options.max_tokens, self.max_tokens - len(prefixes[-1]) - 1))
         self._unstepped += len(slots)

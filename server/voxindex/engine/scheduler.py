@@ -32,6 +32,7 @@ from voxindex.engine.align import Word
 from voxindex.engine.events import Closed, Error, Event, Final, Interim, SpeechEnded, SpeechStarted
 from voxindex.engine.executor import MAX_WINDOW_AUDIO_S, Executor, Job, Reading
 from voxindex.engine.policy import agreed_prefix, final_words, join_words, last_sentence_end
+from voxindex.engine.prompting import PromptBuilder
 from voxindex.engine.recordings import Recordings, RecordingWork, Window
 from voxindex.engine.speaker_labels import dominant
 from voxindex.engine.speaker_worker import SpeakerWorker
@@ -443,9 +444,22 @@ class Scheduler:
         return Job(
             audio=s.audio_between(s.audio_start, until),
             start=s.audio_start,
-            prompt=tuple(s.prompt),
+            prompt=self._prompt(s),
             language=s.language or s.options.language,
+            task=s.options.task,
+            prompting=s.prompting,
         )
+
+    def _prompt(self, s: Stream) -> tuple[int, ...]:
+        """Key terms, conversation context and the stream's own finals since the newest context
+        item (engine/prompting.py)."""
+        prompting = s.prompting
+        if prompting.context_epoch != s.context_epoch:  # the context now holds the turns before
+            s.context_epoch = prompting.context_epoch
+            s.prompt.clear()
+        if s.prompter is None:
+            s.prompter = PromptBuilder(self.wm.tokenizer)
+        return s.prompter(prompting, s.prompt)
 
     # ---------------- execute: admission and one decode step ----------------
     def _admit(self, batch: list[tuple[Stream, Job, bool]]) -> bool:

@@ -20,13 +20,13 @@ import numpy as np
 from voxindex.audio import SAMPLE_RATE, Float32Array
 from voxindex.engine.align import Word
 from voxindex.engine.events import Event, Interim
+from voxindex.engine.prompting import PROMPT_TOKENS, PromptBuilder, Prompting
 from voxindex.engine.speakers import SpeakerTrack
 from voxindex.engine.vad import SpeechTracker, VadState
 
 PREROLL_S = 0.8  # audio kept before detected speech: onsets are soft, VAD needs ~100 ms, and Whisper
 # misreads a first word it hears with too little before it ("old-sposed", BENCHMARKS.md "accuracy")
 MAX_PENDING_EVENTS = 500  # past this a stalled client loses superseded interims, never finals
-PROMPT_TOKENS = 223  # Whisper's previous-text budget (half the decoder context)
 
 
 class StreamStatus(enum.IntEnum):
@@ -47,6 +47,9 @@ class StreamOptions:
     endpointing_ms: int = 500
     vad: bool = True
     diarize: bool = False  # speaker labels on words and finals (engine/speakers.py)
+    task: str = "transcribe"  # or "translate" (multilingual models): English text
+    keyterms: tuple[str, ...] = ()  # names and terms to listen for (engine/prompting.py)
+    context: str = ""  # conversation context the stream starts with
 
 
 class FinalizeReason(enum.Enum):
@@ -104,8 +107,16 @@ class Stream:
     last_interim: str = ""
     onset_arrived: float | None = None  # arrival of the utterance's first audio, until its first interim
     speakers: SpeakerTrack | None = None  # diarized streams: voice windows, clusters, labels
+    # key terms and context (set by the handler, read by the scheduler: replaced whole)
+    prompting: Prompting = field(default_factory=Prompting)
+    prompter: PromptBuilder | None = None  # the scheduler's token prompt for ``prompting``
+    context_epoch: int = 0  # the context the own past text in ``prompt`` follows
 
     def __post_init__(self) -> None:
+        self.prompting = Prompting(self.options.keyterms)
+        if self.options.context:
+            self.prompting = self.prompting.with_context(self.options.context)
+            self.context_epoch = self.prompting.context_epoch
         self.tracker = SpeechTracker(self.options.endpointing_ms / 1000)
         if self.options.diarize:
             self.speakers = SpeakerTrack()
@@ -126,6 +137,17 @@ class Stream:
     def request_flush(self) -> None:
         with self._lock:
             self.flush_at = self._pushed  # everything sent before the flush, not what the engine has
+
+    def set_keyterms(self, terms: tuple[str, ...]) -> None:
+        """New key terms, for the readings from now on (validated: prompting.keyterms)."""
+        with self._lock:
+            self.prompting = self.prompting.with_keyterms(terms)
+
+    def add_context(self, text: str) -> None:
+        """A new conversation item (an agent's reply, a user's turn) primes the next utterances."""
+        if text:
+            with self._lock:
+                self.prompting = self.prompting.with_context(text)
 
     def request_close(self) -> None:
         with self._lock:

@@ -42,6 +42,11 @@ class WhisperModel:
         return int(self.model.config.vocab_size) >= 51865
 
     @property
+    def languages(self) -> frozenset[str]:
+        """The language codes the model reads (and, multilingual, translates into English)."""
+        return frozenset(self.tokenizer.special.languages) if self.multilingual else frozenset({"en"})
+
+    @property
     def n_mels(self) -> int:
         return int(self.model.config.num_mel_bins)
 
