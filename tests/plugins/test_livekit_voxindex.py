@@ -213,3 +213,44 @@ async def test_diarization_sets_speaker_id_on_every_final(keyed_server: KeyedSer
         spoken[d.speaker_id] = spoken.get(d.speaker_id, 0.0) + d.end_time - d.start_time
     assert data[-1].is_primary_speaker == (data[-1].speaker_id == max(spoken, key=lambda k: spoken[k]))
     assert not run.errors
+
+
+async def test_keyterm_updates_and_conversation_items_reach_a_live_stream(
+    keyed_server: KeyedServer, synth: Synth
+) -> None:
+    """``keyterms=True`` and ``chat_context=True``: the framework's session key terms
+    (``_update_session_keyterms``) and conversation items (``_push_conversation_item``) reach
+    the live stream without a reconnect and get names right that tiny.en misses unprimed."""
+    from livekit.agents.llm import ChatMessage
+    from livekit.agents.voice.events import ConversationItemAddedEvent
+
+    from tests.api.test_keyterms import SIOBHAN, XIOMARA, says
+
+    stt = voxindex.STT(base_url=keyed_server.url, api_key=keyed_server.api_key, interim_results=False)
+    assert stt.capabilities.keyterms and stt.capabilities.chat_context
+    run = Run()
+    stream = stt.stream()
+    collector = asyncio.create_task(collect(stt, stream, run))
+
+    async def say(text: str) -> str:
+        ended = run.kinds().count(Kind.END_OF_SPEECH)
+        for frame in frames_48k(np.concatenate([GAP, synth(text), GAP])):
+            stream.push_frame(frame)
+            await asyncio.sleep(frame.duration / 2)
+        async with asyncio.timeout(30):
+            while run.kinds().count(Kind.END_OF_SPEECH) == ended:
+                await asyncio.sleep(0.05)
+        return run.finals()[-1].alternatives[0].text
+
+    assert not says(await say(XIOMARA), "Xiomara")
+    reply = ChatMessage(role="assistant", content=["Sure. Is it Xiomara's tunnel you mean?"])
+    stt._push_conversation_item(ConversationItemAddedEvent(item=reply))
+    assert says(await say(XIOMARA), "Xiomara")
+    assert not says(await say(SIOBHAN), "Siobhan Nguyen")
+    stt._update_session_keyterms(["Siobhan Nguyen"])
+    assert says(await say(SIOBHAN), "Siobhan Nguyen")
+    stream.end_input()
+    await asyncio.wait_for(collector, 60)
+    await stt.aclose()
+    assert len({e.request_id for e in run.finals()}) == 1  # one server stream: no reconnect
+    assert not run.errors

@@ -7,7 +7,8 @@ the audio (faster-whisper's ``hotwords``, OpenAI's ``prompt``). A stream's promp
   terms the caller expects (BENCHMARKS.md, "Key terms": recall on tiny.en 19 % → 71 %);
 - its **conversation context**: the newest conversation items (an agent's last reply, the user's
   last turn) pushed by the client, oldest first;
-- the stream's **own finals** since the newest context item.
+- the stream's **own finals** since the key terms or context last changed (past text that
+  misspelt a new term would teach Whisper the misspelling: it copies its prompt's spellings).
 
 It is bounded by Whisper's previous-text budget (223 tokens): key terms take at most
 ``KEYTERM_TOKENS`` (whole terms, in the caller's order), context and past text share the rest,
@@ -40,14 +41,16 @@ class Prompting:
 
     keyterms: tuple[str, ...] = ()
     context: tuple[str, ...] = ()  # conversation items, oldest first
-    context_epoch: int = 0  # bumped by every new item: the stream's own past text restarts there
+    # bumped by every change: the stream's own past text restarts there (the context holds the
+    # turns before; and past text that misspelt a new key term would teach the misspelling)
+    epoch: int = 0
 
     def with_keyterms(self, terms: Iterable[str]) -> Prompting:
-        return Prompting(tuple(terms), self.context, self.context_epoch)
+        return Prompting(tuple(terms), self.context, self.epoch + 1)
 
     def with_context(self, item: str) -> Prompting:
         items = (*self.context, item[-MAX_CONTEXT_CHARS:])[-MAX_CONTEXT_ITEMS:]
-        return Prompting(self.keyterms, items, self.context_epoch + 1)
+        return Prompting(self.keyterms, items, self.epoch + 1)
 
 
 @dataclass(frozen=True)

@@ -451,11 +451,11 @@ class Scheduler:
         )
 
     def _prompt(self, s: Stream) -> tuple[int, ...]:
-        """Key terms, conversation context and the stream's own finals since the newest context
-        item (engine/prompting.py)."""
+        """Key terms, conversation context and the stream's own finals since either last changed
+        (engine/prompting.py)."""
         prompting = s.prompting
-        if prompting.context_epoch != s.context_epoch:  # the context now holds the turns before
-            s.context_epoch = prompting.context_epoch
+        if prompting.epoch != s.prompt_epoch:  # key terms or context changed: past text restarts
+            s.prompt_epoch = prompting.epoch
             s.prompt.clear()
         if s.prompter is None:
             s.prompter = PromptBuilder(self.wm.tokenizer)
@@ -655,7 +655,14 @@ class Scheduler:
             speaker = dominant(words)
         text = join_words(words)
         final = Final(
-            s.segment_id, text, words[0].start, words[-1].end, list(words), s.language, reason, speaker
+            s.segment_id,
+            text,
+            words[0].start,
+            words[-1].end,
+            list(words),
+            s.language or s.options.language,
+            reason,
+            speaker,
         )
         if self.sink is not None:
             try:

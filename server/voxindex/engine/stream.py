@@ -110,13 +110,13 @@ class Stream:
     # key terms and context (set by the handler, read by the scheduler: replaced whole)
     prompting: Prompting = field(default_factory=Prompting)
     prompter: PromptBuilder | None = None  # the scheduler's token prompt for ``prompting``
-    context_epoch: int = 0  # the context the own past text in ``prompt`` follows
+    prompt_epoch: int = 0  # the ``prompting.epoch`` the own past text in ``prompt`` follows
 
     def __post_init__(self) -> None:
         self.prompting = Prompting(self.options.keyterms)
         if self.options.context:
             self.prompting = self.prompting.with_context(self.options.context)
-            self.context_epoch = self.prompting.context_epoch
+        self.prompt_epoch = self.prompting.epoch
         self.tracker = SpeechTracker(self.options.endpointing_ms / 1000)
         if self.options.diarize:
             self.speakers = SpeakerTrack()

@@ -3,7 +3,10 @@
 
 Events follow the server's: ``speech_started`` → START_OF_SPEECH, ``interim`` →
 INTERIM_TRANSCRIPT, ``final`` → FINAL_TRANSCRIPT (word timings, ``speech_end_time``),
-``speech_ended`` → END_OF_SPEECH, always paired. Refusals map onto the framework's errors:
+``speech_ended`` → END_OF_SPEECH, always paired. Key terms (``keyterms=``, ``update_options``
+and the framework's session key terms) and conversation items (``chat_context``: each new turn
+of the agent or the user) go to the server as control messages on the live stream, without a
+reconnect; they prime the next utterances (docs/protocol.md, "Key terms and context"). Refusals map onto the framework's errors:
 credentials and bad requests are final (``retryable=False``); lost connections, a full server
 and rate limits are retried by the framework, reconnecting with the audio still queued.
 """
@@ -17,8 +20,9 @@ import json
 import os
 import time
 import weakref
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
 import aiohttp
@@ -38,6 +42,9 @@ from livekit.agents.utils import AudioBuffer, is_given
 
 from .log import logger
 
+if TYPE_CHECKING:
+    from livekit.agents.voice.events import ConversationItemAddedEvent
+
 # close code → HTTP-like status: 4xxx codes mirror HTTP statuses (docs/protocol.md)
 _CLOSE_STATUS = {1011: 500, 1013: 503, 4400: 400, 4401: 401, 4403: 403, 4408: 408, 4413: 413, 4429: 429}
 # error code → HTTP-like status, for refusals whose close code has not arrived yet
@@ -53,6 +60,7 @@ _CODE_STATUS = {
     "engine_error": 500,
 }
 _KEEPALIVE_S = 5.0
+_CONTEXT_ITEMS = 8  # conversation items kept for a reconnect (the server keeps as many)
 
 
 @dataclass
@@ -64,6 +72,8 @@ class STTOptions:
     endpointing_ms: int
     sample_rate: int
     diarization: bool = False
+    task: Literal["transcribe", "translate"] = "transcribe"
+    keyterms: list[str] = field(default_factory=list)  # the caller's and the session's, merged
 
     def stream_url(self) -> str:
         base = self.base_url.rstrip("/")
@@ -79,7 +89,11 @@ class STTOptions:
             query["language"] = self.language
         if self.diarization:
             query["diarize"] = "true"
-        return f"{base}/v1/stream?{urlencode(query)}"
+        if self.task != "transcribe":
+            query["task"] = self.task
+        if self.keyterms:
+            query["keyterms"] = self.keyterms
+        return f"{base}/v1/stream?{urlencode(query, doseq=True)}"
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.credential}"} if self.credential else {}
@@ -97,6 +111,8 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
         endpointing_ms: int = 500,
         sample_rate: int = 16000,
         diarization: bool = False,
+        keyterms: list[str] | None = None,
+        task: Literal["transcribe", "translate"] = "transcribe",
         http_session: aiohttp.ClientSession | None = None,
     ) -> None:
         """
@@ -111,6 +127,11 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
             sample_rate: the rate audio is sent at; frames are resampled to it.
             diarization: label each final with its speaker (``SpeechData.speaker_id``, "S0",
                 "S1", … stable for the stream; ``is_primary_speaker``: the one heard most).
+            keyterms: names and terms to listen for (product names, people, account terms);
+                merged with the session's key terms the framework sets.
+            task: ``"translate"`` gives English text of speech in any language (multilingual
+                models); ``SpeechData.language`` is then "en" and ``source_languages`` holds
+                the language spoken.
         """
         super().__init__(
             capabilities=stt.STTCapabilities(
@@ -120,6 +141,8 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
                 manual_flush=True,
                 offline_recognize=True,
                 diarization=diarization,
+                keyterms=True,
+                chat_context=True,
             )
         )
         credential = (
@@ -137,7 +160,12 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
             endpointing_ms=endpointing_ms,
             sample_rate=sample_rate,
             diarization=diarization,
+            task=task,
+            keyterms=list(dict.fromkeys(keyterms or [])),
         )
+        self._user_keyterms = list(self._opts.keyterms)
+        self._session_keyterms: list[str] = []
+        self._context: deque[str] = deque(maxlen=_CONTEXT_ITEMS)  # the newest conversation items
         self._session = http_session
         self._own_session: aiohttp.ClientSession | None = None
         self._streams: weakref.WeakSet[SpeechStream] = weakref.WeakSet()
@@ -165,7 +193,9 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
         language: NotGivenOr[str] = NOT_GIVEN,
         conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
     ) -> SpeechStream:
-        opts = replace(self._opts, language=language) if is_given(language) else replace(self._opts)
+        opts = replace(self._opts, keyterms=list(self._opts.keyterms))
+        if is_given(language):
+            opts.language = language
         stream = SpeechStream(stt=self, opts=opts, conn_options=conn_options, session=self._ensure_session())
         self._streams.add(stream)
         return stream
@@ -176,18 +206,48 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
         language: NotGivenOr[str | None] = NOT_GIVEN,
         interim_results: NotGivenOr[bool] = NOT_GIVEN,
         endpointing_ms: NotGivenOr[int] = NOT_GIVEN,
+        keyterms: NotGivenOr[list[str]] = NOT_GIVEN,
     ) -> None:
-        """Change options; live streams reconnect with them (no audio is lost)."""
+        """Change options; live streams reconnect with them (no audio is lost), except key
+        terms, which apply to the live streams' next readings without a reconnect."""
+        if is_given(keyterms):
+            self._user_keyterms = list(keyterms)
+            self._set_keyterms()
         if is_given(language):
             self._opts.language = language
         if is_given(interim_results):
             self._opts.interim_results = interim_results
         if is_given(endpointing_ms):
             self._opts.endpointing_ms = endpointing_ms
+        if is_given(language) or is_given(interim_results) or is_given(endpointing_ms):
+            for stream in self._streams:
+                stream.update_options(
+                    language=language, interim_results=interim_results, endpointing_ms=endpointing_ms
+                )
+
+    def _update_session_keyterms(self, keyterms: list[str]) -> None:
+        """The framework's session key terms (merged after the caller's own)."""
+        if keyterms != self._session_keyterms:
+            self._session_keyterms = list(keyterms)
+            self._set_keyterms()
+
+    def _set_keyterms(self) -> None:
+        self._opts.keyterms = list(dict.fromkeys([*self._user_keyterms, *self._session_keyterms]))
         for stream in self._streams:
-            stream.update_options(
-                language=language, interim_results=interim_results, endpointing_ms=endpointing_ms
-            )
+            stream._set_keyterms(self._opts.keyterms)
+
+    def _push_conversation_item(self, ev: ConversationItemAddedEvent) -> None:
+        """Each new conversation turn (the agent's reply, the user's turn) primes the next
+        utterances of every live stream, and of streams opened later."""
+        item = ev.item
+        if getattr(item, "type", None) != "message" or getattr(item, "role", None) not in ("assistant", "user"):
+            return
+        text = item.text_content  # type: ignore[union-attr]
+        if not text:
+            return
+        self._context.append(text)
+        for stream in self._streams:
+            stream._push_context(text)
 
     async def _recognize_impl(
         self,
@@ -267,6 +327,15 @@ class SpeechStream(stt.RecognizeStream):
         self._unreported_s = 0.0
         self._earlier_s = 0.0  # audio sent on this run's earlier connections (update_options)
         self._spoken: dict[int, float] = {}  # diarized: seconds of finals per speaker label
+        self._controls: asyncio.Queue[dict[str, Any]] = asyncio.Queue()  # configure / context messages
+        self._owner = stt  # its conversation items, for a reconnect
+
+    def _set_keyterms(self, keyterms: list[str]) -> None:
+        self._opts.keyterms = list(keyterms)  # a reconnect sends them in its URL
+        self._controls.put_nowait({"type": "configure", "keyterms": self._opts.keyterms})
+
+    def _push_context(self, text: str) -> None:
+        self._controls.put_nowait({"type": "context", "text": text})
 
     def update_options(
         self,
@@ -290,6 +359,11 @@ class SpeechStream(stt.RecognizeStream):
         self._earlier_s, self._sent_s = 0.0, []
         while True:
             ws = await self._connect()
+            # a new server stream: its key terms came in the URL; the context is sent again whole
+            while not self._controls.empty():
+                self._controls.get_nowait()
+            for text in self._owner._context:
+                await ws.send_str(json.dumps({"type": "context", "text": text}))
             self._earlier_s += self._sent_s[-1] if self._sent_s else 0.0
             self._sent_s, self._sent_at = [], []
             closing = asyncio.Event()
@@ -297,6 +371,7 @@ class SpeechStream(stt.RecognizeStream):
                 asyncio.create_task(self._send(ws, closing)),
                 asyncio.create_task(self._recv(ws, closing)),
                 asyncio.create_task(self._keepalive(ws)),
+                asyncio.create_task(self._send_controls(ws)),
             ]
             reconnect = asyncio.create_task(self._reconnect.wait())
             try:
@@ -383,6 +458,11 @@ class SpeechStream(stt.RecognizeStream):
         except (aiohttp.ClientError, ConnectionError) as e:
             raise APIConnectionError(f"voxindex connection lost while sending: {e}") from e
 
+    async def _send_controls(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+            while not ws.closed:
+                await ws.send_str(json.dumps(await self._controls.get()))
+
     async def _keepalive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         with contextlib.suppress(aiohttp.ClientError, ConnectionError):
             while not ws.closed:
@@ -462,8 +542,11 @@ class SpeechStream(stt.RecognizeStream):
         speaker = message.get("speaker")
         if speaker is not None:  # speech heard per speaker: the primary one is the most heard
             self._spoken[speaker] = self._spoken.get(speaker, 0.0) + message["end"] - message["start"]
+        spoken = LanguageCode(message.get("language") or self._opts.language or "en")
+        translated = self._opts.task == "translate"
         return stt.SpeechData(
-            language=LanguageCode(message.get("language") or self._opts.language or "en"),
+            language=LanguageCode("en") if translated else spoken,
+            source_languages=[spoken] if translated else None,
             text=message["text"],
             start_time=message["start"] + offset,
             end_time=message["end"] + offset,
