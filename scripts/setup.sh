@@ -10,13 +10,15 @@ VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 stamp="$VENV/.installed${extras:+-$extras}"
 
-# The browser test drives Debian's Chromium and the edge tests Debian's nginx: install them
+# The browser test drives Debian's Chromium, the edge tests Debian's nginx, the translation tests
+# speak German with espeak-ng: install them
 # where we may (root with apt-get).
 # Each binary by its own check: a machine may have `chromium` without `chromedriver`.
 missing=""
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing="$missing nginx"
+command -v espeak-ng >/dev/null 2>&1 || missing="$missing espeak-ng"  # non-English speech (translation tests)
 if [ "$extras" = "test" ] && [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "setup: installing Debian's$missing for the browser and nginx tests"
   { apt-get install -y -q $missing >/dev/null 2>&1 \

@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,3 +157,43 @@ async def test_a_language_the_model_does_not_know_is_refused(base_server: KeyedS
     ) as ws:
         message = json.loads(await ws.recv())
     assert message["code"] == "unsupported_language" and "'xx'" in str(message["message"])
+
+
+def test_a_recording_is_translated_and_not_reused_for_a_transcription(base_server: KeyedServer) -> None:
+    """``POST /v1/recordings?task=translate``: the stored, searchable text is English; the same
+    file uploaded to be transcribed is read again (a translation is not its transcript)."""
+    import httpx
+
+    auth = {"Authorization": f"Bearer {base_server.api_key}"}
+    data = wav_bytes(espeak("de", GERMAN))
+
+    def indexed(query: str) -> tuple[dict[str, object], str]:
+        made = httpx.post(
+            f"{base_server.url}/v1/recordings{query}", files={"file": ("de.wav", data)}, headers=auth
+        )
+        assert made.status_code == 202, made.text
+        rid = made.json()["id"]
+        deadline = time.monotonic() + 120
+        while (status := httpx.get(f"{base_server.url}/v1/recordings/{rid}", headers=auth).json())[
+            "status"
+        ] not in (
+            "indexed",
+            "failed",
+        ):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        segments = httpx.get(f"{base_server.url}/v1/streams/{rid}/transcript", headers=auth).json()[
+            "segments"
+        ]
+        return status, " ".join(s["text"] for s in segments)
+
+    status, text = indexed("?task=translate")
+    assert status["status"] == "indexed" and status["task"] == "translate"
+    assert len(english(text)) >= 3 and "wasser" not in text.lower(), text
+    status, text = indexed("")
+    assert status["task"] == "transcribe" and status["reused_from"] is None
+    assert "wasser" in text.lower(), text
+    refused = httpx.post(
+        f"{base_server.url}/v1/recordings?task=summarize", files={"file": ("de.wav", data)}, headers=auth
+    )
+    assert refused.status_code == 400 and "task" in refused.text

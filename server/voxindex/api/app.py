@@ -82,7 +82,7 @@ def start_services(
     scheduler.start()
     store = StoreHealth(index.catalog, settings.store_min_free) if index else None
     recordings = (
-        RecordingService(settings, wm.name, index, background, store, speakers)
+        RecordingService(settings, wm.name, index, background, store, speakers, wm.languages)
         if index and background
         else None
     )

@@ -32,10 +32,11 @@ from voxindex.config import Settings
 from voxindex.engine.recordings import Recordings, RecordingWork, plan_windows
 from voxindex.engine.speakers import Speakers, diarize_recording
 from voxindex.engine.vad import Vad, VadState
-from voxindex.errors import AudioDecodeError, StoreUnavailableError
+from voxindex.errors import AudioDecodeError, StoreUnavailableError, VoxError
 from voxindex.index.base import TranscriptIndex
 from voxindex.index.health import StoreHealth
 from voxindex.index.store import RecordingRecord
+from voxindex.languages import ENGLISH, check_task
 
 log = logging.getLogger("voxindex.api")
 router = APIRouter()
@@ -53,8 +54,10 @@ class RecordingService:
         recordings: Recordings,
         health: StoreHealth | None = None,
         speakers: Speakers | None = None,
+        languages: frozenset[str] = ENGLISH,
     ) -> None:
         self.settings = settings
+        self.languages = languages  # the model's: a translation needs a multilingual one
         self.speakers = speakers  # recordings are diarized whenever the speaker encoder is here
         self.health = health
         self.model = model
@@ -71,7 +74,9 @@ class RecordingService:
         for record in self.index.catalog.unfinished_recordings():
             self._schedule(record)
 
-    async def add(self, source: Path, filename: str, tenant: str) -> RecordingRecord:
+    async def add(
+        self, source: Path, filename: str, tenant: str, task: str = "transcribe"
+    ) -> RecordingRecord:
         """Check, hash and keep ``source`` (a temporary file this call may move), then queue it."""
         await asyncio.to_thread(probe, source, filename)
         sha256 = await asyncio.to_thread(file_sha256, source)
@@ -80,11 +85,11 @@ class RecordingService:
         await asyncio.to_thread(shutil.move, str(source), media)
         store = self.index.catalog
         try:
-            store.create_recording(recording_id, tenant, filename, sha256, str(media), self.model)
+            store.create_recording(recording_id, tenant, filename, sha256, str(media), self.model, task)
         except StoreUnavailableError:  # not recorded: keep no media nobody can find
             media.unlink(missing_ok=True)
             raise
-        earlier = store.indexed_recording(sha256)
+        earlier = store.indexed_recording(sha256, task)
         if earlier is not None:  # identical content: reuse its transcript
             self.index.reuse_transcript(earlier.id, recording_id)
             store.update_recording(
@@ -159,7 +164,13 @@ class RecordingService:
         self.index.catalog.update_recording(record.id, status="transcribing", duration=duration)
         timeline = diarize_recording(self.speakers, audio, speech) if self.speakers else None
         return RecordingWork(
-            record.id, audio, windows, language=None, segments=record.segments, speakers=timeline
+            record.id,
+            audio,
+            windows,
+            language=None,
+            segments=record.segments,
+            speakers=timeline,
+            task=record.task,
         )
 
 
@@ -213,12 +224,17 @@ def _service(request: Request) -> RecordingService:
 
 @router.post("/v1/recordings", status_code=202, response_model=None)
 async def create_recordings(request: Request) -> JSONResponse:
-    """Multipart ``file`` (one or more), or JSON ``{"url": "file:///..."}`` under the import dir."""
+    """Multipart ``file`` (one or more), or JSON ``{"url": "file:///..."}`` under the import dir;
+    ``?task=translate``: English text (multilingual models)."""
     principal = caller(request, "transcribe")
     service = _service(request)
+    try:
+        task = check_task(request.query_params.get("task", "transcribe"), service.languages)
+    except VoxError as e:
+        raise ApiError(400, e.code, e.message) from None
     kind = request.headers.get("content-type", "")
     if kind.startswith("application/json"):
-        record = await _import(request, service, principal.tenant)
+        record = await _import(request, service, principal.tenant, task)
         return JSONResponse(record.to_json(), status_code=202)
     if not kind.startswith("multipart/form-data"):
         raise ApiError(415, "invalid_request", "send multipart/form-data with a file, or JSON with a url")
@@ -233,7 +249,7 @@ async def create_recordings(request: Request) -> JSONResponse:
         name = Path(upload.filename or "upload").name or "upload"
         tmp = await service.keep(upload)
         try:
-            records.append(await service.add(tmp, name, principal.tenant))
+            records.append(await service.add(tmp, name, principal.tenant, task))
         except AudioDecodeError as e:
             tmp.unlink(missing_ok=True)
             raise ApiError(400, e.code, e.message) from None
@@ -245,7 +261,7 @@ async def create_recordings(request: Request) -> JSONResponse:
     return JSONResponse({"recordings": [r.to_json() for r in records]}, status_code=202)
 
 
-async def _import(request: Request, service: RecordingService, tenant: str) -> RecordingRecord:
+async def _import(request: Request, service: RecordingService, tenant: str, task: str) -> RecordingRecord:
     try:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -274,7 +290,7 @@ async def _import(request: Request, service: RecordingService, tenant: str) -> R
         copy.unlink(missing_ok=True)
         raise _no_room(f"the recording could not be stored: {e.strerror or e}") from None
     try:
-        return await service.add(copy, path.name, tenant)
+        return await service.add(copy, path.name, tenant, task)
     except AudioDecodeError as e:
         copy.unlink(missing_ok=True)
         raise ApiError(400, e.code, e.message) from None

@@ -227,7 +227,9 @@ class Executor:
         if hyp.attention is not None:
             attention = hyp.attention[:, : len(tokens) + 1]
             words = word_timings(tok, tokens, hyp.token_logprobs, attention, job.start)
-        if is_anomalous(words):
+        # the anomaly rule reads word probabilities and alignment, both of which a translation
+        # lacks (its words are not the sounds): translations keep the silence and loop guards
+        if job.task != "translate" and is_anomalous(words):
             return Reading(language=hyp.language, rejected="hallucination")
         end = job.start + job.audio.size / SAMPLE_RATE
         words = [

@@ -128,6 +128,7 @@ class RecordingWork:
     cancelled: bool = False
     detected: str | None = None
     speakers: Timeline | None = None  # the whole file's speaker labels (engine/speakers.py)
+    task: str = "transcribe"  # or "translate": English text
 
     @property
     def done(self) -> bool:
@@ -168,7 +169,7 @@ class Recordings:
                     work.next_window += 1
                     a, b = round(window.start * SAMPLE_RATE), round(window.end * SAMPLE_RATE)
                     language = work.language or work.detected
-                    taken.append((work, window, Job(work.audio[a:b], window.start, (), language)))
+                    taken.append((work, window, Job(work.audio[a:b], window.start, (), language, work.task)))
                 if len(taken) >= n:
                     break
         return taken

@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS recordings (
     model TEXT NOT NULL,
     reused_from TEXT,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    task TEXT NOT NULL DEFAULT 'transcribe'
 );
 CREATE INDEX IF NOT EXISTS recordings_by_sha ON recordings(sha256, status);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -144,6 +145,7 @@ class RecordingRecord:
     created: float
     updated: float
     segments: int
+    task: str = "transcribe"  # or "translate": English text
 
     @property
     def progress(self) -> float:
@@ -291,7 +293,14 @@ class Store:
 
     # ---------------- recordings ----------------
     def create_recording(
-        self, recording_id: str, tenant: str, filename: str, sha256: str, media: str, model: str
+        self,
+        recording_id: str,
+        tenant: str,
+        filename: str,
+        sha256: str,
+        media: str,
+        model: str,
+        task: str = "transcribe",
     ) -> None:
         """A recording is a stream (its segments, search and export work the same) plus its status."""
         now = time.time()
@@ -302,9 +311,9 @@ class Store:
             )
             self._out("stream", recording_id)
             db.execute(
-                "INSERT INTO recordings(id, tenant, filename, sha256, media, status, model, created, updated)"
-                " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-                (recording_id, tenant, filename, sha256, media, model, now, now),
+                "INSERT INTO recordings(id, tenant, filename, sha256, media, status, model, created, updated,"
+                " task) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                (recording_id, tenant, filename, sha256, media, model, now, now, task),
             )
 
     def update_recording(self, recording_id: str, **fields: Any) -> None:
@@ -363,12 +372,12 @@ class Store:
         params: tuple[Any, ...] = (tenant,) if tenant else ()
         return self._recordings(f"{where} ORDER BY r.created DESC LIMIT ? OFFSET ?", (*params, limit, offset))
 
-    def indexed_recording(self, sha256: str) -> RecordingRecord | None:
-        """A finished transcript of the same content, if there is one."""
+    def indexed_recording(self, sha256: str, task: str = "transcribe") -> RecordingRecord | None:
+        """A finished transcript (or translation) of the same content, if there is one."""
         rows = self._recordings(
-            "WHERE r.sha256 = ? AND r.status = 'indexed' AND r.reused_from IS NULL"
+            "WHERE r.sha256 = ? AND r.task = ? AND r.status = 'indexed' AND r.reused_from IS NULL"
             " ORDER BY r.created LIMIT 1",
-            (sha256,),
+            (sha256, task),
         )
         return rows[0] if rows else None
 
@@ -408,6 +417,7 @@ class Store:
                 r["created"],
                 r["updated"],
                 r["n"],
+                r["task"],
             )
             for r in rows
         ]
@@ -609,6 +619,9 @@ def _migrate(db: sqlite3.Connection) -> None:
     columns = {str(r[1]) for r in db.execute("PRAGMA table_info(segments)")}
     if "speaker" not in columns:
         db.execute("ALTER TABLE segments ADD COLUMN speaker INTEGER")
+    columns = {str(r[1]) for r in db.execute("PRAGMA table_info(recordings)")}
+    if "task" not in columns:
+        db.execute("ALTER TABLE recordings ADD COLUMN task TEXT NOT NULL DEFAULT 'transcribe'")
 
 
 # ---------------- opening: a damaged store is refused, a missing one created whole ----------------
