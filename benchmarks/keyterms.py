@@ -11,7 +11,8 @@ terms (``?keyterms=``). Reported:
 - **WER of the other words**: edit-distance alignment of reference to hypothesis, counting
   only errors on words outside the key terms (and insertions not next to one);
 - **false insertions**: utterances *without* the terms, streamed with another utterance's key
-  terms: offered terms that appear in the text, per (utterance, term) offered; and their WER.
+  terms, and again with the whole glossary (every term that fits the 120-token key-term budget):
+  offered terms that appear in the text, per (utterance, term) offered; and their WER.
 
 Then a scripted agent dialogue in one stream: the agent's turns are sent as ``context``
 messages, the user's turns are spoken; WER of the user turns with and without the context.
@@ -36,6 +37,7 @@ from tests.conftest import corpus_wer, make_synth, normalized_words
 
 from voxindex.bench import _start_server
 from voxindex.config import Settings
+from voxindex.engine.prompting import PromptBuilder, Prompting
 from voxindex.models.loader import load_model
 
 # (what is said, the key terms in it)
@@ -175,7 +177,14 @@ async def many(jobs: list[Any], width: int) -> list[str]:
     return list(await asyncio.gather(*(one(j) for j in jobs)))
 
 
-async def run(base: str, synth: Any, width: int) -> dict[str, Any]:
+def glossary(tokenizer: Any) -> list[str]:
+    """Every ITEMS term that fits the key-term budget, in order (what a stream would be primed with)."""
+    builder = PromptBuilder(tokenizer)
+    fitted = tokenizer.decode(builder(Prompting(tuple(t for _, ts in ITEMS for t in ts)), []))
+    return [t for _, ts in ITEMS for t in ts if f" {t}," in f" {fitted[:-1]},"]
+
+
+async def run(base: str, synth: Any, width: int, terms_all: list[str]) -> dict[str, Any]:
     def url(terms: list[str]) -> str:
         query = urlencode({"keyterms": terms}, doseq=True)
         return f"{base}/v1/stream?{query}"
@@ -187,6 +196,8 @@ async def run(base: str, synth: Any, width: int) -> dict[str, Any]:
     neg_plain = await many([stream(url([]), a) for a in negatives], width)
     neg_primed = await many([stream(url(ITEMS[i][1]), a) for i, a in enumerate(negatives)], width)
 
+    neg_glossary = await many([stream(url(terms_all), a) for a in negatives], width)
+
     def recall(texts: list[str]) -> float:
         hits = [says(t, term) for t, (_, terms) in zip(texts, ITEMS, strict=True) for term in terms]
         return sum(hits) / len(hits)
@@ -196,6 +207,7 @@ async def run(base: str, synth: Any, width: int) -> dict[str, Any]:
         return sum(e for e, _ in counts) / sum(n for _, n in counts)
 
     offered = [(t, term) for i, t in enumerate(neg_primed) for term in ITEMS[i][1]]
+    offered += [(t, term) for t in neg_glossary for term in terms_all]
     inserted = [(t, term) for t, term in offered if says(t, term)]
     report: dict[str, Any] = {
         "utterances": len(ITEMS),
@@ -211,7 +223,9 @@ async def run(base: str, synth: Any, width: int) -> dict[str, Any]:
         "negatives_wer": {
             "without": corpus_wer(list(zip(NEGATIVES, neg_plain, strict=True))),
             "with": corpus_wer(list(zip(NEGATIVES, neg_primed, strict=True))),
+            "with_glossary": corpus_wer(list(zip(NEGATIVES, neg_glossary, strict=True))),
         },
+        "glossary_terms": len(terms_all),
         "pairs": [
             {"ref": ref, "without": a, "with": b} for (ref, _), a, b in zip(ITEMS, plain, primed, strict=True)
         ],
@@ -246,7 +260,7 @@ def main() -> None:
     wm = load_model(name, device="cpu", compute_type=compute or "auto")
     base, stop = _start_server(Settings(no_auth=True, max_streams=max(8, args.streams)), wm)
     try:
-        report = asyncio.run(run(base, make_synth(), args.streams))
+        report = asyncio.run(run(base, make_synth(), args.streams, glossary(wm.tokenizer)))
     finally:
         stop()
     report["model"] = f"{name} {wm.compute_type}"
@@ -258,7 +272,9 @@ def main() -> None:
         f"(+{100 * (r['with'] - r['without']):.1f} points)\n"
         f"  other-word WER  without {100 * w['without']:.1f} %  with {100 * w['with']:.1f} %\n"
         f"  false insertions {f['inserted']}/{f['offered']} ({100 * f['rate']:.1f} %); "
-        f"WER of those utterances without {100 * nw['without']:.1f} %  with {100 * nw['with']:.1f} %\n"
+        f"(per-utterance terms, and a {report['glossary_terms']}-term glossary); WER of those utterances "
+        f"without {100 * nw['without']:.1f} %  with {100 * nw['with']:.1f} %  "
+        f"with the glossary {100 * nw['with_glossary']:.1f} %\n"
         f"  dialogue ({d['turns']} user turns) WER without context {100 * d['wer_without_context']:.1f} %  "
         f"with {100 * d['wer_with_context']:.1f} %"
     )

@@ -102,3 +102,16 @@ async def test_the_livekit_deepgram_plugin_sends_keyterm(keyed_server: KeyedServ
     assert all(says(" ".join(primed), t) for t in terms), primed
     last = " ".join(t for t in primed if "thursday" in t.lower())
     assert last and not any(says(last, t) for t in terms), primed
+
+
+def test_deepgram_keyterm_and_keywords_become_key_terms() -> None:
+    import pytest
+    from starlette.datastructures import QueryParams
+
+    from voxindex.api.deepgram_ws import listen_keyterms
+    from voxindex.errors import InvalidRequestError
+
+    q = QueryParams("keyterm=Siobhan+Nguyen&keyterm=Grafana&keywords=Xiomara:2&keywords=um:-10&keywords=Okta")
+    assert listen_keyterms(q) == ("Siobhan Nguyen", "Grafana", "Xiomara", "Okta")  # -10: suppressed
+    with pytest.raises(InvalidRequestError, match="word:intensifier"):
+        listen_keyterms(QueryParams("keywords=Okta:lots"))

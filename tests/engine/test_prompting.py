@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import Synth
 from voxindex.engine.prompting import (
     KEYTERM_TOKENS,
     MAX_CONTEXT_ITEMS,
@@ -68,3 +69,26 @@ def test_echoes_of_the_prompt_are_recognised() -> None:
     assert echoes_prompt("ships on Tuesday from the Denver warehouse by courier", p)
     assert not echoes_prompt("Forward it to Siobhan Nguyen and check Grafana.", p)
     assert not echoes_prompt("Tuesday is fine, the Denver one.", p)
+
+
+def test_a_reading_that_echoes_its_key_terms_is_read_again_without_them(
+    tiny: WhisperModel, synth: Synth
+) -> None:
+    """The prompt-retry rule holds for key terms: a prompted reading that is just the list is
+    judged an echo and read again unprompted (here the speaker did say the list, and the price
+    is the unprimed spelling; an echo on noise would be gone)."""
+    import numpy as np
+
+    from voxindex.engine.executor import Executor, Job
+
+    audio = np.concatenate(
+        [np.zeros(8000, np.float32), synth("Grafana, Tailscale."), np.zeros(8000, np.float32)]
+    )
+    p = Prompting(("Grafana", "Tailscale"))
+    prompt = PromptBuilder(tiny.tokenizer)(p, [])
+    executor = Executor(tiny, slots=2)
+    unprompted, primed_only, guarded = executor.run(
+        [Job(audio, 0.0), Job(audio, 0.0, prompt), Job(audio, 0.0, prompt, prompting=p)]
+    )
+    assert echoes_prompt(primed_only.text, p), primed_only.text  # primed, it is the list itself
+    assert guarded.text == unprompted.text and not echoes_prompt(guarded.text, p)
