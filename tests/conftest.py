@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -184,20 +185,30 @@ class KeyedServer:
         return self.url.replace("http", "ws", 1)
 
 
-@pytest.fixture(scope="session")
-def keyed_server(tiny: WhisperModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedServer]:
+@contextlib.contextmanager
+def serve_keyed(model: WhisperModel, data: Path, max_streams: int = 8) -> Iterator[KeyedServer]:
+    """A real server on ``model`` with auth on: one API key (tenant ``compat``) and a JWT secret."""
     from tests.api.conftest import start_server
     from voxindex.api.keys import ApiKeyStore
     from voxindex.config import Settings
 
-    data = tmp_path_factory.mktemp("keyed")
     _, key = ApiKeyStore(data / "keys.sqlite3").create("compat", ["transcribe", "search"])
     secret = "keyed-secret-" + "z" * 32
-    settings = Settings(jwt_secret=secret, data_dir=data, cache_dir=data, max_streams=8, idle_timeout_s=20)
-    srv, uv, thread = start_server(settings, tiny)
-    yield KeyedServer(srv.url, key, secret, srv.app)
-    uv.should_exit = True
-    thread.join(timeout=30)
+    settings = Settings(
+        jwt_secret=secret, data_dir=data, cache_dir=data, max_streams=max_streams, idle_timeout_s=20
+    )
+    srv, uv, thread = start_server(settings, model)
+    try:
+        yield KeyedServer(srv.url, key, secret, srv.app)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def keyed_server(tiny: WhisperModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedServer]:
+    with serve_keyed(tiny, tmp_path_factory.mktemp("keyed")) as srv:
+        yield srv
 
 
 def frames_48k(audio16k: Float32Array, ms: int = 20) -> list[Any]:

@@ -6,13 +6,11 @@ offline: ../shared/speech and the PyPI voices are English)."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import shutil
 import subprocess
 import tempfile
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +19,10 @@ import openai
 import pytest
 import websockets
 
-from tests.api.conftest import Server, frames_of, pcm16, start_server
-from tests.conftest import KeyedServer, frames_48k, normalized_words
+from tests.api.conftest import Server, frames_of, pcm16
+from tests.api.test_openai_rest import wav_bytes
+from tests.conftest import KeyedServer, frames_48k, normalized_words, serve_keyed
 from voxindex.audio import decode_file
-from voxindex.config import Settings
 from voxindex.models.loader import WhisperModel, load_model
 
 GAP = np.zeros(8000, dtype=np.float32)
@@ -52,27 +50,9 @@ def english(text: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def base_server(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedServer]:
-    from voxindex.api.keys import ApiKeyStore
-
     base: WhisperModel = load_model("base", device="cpu", cache_dir=cache_dir)
-    data = tmp_path_factory.mktemp("base")
-    _, key = ApiKeyStore(data / "keys.sqlite3").create("t", ["transcribe", "search"])
-    secret = "base-secret-" + "z" * 32
-    settings = Settings(jwt_secret=secret, data_dir=data, cache_dir=data, max_streams=4, idle_timeout_s=20)
-    srv, uv, thread = start_server(settings, base)
-    yield KeyedServer(srv.url, key, secret, srv.app)
-    uv.should_exit = True
-    thread.join(timeout=30)
-
-
-def wav_bytes(audio: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm16(audio))
-    return out.getvalue()
+    with serve_keyed(base, tmp_path_factory.mktemp("base"), max_streams=4) as srv:
+        yield srv
 
 
 def test_openai_translations_give_english(base_server: KeyedServer) -> None:

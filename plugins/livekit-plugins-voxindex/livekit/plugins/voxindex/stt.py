@@ -6,7 +6,8 @@ INTERIM_TRANSCRIPT, ``final`` → FINAL_TRANSCRIPT (word timings, ``speech_end_t
 ``speech_ended`` → END_OF_SPEECH, always paired. Key terms (``keyterms=``, ``update_options``
 and the framework's session key terms) and conversation items (``chat_context``: each new turn
 of the agent or the user) go to the server as control messages on the live stream, without a
-reconnect; they prime the next utterances (docs/protocol.md, "Key terms and context"). Refusals map onto the framework's errors:
+reconnect; they prime the next utterances (docs/protocol.md, "Key terms and context").
+Refusals map onto the framework's errors:
 credentials and bad requests are final (``retryable=False``); lost connections, a full server
 and rate limits are retried by the framework, reconnecting with the audio still queued.
 """
@@ -240,7 +241,8 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
         """Each new conversation turn (the agent's reply, the user's turn) primes the next
         utterances of every live stream, and of streams opened later."""
         item = ev.item
-        if getattr(item, "type", None) != "message" or getattr(item, "role", None) not in ("assistant", "user"):
+        role = getattr(item, "role", None)
+        if getattr(item, "type", None) != "message" or role not in ("assistant", "user"):
             return
         text = item.text_content  # type: ignore[union-attr]
         if not text:
