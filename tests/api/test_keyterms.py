@@ -18,7 +18,7 @@ GAP = np.zeros(16000, dtype=np.float32)
 SIOBHAN = "Please forward the invoice to Siobhan Nguyen before Friday."
 XIOMARA = "Ask Xiomara whether the tunnel is up."
 PLAIN = "The meeting moved to Thursday afternoon."
-MILVUS = "We store the embeddings in Milvus and search them with FAISS."
+REFILL = "Refill the Lisinopril and the Atorvastatin prescriptions."
 
 
 def says(text: str, term: str) -> bool:
@@ -92,8 +92,8 @@ async def test_context_messages_prime_the_next_utterance(server: Server, synth: 
 async def test_the_livekit_deepgram_plugin_sends_keyterm(keyed_server: KeyedServer, synth: Synth) -> None:
     """The unmodified ``livekit-plugins-deepgram`` with ``keyterm=[...]`` (Nova-3's parameter):
     the names come out right, and a sentence without them gets none."""
-    audio = np.concatenate([GAP, synth(SIOBHAN), GAP, synth(MILVUS), GAP, synth(PLAIN), GAP])
-    terms = ["Siobhan Nguyen", "Milvus", "FAISS"]
+    audio = np.concatenate([GAP, synth(SIOBHAN), GAP, synth(REFILL), GAP, synth(PLAIN), GAP])
+    terms = ["Siobhan Nguyen", "Lisinopril", "Atorvastatin"]
     plain_events = await deepgram_plugin_events(keyed_server, audio, speed=2.0)
     primed_events = await deepgram_plugin_events(keyed_server, audio, speed=2.0, keyterm=terms)
     plain = [e.alternatives[0].text for e in plain_events if e.type.name == "FINAL_TRANSCRIPT"]
