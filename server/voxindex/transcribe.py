@@ -21,6 +21,7 @@ from voxindex.engine.decode import TIMESTAMP_RESOLUTION_S, DecodeOptions, Hypoth
 from voxindex.engine.encoder import encode
 from voxindex.engine.mel import HOP_LENGTH, N_SAMPLES, LogMel
 from voxindex.engine.policy import is_hallucination, is_silence, repeats_phrase
+from voxindex.engine.prompting import PROMPT_TOKENS
 from voxindex.engine.runner import Runner
 from voxindex.engine.vad import CHUNK_S, Vad, VadState
 from voxindex.models.loader import WhisperModel
@@ -105,9 +106,8 @@ class OfflineTranscriber:
         """``prompt_text`` primes the first window (spellings, names, style), as Whisper's prompt;
         ``task="translate"`` gives English text of any language (multilingual models)."""
         segments: list[Segment] = []
-        prompt: list[int] = (
-            self.wm.tokenizer.encode(" " + prompt_text.strip())[-223:] if prompt_text.strip() else []
-        )
+        primer = prompt_text.strip()
+        prompt = self.wm.tokenizer.encode(" " + primer)[-PROMPT_TOKENS:] if primer else []
         speech = self.vad([VadState()], [audio])[0] >= SPEECH_PROBABILITY
         seek = 0
         while seek < audio.size:
@@ -133,7 +133,7 @@ class OfflineTranscriber:
             ):
                 consumed = int(read_until * SAMPLE_RATE)  # Whisper stopped early: read the rest again
             segments += [s for s in found if s.text]
-            prompt = (prompt + kept)[-223:]
+            prompt = (prompt + kept)[-PROMPT_TOKENS:]
             seek += max(consumed, HOP_LENGTH)
         text = " ".join(s.text for s in segments).strip()
         return Transcript(text, segments, round(audio.size / SAMPLE_RATE, 3), self.wm.name, language)

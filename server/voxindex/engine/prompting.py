@@ -4,7 +4,7 @@ Whisper conditions on text given after ``<|startofprev|>`` as if it had been sai
 the audio (faster-whisper's ``hotwords``, OpenAI's ``prompt``). A stream's prompt is, in order:
 
 - its **key terms**, as a comma-separated list ("Siobhan Nguyen, Grafana.") — names and domain
-  terms the caller expects (BENCHMARKS.md, "Key terms": recall on tiny.en 19 % → 71 %);
+  terms the caller expects (BENCHMARKS.md, "Key terms and context");
 - its **conversation context**: the newest conversation items (an agent's last reply, the user's
   last turn) pushed by the client, oldest first;
 - the stream's **own finals** since the key terms or context last changed (past text that
