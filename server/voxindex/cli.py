@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--shutdown-grace-s", type=float, dest="shutdown_grace_s", help="SIGTERM: seconds to finish streams"
     )
     s.add_argument("--import-dir", type=Path, dest="import_dir", help="recordings may be imported from here")
+    s.add_argument(
+        "--record-retention",
+        dest="record_retention_s",
+        type=_retention,
+        help="keep record=true streams' audio this long after they end: 90s, 12h, 30d (default 30d)",
+    )
     s.add_argument("--dev", action="store_true", default=None, help="generate a dev secret, print a token")
     s.add_argument("--jwt-secret-file", type=Path, dest="jwt_secret_file", help="HS256 shared secret")
     s.add_argument("--jwt-public-key", type=Path, dest="jwt_public_key", help="RS256/ES256 public key (PEM)")
@@ -177,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "store",
                     "replica_id",
                     "store_min_free",
+                    "record_retention_s",
                 )
             },
         )
@@ -263,13 +270,20 @@ def _scopes(raw: str) -> list[str]:
     return scopes
 
 
-def _ttl_seconds(raw: str) -> int:
+def _retention(raw: str) -> float:
+    try:
+        return float(_ttl_seconds(raw, "--record-retention"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _ttl_seconds(raw: str, flag: str = "--ttl") -> int:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if raw[-1:] in units and raw[:-1].isdigit():
         return int(raw[:-1]) * units[raw[-1]]
     if raw.isdigit():
         return int(raw)
-    raise ValueError(f"--ttl must look like 90s, 30m, 1h or 7d, got {raw!r}")
+    raise ValueError(f"{flag} must look like 90s, 30m, 1h or 7d, got {raw!r}")
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:

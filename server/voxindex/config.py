@@ -69,6 +69,7 @@ class Settings:
     rate_limit_storage: str = "memory://"  # or redis://host:6379 to share counters across replicas
     allowed_origins: str = ""  # comma-separated browser Origins for WebSockets; "" allows any
     max_body_bytes: int = 512 * 1024 * 1024  # request bodies (uploads): HTTP 413
+    record_retention_s: float = 30 * 86400.0  # record=true audio is deleted this long after its stream
     shutdown_grace_s: float = 30.0  # SIGTERM: streams are finalized (finals sent, close 1012) within this
 
     @classmethod

@@ -50,6 +50,7 @@ from voxindex.engine.speakers import load_speakers
 from voxindex.errors import InvalidRequestError, NotReadyError, StoreUnavailableError, VoxError
 from voxindex.index.health import StoreHealth, parse_reserve
 from voxindex.index.stores import check_store, open_index
+from voxindex.index.stream_audio import StreamAudio
 from voxindex.metrics import Metrics
 from voxindex.models.loader import WhisperModel, load_model
 from voxindex.models.registry import resolve
@@ -89,8 +90,23 @@ def start_services(
     auth, connects = build_authenticator(settings), ConnectLimits.from_settings(settings)
     offline = OfflineService(wm, index, speakers)
     device = DeviceProbe(wm.device)
+    audio = StreamAudio(settings.data_dir / "audio", settings.record_retention_s) if index else None
+    if audio is not None:
+        audio.start()  # the retention sweeper
     services = Services(
-        settings, wm, scheduler, index, auth, connects, offline, recordings, draining, metrics, device, store
+        settings,
+        wm,
+        scheduler,
+        index,
+        auth,
+        connects,
+        offline,
+        recordings,
+        draining,
+        metrics,
+        device,
+        store,
+        audio,
     )
     watch(services)
     boot.warm = "ok"
@@ -198,6 +214,8 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
                 deadline = getattr(app.state, "stop_deadline", None)
                 left = settings.shutdown_grace_s if deadline is None else deadline - time.monotonic()
                 s.scheduler.stop(timeout=max(0.0, left))
+                if s.audio is not None:
+                    s.audio.stop()
                 if s.index is not None:
                     s.index.close()
 
@@ -241,7 +259,7 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
             app.state.metrics.streams_refused.labels("not_ready").inc()
             await refuse_native(ws, NotReadyError("the server is starting; connect again shortly"))
             return
-        await native_stream(ws, s.scheduler, s.settings, s.auth, s.connects, s.draining, s.metrics)
+        await native_stream(ws, s.scheduler, s.settings, s.auth, s.connects, s.draining, s.metrics, s.audio)
 
     @app.websocket("/v1/listen")
     async def listen(ws: WebSocket) -> None:

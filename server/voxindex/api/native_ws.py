@@ -30,7 +30,8 @@ from voxindex.config import Settings
 from voxindex.engine.events import Error, Event, Ready
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream
-from voxindex.errors import VoxError
+from voxindex.errors import InvalidRequestError, VoxError
+from voxindex.index.stream_audio import StreamAudio
 from voxindex.metrics import Metrics
 
 
@@ -50,11 +51,13 @@ async def native_stream(
     connects: ConnectLimits,
     draining: asyncio.Event | None = None,
     metrics: Metrics | None = None,
+    audio: StreamAudio | None = None,
 ) -> None:
+    """``audio``: where ``record=true`` streams keep their audio (None: they are refused)."""
     offered = list(ws.scope.get("subprotocols") or [])
     await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     try:
-        stream = _admit(ws, offered, scheduler, settings, auth, connects, draining)
+        stream = _admit(ws, offered, scheduler, settings, auth, connects, draining, audio is not None)
     except VoxError as e:
         refused(ws, e, metrics)
         await _explain(ws, e)
@@ -62,7 +65,7 @@ async def native_stream(
     opened(ws, stream, "native", metrics)
     await ws.send_text(json.dumps(to_wire(Ready(stream.id, scheduler.wm.name, stream.options.sample_rate))))
     pcm = PcmDecoder(stream.options.encoding, stream.options.sample_rate)
-    await serve_stream(ws, stream, scheduler, settings, NativeCodec(), pcm, draining)
+    await serve_stream(ws, stream, scheduler, settings, NativeCodec(), pcm, draining, audio)
 
 
 async def refuse(ws: WebSocket, error: VoxError) -> None:
@@ -87,8 +90,11 @@ def _admit(
     auth: Authenticator,
     connects: ConnectLimits,
     draining: asyncio.Event | None,
+    can_record: bool,
 ) -> Stream:
     token = ws.query_params.get("access_token") or subprotocol_token(offered)
     principal = authorize(ws, token, settings, auth, connects, draining)
     options = parse_options(ws.query_params, scheduler.wm.languages)
+    if options.record and not can_record:
+        raise InvalidRequestError("record=true needs the transcript index; this server runs with --no-index")
     return scheduler.open(options, asyncio.get_running_loop(), principal.tenant)

@@ -78,7 +78,7 @@ def parse_options(params: Mapping[str, str], languages: frozenset[str]) -> Strea
     field. ``languages``: what the model reads (``WhisperModel.languages``)."""
     known = {
         "sample_rate", "encoding", "language", "interim_results", "endpointing_ms", "vad", "diarize",
-        "task", "keyterms", "context",
+        "task", "keyterms", "context", "record",
     }  # fmt: skip
     unknown = sorted(set(params) - known - {"access_token"})
     if unknown:
@@ -113,6 +113,7 @@ def parse_options(params: Mapping[str, str], languages: frozenset[str]) -> Strea
         task=check_task(params.get("task", "transcribe"), languages),
         keyterms=prompting.keyterms(query_list(params, "keyterms")),
         context=prompting.context_item(params.get("context", "")),
+        record=_bool(params, "record", False),
     )
 
 

@@ -7,14 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from voxindex.api.auth import Authenticator, AuthError, ForbiddenError, Principal
 from voxindex.api.services import running
 from voxindex.api.transcripts import FORMATS, to_srt, to_txt, to_vtt
 from voxindex.index.base import TranscriptIndex
 from voxindex.index.search import Mode
-from voxindex.index.store import Filters
+from voxindex.index.store import Filters, StreamRecord
+from voxindex.index.stream_audio import MEDIA_TYPE, StreamAudio
 
 MAX_QUERY_CHARS = 1000
 MAX_K = 100
@@ -118,7 +119,31 @@ def streams(request: Request, limit: int = 100, offset: int = 0) -> dict[str, An
     if not 1 <= limit <= 1000 or offset < 0:
         raise ApiError(400, "invalid_request", "limit must be 1..1000 and offset ≥ 0")
     records = _index(request).list_streams(principal.tenant_filter(), limit=limit, offset=offset)
-    return {"streams": [r.__dict__ for r in records]}
+    audio = running(request.app).audio
+    return {"streams": [_stream_json(r, audio) for r in records]}
+
+
+def _stream_json(record: StreamRecord, audio: StreamAudio | None) -> dict[str, Any]:
+    """A stream as listed: ``duration`` (seconds of audio, once it ended) and ``audio`` (its
+    audio was kept: ``record=true``, within the retention) beside the stored fields."""
+    return {
+        **record.__dict__,
+        "duration": record.metadata.get("duration"),
+        "audio": audio is not None and audio.has(record.id),
+    }
+
+
+@router.get("/v1/streams/{stream_id}/audio", response_model=None)
+def stream_audio(request: Request, stream_id: str) -> FileResponse:
+    """A ``record=true`` stream's audio, Opus in Ogg on the stream's own timeline (`search`
+    scope, own tenant; HTTP range requests work). 404 when none was kept or it has expired."""
+    principal = caller(request, "search")
+    audio = running(request.app).audio
+    if _index(request).get_stream(stream_id, principal.tenant_filter()) is None:
+        raise ApiError(404, "not_found", f"no stream {stream_id[:64]!r}")
+    if audio is None or not audio.has(stream_id):
+        raise ApiError(404, "not_found", f"no audio kept for stream {stream_id[:64]!r}")
+    return FileResponse(audio.path(stream_id), media_type=MEDIA_TYPE, filename=f"{stream_id}.ogg")
 
 
 @router.get("/v1/streams/{stream_id}/transcript")
@@ -133,15 +158,19 @@ def transcript(request: Request, stream_id: str, format: str = "json") -> Respon
         raise ApiError(404, "not_found", f"no stream {stream_id[:64]!r}")
     segments = index.segments_of(stream_id)
     if format == "json":
-        return JSONResponse({"stream": record.__dict__, "segments": [s.to_json() for s in segments]})
+        stream = _stream_json(record, running(request.app).audio)
+        return JSONResponse({"stream": stream, "segments": [s.to_json() for s in segments]})
     body = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt}[format](segments)
     return PlainTextResponse(body, media_type=FORMATS[format])
 
 
 @router.delete("/v1/streams/{stream_id}")
 def delete(request: Request, stream_id: str) -> dict[str, Any]:
-    """Remove a stream's text and vectors (`transcribe` scope, own tenant; `admin` any)."""
+    """Remove a stream's text, vectors and kept audio (`transcribe` scope, own tenant; `admin` any)."""
     principal = caller(request, "transcribe")
     if not _index(request).delete_stream(stream_id, principal.tenant_filter()):
         raise ApiError(404, "not_found", f"no stream {stream_id[:64]!r}")
+    audio = running(request.app).audio
+    if audio is not None:
+        audio.delete(stream_id)
     return {"deleted": stream_id}

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from voxindex.engine.scheduler import Scheduler
     from voxindex.index.base import TranscriptIndex
     from voxindex.index.health import StoreHealth
+    from voxindex.index.stream_audio import StreamAudio
     from voxindex.metrics import Metrics
     from voxindex.models.loader import WhisperModel
 
@@ -53,6 +54,7 @@ class Services:
     metrics: Metrics
     device: DeviceProbe  # what serves: /readyz and /metrics report it
     store: StoreHealth | None = None  # can this replica store what it is sent (None: --no-index)
+    audio: StreamAudio | None = None  # record=true streams' audio (None: --no-index)
 
 
 def running(app: Starlette) -> Services:

@@ -33,13 +33,14 @@ from voxindex.api.protocol import (
     Control,
     ProtocolViolation,
 )
-from voxindex.audio import SAMPLE_RATE, PcmDecoder
+from voxindex.audio import SAMPLE_RATE, Float32Array, PcmDecoder
 from voxindex.config import Settings
 from voxindex.engine.events import Closed, Error, Event
 from voxindex.engine.prompting import PromptUpdate
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream
 from voxindex.errors import CapacityError, InvalidRequestError, VoxError
+from voxindex.index.stream_audio import OpusWriter, StreamAudio
 from voxindex.logs import log_context
 from voxindex.metrics import Metrics
 
@@ -109,12 +110,15 @@ async def serve_stream(
     codec: Codec,
     pcm: PcmDecoder,
     draining: asyncio.Event | None = None,
+    audio: StreamAudio | None = None,
 ) -> None:
     """Serve an admitted stream on an accepted socket until it ends, then release it.
-    ``draining`` set (graceful shutdown) finalizes the stream, sends its finals, closes 1012."""
+    ``draining`` set (graceful shutdown) finalizes the stream, sends its finals, closes 1012.
+    ``audio``: where a ``record=true`` stream's audio is kept."""
     with log_context(stream.id, stream.tenant):  # the tasks below copy this context
+        tap = AudioTap(stream, audio if stream.options.record else None)
         pump = asyncio.create_task(_pump_events(ws, stream, codec))
-        reader = asyncio.create_task(_read_frames(ws, stream, scheduler, settings, codec, pcm, draining))
+        reader = asyncio.create_task(_read_frames(ws, tap, scheduler, settings, codec, pcm, draining))
     code: int | None = None
     try:
         done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -129,6 +133,7 @@ async def serve_stream(
     finally:
         for task in (pump, reader):
             task.cancel()
+        tap.close()
         if not stream.is_finished:
             stream.abort()  # what was heard is still finalized and stored
         scheduler.wake()
@@ -144,9 +149,55 @@ async def serve_stream(
         )
 
 
+class AudioTap:
+    """The stream's way in for audio: every sample it is given is also kept when it records
+    (``record=true``, index/stream_audio.py). Failing to keep it (a full disk) is reported once,
+    as ``recording_unavailable``; the stream and its transcript go on untouched."""
+
+    def __init__(self, stream: Stream, audio: StreamAudio | None) -> None:
+        self.stream = stream
+        self._audio = audio
+        self._writer: OpusWriter | None = None
+        if audio is not None:
+            try:
+                self._writer = audio.open(stream.id)
+            except OSError as e:  # PyAV's errors are OSErrors too
+                self._failed(e)
+
+    def push(self, samples: Float32Array) -> None:
+        self.stream.push_audio(samples)
+        if self._writer is not None:
+            try:
+                self._writer.write(samples)
+            except OSError as e:
+                self._failed(e)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except OSError as e:
+                self._failed(e)
+        if self._audio is not None:
+            self._audio.finished(self.stream.id)
+        self._writer = None
+
+    def _failed(self, e: OSError) -> None:
+        kept = self._writer.samples / SAMPLE_RATE if self._writer is not None else 0.0
+        self._writer = None
+        reason = e.strerror or str(e)
+        log.warning("stream audio not kept past %.1f s: %s", kept, reason)
+        self.stream.emit(
+            Error(
+                "recording_unavailable",
+                f"the stream's audio could not be kept after {kept:.1f} s ({reason}); transcription goes on",
+            )
+        )
+
+
 async def _read_frames(
     ws: WebSocket,
-    stream: Stream,
+    tap: AudioTap,
     scheduler: Scheduler,
     settings: Settings,
     codec: Codec,
@@ -160,6 +211,7 @@ async def _read_frames(
     it), or None when the client went away (the stream is aborted; nothing more is sent).
     Audio already received is never thrown away: every ending finalizes and stores it.
     """
+    stream = tap.stream
     audio_s = 0.0
 
     def end(code: int, error: Error | None = None) -> int:
@@ -167,7 +219,7 @@ async def _read_frames(
             stream.emit(error)
         tail = pcm.flush()
         if tail.size:
-            stream.push_audio(tail)
+            tap.push(tail)
         if pcm.leftover:
             stream.emit(Error("bad_audio", f"stream ended inside a sample: {pcm.leftover} byte(s) dropped"))
         stream.request_close()
@@ -203,7 +255,7 @@ async def _read_frames(
             samples = pcm.push(data)
             if samples.size:
                 audio_s += samples.size / SAMPLE_RATE
-                stream.push_audio(samples)
+                tap.push(samples)
                 scheduler.wake()
                 await _keep_pace(audio_s, stream.opened_at, settings)
             continue

@@ -81,7 +81,7 @@ class TranscriptSink(Protocol):
 
     def deliver(self, stream_id: str, send: Callable[[], None]) -> None: ...
 
-    def close_stream(self, stream_id: str) -> None: ...
+    def close_stream(self, stream_id: str, duration: float | None = None) -> None: ...
 
 
 def _average(old: float, new: float) -> float:
@@ -726,7 +726,7 @@ class Scheduler:
         if self.sink is None:
             return
         try:
-            self.sink.close_stream(s.id)
+            self.sink.close_stream(s.id, round(s.now, 3))
         except Exception as e:
             log.warning("stream's end not stored: %s", e, extra={"stream_id": s.id, "tenant": s.tenant})
 

@@ -50,6 +50,7 @@ class StreamOptions:
     task: str = "transcribe"  # or "translate" (multilingual models): English text
     keyterms: tuple[str, ...] = ()  # names and terms to listen for (engine/prompting.py)
     context: str = ""  # conversation context the stream starts with
+    record: bool = False  # keep the stream's audio (index/stream_audio.py), deleted with the stream
 
 
 class FinalizeReason(enum.Enum):

@@ -236,8 +236,8 @@ class MilvusIndex:
         self.catalog.create_stream(stream_id, tenant, model)
         self.outbox.wrote(stream_id)
 
-    def close_stream(self, stream_id: str) -> None:
-        self.catalog.close_stream(stream_id)
+    def close_stream(self, stream_id: str, duration: float | None = None) -> None:
+        self.catalog.close_stream(stream_id, duration)
         self.outbox.wrote(stream_id)
 
     def commit(self, stream_id: str, final: Final, model: str) -> int:

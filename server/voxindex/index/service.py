@@ -38,8 +38,8 @@ class LiveIndex:
     def open_stream(self, stream_id: str, model: str, tenant: str) -> None:
         self.store.create_stream(stream_id, tenant, model)
 
-    def close_stream(self, stream_id: str) -> None:
-        self.store.close_stream(stream_id)
+    def close_stream(self, stream_id: str, duration: float | None = None) -> None:
+        self.store.close_stream(stream_id, duration)
 
     def commit(self, stream_id: str, final: Final, model: str) -> int:
         """Durable first (the caller sends `final` only after this returns), searchable soon after."""

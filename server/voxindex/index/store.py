@@ -256,10 +256,13 @@ class Store:
             if cur.rowcount:
                 self._out("stream", stream_id)
 
-    def close_stream(self, stream_id: str) -> None:
+    def close_stream(self, stream_id: str, duration: float | None = None) -> None:
+        """Mark the stream ended; ``duration`` (seconds of audio) goes into its metadata."""
         with self._writing() as db:
             cur = db.execute(
-                "UPDATE streams SET closed = ? WHERE id = ? AND closed IS NULL", (time.time(), stream_id)
+                "UPDATE streams SET closed = ?, metadata = CASE WHEN ? IS NULL THEN metadata "
+                "ELSE json_set(metadata, '$.duration', ?) END WHERE id = ? AND closed IS NULL",
+                (time.time(), duration, duration, stream_id),
             )
             if cur.rowcount:
                 self._out("stream", stream_id)
