@@ -1,5 +1,6 @@
-"""Size of ``record=true`` audio per hour of speech: real recordings (tests/fixtures) through the
-server's own Opus writer (index/stream_audio.py), in 100 ms pieces as a live stream sends them.
+"""Size of ``record=true`` audio per hour of speech: every real recording the project has
+(tests.conftest.recordings) through the server's own Opus writer (index/stream_audio.py), fed in
+100 ms pieces as a live stream sends them.
 
     .venv/bin/python benchmarks/record_size.py
 """
@@ -14,14 +15,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import FIXTURES  # noqa: E402
-from voxindex.audio import decode_file  # noqa: E402
-from voxindex.index.stream_audio import BIT_RATE, StreamAudio  # noqa: E402
+
+from tests.conftest import recordings
+
+from voxindex.audio import decode_file
+from voxindex.index.stream_audio import BIT_RATE, StreamAudio
 
 
 def main() -> None:
-    clips = sorted(FIXTURES.glob("*.wav")) + sorted((FIXTURES / "librivox").glob("*.wav"))
-    speech = np.concatenate([decode_file(c) for c in clips])
+    clips = recordings()
+    speech = np.concatenate([decode_file(c.path) for c in clips])
     seconds = speech.size / 16000
     with tempfile.TemporaryDirectory() as root:
         audio = StreamAudio(Path(root), retention_s=60)
@@ -34,7 +37,8 @@ def main() -> None:
         size = audio.path("bench").stat().st_size
     per_hour = size / seconds * 3600
     print(f"{len(clips)} real recordings, {seconds:.1f} s of speech, Opus {BIT_RATE // 1000} kbit/s in Ogg")
-    print(f"file {size} bytes: {per_hour / 1e6:.2f} MB per hour (PCM16 would be {16000 * 2 * 3600 / 1e6:.1f} MB)")
+    pcm_mb = 16000 * 2 * 3600 / 1e6
+    print(f"file {size} bytes: {per_hour / 1e6:.2f} MB per hour (PCM16 would be {pcm_mb:.1f} MB)")
     print(f"encoding: {took / seconds * 1000:.2f} ms of CPU per second of audio")
 
 
