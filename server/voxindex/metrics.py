@@ -133,6 +133,8 @@ class Metrics:
             "voxindex_device_info", "The device the engine runs on (1)", ["type", "name"], registry=r
         )
 
+        self._watched: list[Gauge] = []  # gauges read from live state (unwatch forgets them)
+        self._collectors: list[Collector] = []
         self._rtf_lock = threading.Lock()
         self._rtf_window: deque[tuple[float, float, float]] = deque()  # (time, model s, audio s)
 
@@ -146,10 +148,23 @@ class Metrics:
                 return float("nan")
 
         gauge.set_function(safe)
+        self._watched.append(gauge)
 
     def watch_index(self, read: Callable[[], IndexStats]) -> None:
         """The index's sizes and availability, from one ``read`` per scrape."""
-        self.registry.register(_IndexCollector(read))
+        collector = _IndexCollector(read)
+        self.registry.register(collector)
+        self._collectors.append(collector)
+
+    def unwatch(self) -> None:
+        """Forget every live-state reader (at shutdown): a stopped app then holds none of its
+        engine, index or model, which the readers' closures would otherwise keep alive."""
+        for gauge in self._watched:
+            gauge.set_function(lambda: float("nan"))
+        for collector in self._collectors:
+            self.registry.unregister(collector)
+        self._watched.clear()
+        self._collectors.clear()
 
     def watch_gpu(self, allocated: Callable[[], float], reserved: Callable[[], float]) -> None:
         self.gpu_memory = Gauge(

@@ -143,6 +143,8 @@ def test_a_speech_file_is_indexed_with_timestamps_that_find_the_speech(
         f"{rec_server.url}/v1/recordings/{created['id']}/media", headers={"Range": "bytes=0-99"}
     )
     assert media.status_code == 206 and len(media.content) == 100
+    whole = httpx.get(f"{rec_server.url}/v1/recordings/{created['id']}/media")  # many body chunks
+    assert whole.status_code == 200 and whole.content == wav_bytes(audio)
 
 
 @pytest.mark.parametrize(
@@ -182,14 +184,17 @@ def test_a_url_in_the_import_dir_is_read_and_nothing_else(rec_server: Server, sy
         assert refused.status_code in (400, 404), url
 
 
-def test_delete_removes_text_vectors_and_media(rec_server: Server, synth: Synth) -> None:
+@pytest.mark.parametrize("route", ["recordings", "streams"])
+def test_delete_removes_text_vectors_and_media(rec_server: Server, synth: Synth, route: str) -> None:
+    """Through either route: a recording is listed among the streams, and deleting it there
+    must not leave its media file behind."""
     created = upload(
         rec_server.url, "gone.wav", wav_bytes(np.concatenate([synth(HARVARD[4]), silence(0.5)]))
     ).json()
     wait_done(rec_server.url, created["id"])
     media = Path(rec_server.app.state.services.index.store.get_recording(created["id"]).media)
     assert media.exists()
-    assert httpx.delete(f"{rec_server.url}/v1/recordings/{created['id']}").status_code == 200
+    assert httpx.delete(f"{rec_server.url}/v1/{route}/{created['id']}").status_code == 200
     assert httpx.get(f"{rec_server.url}/v1/recordings/{created['id']}").status_code == 404
     assert not media.exists()
     hits = httpx.get(

@@ -21,7 +21,6 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from slowapi.errors import RateLimitExceeded
-from slowapi.middleware import SlowAPIASGIMiddleware
 
 from voxindex import __version__
 from voxindex.api import openai_rest, rest
@@ -33,6 +32,7 @@ from voxindex.api.keys import ApiKeyStore
 from voxindex.api.limits import (
     BodySizeLimit,
     ConnectLimits,
+    RateLimitMiddleware,
     rate_limited_response,
     rest_limiter,
 )
@@ -218,6 +218,9 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
                     s.audio.stop()
                 if s.index is not None:
                     s.index.close()
+                # a stopped app keeps nothing heavy alive (FastAPI caches its routes, which hold it)
+                app.state.metrics.unwatch()
+                app.state.services = None
 
     app = FastAPI(title="voxindex", version=__version__, lifespan=lifespan)
     app.state.metrics = Metrics()
@@ -228,7 +231,7 @@ def create_app(settings: Settings, model: WhisperModel | None = None) -> FastAPI
     # one route without an endpoint, and slowapi finds (and limits) requests by route endpoint
     app.router.routes.extend(rest.router.routes + openai_rest.router.routes + recordings_api.router.routes)
     app.state.limiter = limiter = rest_limiter(settings, lambda: services().auth)
-    app.add_middleware(SlowAPIASGIMiddleware)
+    app.add_middleware(RateLimitMiddleware)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(RateLimitExceeded, rate_limited_response)  # type: ignore[arg-type]
 

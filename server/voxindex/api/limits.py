@@ -20,6 +20,7 @@ from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from slowapi import Limiter
 from slowapi.errors import RateLimitExceeded
+from slowapi.middleware import SlowAPIASGIMiddleware
 from slowapi.wrappers import LimitGroup
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
@@ -86,6 +87,25 @@ def origin_allowed(origin: str | None, allowed: str) -> bool:
 
 
 # ---------------- REST: slowapi ----------------
+class RateLimitMiddleware(SlowAPIASGIMiddleware):
+    """slowapi's ASGI middleware, less its bug: slowapi 0.1.10 sends ``http.response.start``
+    again before every body chunk, so a response of more than one chunk (a recording's media,
+    a stream's kept audio: anything over 64 KiB) fails after its first. Here it goes once."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def start_once(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                if started:
+                    return
+                started = True
+            await send(message)
+
+        await super().__call__(scope, receive, start_once)
+
+
 def rest_limiter(settings: Settings, auth: Callable[[], Authenticator]) -> Limiter:
     """A slowapi limiter counting every REST request per client IP and per tenant.
 

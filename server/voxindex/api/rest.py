@@ -166,11 +166,16 @@ def transcript(request: Request, stream_id: str, format: str = "json") -> Respon
 
 @router.delete("/v1/streams/{stream_id}")
 def delete(request: Request, stream_id: str) -> dict[str, Any]:
-    """Remove a stream's text, vectors and kept audio (`transcribe` scope, own tenant; `admin` any)."""
+    """Remove a stream's text, vectors, kept audio and a recording's media (`transcribe` scope,
+    own tenant; `admin` any)."""
     principal = caller(request, "transcribe")
-    if not _index(request).delete_stream(stream_id, principal.tenant_filter()):
+    services, tenant = running(request.app), principal.tenant_filter()
+    # a recording is a stream too: through its service, so its media file goes with it
+    recordings = services.recordings
+    if recordings is not None and recordings.delete(stream_id, tenant):
+        return {"deleted": stream_id}
+    if not _index(request).delete_stream(stream_id, tenant):
         raise ApiError(404, "not_found", f"no stream {stream_id[:64]!r}")
-    audio = running(request.app).audio
-    if audio is not None:
-        audio.delete(stream_id)
+    if services.audio is not None:
+        services.audio.delete(stream_id)
     return {"deleted": stream_id}
