@@ -1,9 +1,12 @@
-"""The browser app in Debian's real Chromium (headless), its fake microphone playing real speech
-into a real voxindex server: the page's transcript, search, and a screenshot as an artifact."""
+"""The browser workspace in Debian's real Chromium (headless) against a real voxindex server:
+Live on a fake microphone playing real speech, Library with a dropped WAV, Search whose hits play
+the audio where it was said; a screenshot of each view is left in test-artifacts/ for review."""
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import shutil
 import time
 import warnings
@@ -12,14 +15,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
 from tests.api.conftest import pcm16
-from tests.conftest import PROSE, KeyedServer, Synth, corpus_wer
+from tests.conftest import FIXTURES, KeyedServer, corpus_wer, recordings, serve_keyed
+from voxindex.audio import decode_file
+from voxindex.models.loader import WhisperModel
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ARTIFACTS = Path(os.environ.get("VOXINDEX_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
+AUTOPLAY = "--autoplay-policy=no-user-gesture-required"  # a hit plays after its fetches, as a click would
+LIBRIVOX, PREFIX = FIXTURES / "librivox", "sense_and_sensibility_01_austen_64kb"
+LIBRIVOX_TEXT = {r.path.stem.rsplit("-", 1)[1]: r.transcript for r in recordings("librivox")}
 
 
 def needs_chromium() -> None:
@@ -50,30 +59,33 @@ def chromium(flags: list[str]) -> Any:
 
 
 @pytest.fixture
-def browser(synth: Synth, tmp_path: Path) -> Iterator[Any]:
-    gap = np.zeros(12000, np.float32)
-    yield from fake_microphone(np.concatenate([gap, synth(PROSE[10]), gap, synth(PROSE[11])]), tmp_path)
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Chromium whose microphone plays one real recording."""
+    yield from fake_microphone(decode_file(LIBRIVOX / f"{PREFIX}-0880.wav"), tmp_path)
 
 
-def fake_microphone(speech: np.ndarray, tmp_path: Path) -> Iterator[Any]:
-    """Chromium whose microphone plays ``speech`` (then 15 s of silence, so we stop before the
-    file loops)."""
-    needs_chromium()
-    speech = np.concatenate([speech, np.zeros(16000 * 15, np.float32)])
-    capture = tmp_path / "speech.wav"
-    with wave.open(str(capture), "wb") as w:
+def write_wav(path: Path, audio: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(16000)
-        w.writeframes(pcm16(speech))
+        w.writeframes(pcm16(audio))
+
+
+def fake_microphone(speech: np.ndarray, tmp_path: Path, *flags: str) -> Iterator[Any]:
+    """Chromium whose microphone plays ``speech`` (then 15 s of silence, so we stop before the
+    file loops)."""
+    needs_chromium()
+    capture = tmp_path / "speech.wav"
+    write_wav(capture, np.concatenate([speech, np.zeros(16000 * 15, np.float32)]))
     driver = chromium(
         [
             "--use-fake-ui-for-media-stream",
             "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={capture}",
+            *flags,
         ]
     )
-
     try:
         yield driver
     finally:
@@ -90,42 +102,285 @@ def wait_until(condition: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_the_page_streams_the_microphone_and_searches(browser: Any, keyed_server: KeyedServer) -> None:
+@pytest.fixture(scope="module")
+def workspace(tiny: WhisperModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedServer]:
+    """This module's own server (auth on), so its library and search hold only what these tests
+    put there."""
+    with serve_keyed(tiny, tmp_path_factory.mktemp("workspace")) as srv:
+        yield srv
+
+
+# What the page did, in order, as the user would have seen it: interim text shown, finals added,
+# the upload bar's values, and where the player was each time it started playing.
+JOURNAL = """
+window.__vx = {order: [], progress: [], played: []};
+const interim = document.getElementById("interim"), transcript = document.getElementById("transcript");
+new MutationObserver(() => { if (interim.textContent.trim()) __vx.order.push("interim"); })
+  .observe(interim, {childList: true, characterData: true, subtree: true});
+new MutationObserver((changes) => {
+  for (const c of changes) for (const n of c.addedNodes) if (n.classList && n.classList.contains("final")) __vx.order.push("final");
+}).observe(transcript, {childList: true});
+const bar = document.getElementById("upload-progress");
+new MutationObserver(() => __vx.progress.push(Number(bar.value))).observe(bar, {attributes: true, attributeFilter: ["value"]});
+document.getElementById("player").addEventListener("playing", (e) => __vx.played.push(e.target.currentTime));
+"""
+
+
+def open_workspace(page: Any, srv: KeyedServer) -> None:
+    """Open the app with the key in the fragment; the page takes it out of the address bar."""
     from selenium.webdriver.common.by import By
 
-    browser.get(f"{keyed_server.url}/#token={keyed_server.api_key}")
-    # the page takes the token out of the address bar once its module script has run, which a
-    # busy machine may finish after get() returns: wait for the script, then check the address
-    wait_until(lambda: browser.find_element(By.ID, "token").get_attribute("value"), 10, "the page script")
-    assert "token" not in browser.current_url
-    browser.find_element(By.ID, "start").click()
-    wait_until(lambda: browser.find_element(By.ID, "status").text == "listening", 20, "the stream to open")
-    reference = f"{PROSE[10]} {PROSE[11]}"
+    page.get(f"{srv.url}/#token={srv.api_key}")
+    # the module script may finish after get() returns on a busy machine: wait for it
+    wait_until(lambda: page.find_element(By.ID, "token").get_attribute("value"), 10, "the page script")
+    assert "token" not in page.current_url
+    page.execute_script(JOURNAL)
 
-    def transcript() -> str:
-        return " ".join(
-            e.text.split(" ", 1)[-1] for e in browser.find_elements(By.CSS_SELECTOR, ".segment.final")
+
+def rest_search(srv: KeyedServer, q: str, stream_id: str) -> list[dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {srv.api_key}"}
+    params = {"q": q, "k": "20", "stream_id": stream_id}
+    r = httpx.get(f"{srv.url}/v1/search", params=params, headers=headers, timeout=30)
+    r.raise_for_status()
+    return list(r.json()["hits"])
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    page.save_screenshot(str(path))
+    assert path.stat().st_size > 10_000  # a rendered page, not a blank one
+
+
+def search_and_play(page: Any, srv: KeyedServer, stream_id: str, query: str) -> dict[str, Any]:
+    """Search from the Search view as a user does (typing, no button), scoped to ``stream_id``
+    with the stream filter; click the first hit and check it plays from the hit's start with
+    the playing word highlighted. Returns the hit as the REST API reports it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    page.find_element(By.ID, "tab-search").click()
+    wait_until(
+        lambda: page.find_elements(By.CSS_SELECTOR, f'#filter-stream option[value="{stream_id}"]'),
+        10,
+        "the stream in the filter",
+    )
+    Select(page.find_element(By.ID, "filter-stream")).select_by_value(stream_id)
+    page.find_element(By.ID, "query").send_keys(query)  # results come as one types (debounced)
+    results = wait_until(lambda: page.find_elements(By.CSS_SELECTOR, "li.result"), 20, "search results")
+    assert {r.get_attribute("data-stream") for r in results} == {stream_id}  # the filter holds
+    marks = [m.text.lower() for m in results[0].find_elements(By.TAG_NAME, "mark")]
+    assert marks and any(m.startswith(w) for m in marks for w in query.lower().split()), marks
+    expected = rest_search(srv, query, stream_id)[0]
+    assert expected["text"].strip() in results[0].text  # the page shows the API's best hit first
+    shot(page, "web-search.png")
+    results[0].find_element(By.CSS_SELECTOR, "button.hit-open").click()
+    played = wait_until(lambda: page.execute_script("return __vx.played"), 20, "the audio to play")
+    assert abs(played[0] - expected["start"]) <= 0.3, (played, expected)
+    hit = page.find_element(By.CSS_SELECTOR, "#detail-transcript .segment.hit")
+    assert hit.get_attribute("data-index") == str(expected["segment_index"])
+
+    def now() -> float:
+        return float(page.execute_script("return document.getElementById('player').currentTime"))
+
+    wait_until(lambda: now() > expected["start"] + 0.5, 10, "the audio to advance")
+    playing = wait_until(
+        lambda: page.find_elements(By.CSS_SELECTOR, "#detail-transcript .word.playing"),
+        10,
+        "a highlighted word",
+    )
+    word = playing[0]
+    assert float(word.get_attribute("data-start")) <= now() + 0.5  # the word being said, not a later one
+    return expected
+
+
+@pytest.fixture
+def librivox_microphone(tmp_path: Path) -> Iterator[Any]:
+    """Chromium whose microphone plays two real read-speech recordings with a pause between."""
+    first, second = (decode_file(LIBRIVOX / f"{PREFIX}-{n}.wav") for n in ("0870", "0890"))
+    gap = np.zeros(12000, np.float32)
+    yield from fake_microphone(np.concatenate([gap, first, gap, second]), tmp_path, AUTOPLAY)
+
+
+def test_live_interim_then_final_kept_audio_and_a_hit_that_plays_there(
+    librivox_microphone: Any, workspace: KeyedServer
+) -> None:
+    """Live view on the microphone with "Keep audio": interim text comes before each final, the
+    latency is shown; afterwards a typed search finds what was said and plays the kept audio
+    from the hit's start."""
+    from selenium.webdriver.common.by import By
+
+    page = librivox_microphone
+    open_workspace(page, workspace)
+    page.find_element(By.ID, "record").click()
+    page.find_element(By.ID, "start").click()
+    wait_until(lambda: page.find_element(By.ID, "status").text == "listening", 20, "the stream to open")
+    wait_until(
+        lambda: page.execute_script("return document.getElementById('level').value") > 0.2, 20, "a level"
+    )
+    wait_until(
+        lambda: len(page.find_elements(By.CSS_SELECTOR, "#transcript .segment.final")) >= 2, 60, "finals"
+    )
+    shot(page, "web-live.png")
+    page.find_element(By.ID, "stop").click()
+    wait_until(lambda: page.find_element(By.ID, "status").text == "stream closed", 30, "the stream to close")
+
+    order = page.execute_script("return __vx.order")
+    assert "interim" in order and order.index("interim") < order.index("final"), order
+    assert page.find_element(By.ID, "interim").text == ""  # nothing pending once closed
+    assert re.fullmatch(
+        r"latency \d+\.\d\d s · median \d+\.\d\d s over \d+", page.find_element(By.ID, "latency").text
+    )
+    finals = page.find_elements(By.CSS_SELECTOR, "#transcript .segment.final")
+    assert all("–" in f.find_element(By.CLASS_NAME, "time").text for f in finals)  # each shows its times
+    words = page.find_elements(By.CSS_SELECTOR, "#transcript .word")
+    assert words and all(re.fullmatch(r"confidence [01]\.\d\d", w.get_attribute("title")) for w in words)
+    said = " ".join(w.text for w in words)
+    assert corpus_wer([(f"{LIBRIVOX_TEXT['0870']} {LIBRIVOX_TEXT['0890']}", said)]) <= 0.25, said
+
+    stream_id = page.find_element(By.ID, "transcript").get_attribute("data-stream")
+    search_and_play(page, workspace, stream_id, "cold hearted selfish")
+
+
+@pytest.fixture
+def autoplay_browser(tmp_path: Path) -> Iterator[Any]:
+    needs_chromium()
+    driver = chromium([AUTOPLAY])
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def drop_file(page: Any, target: str, path: Path, mime: str) -> None:
+    """Drop ``path`` on element ``target`` as a user dragging it from their desktop would."""
+    page.execute_script(
+        """
+        const [target, name, mime, data] = arguments;
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, {type: mime}));
+        const at = document.getElementById(target);
+        at.dispatchEvent(new DragEvent("dragover", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        at.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        """,
+        target,
+        path.name,
+        mime,
+        base64.b64encode(path.read_bytes()).decode(),
+    )
+
+
+def test_a_dropped_recording_uploads_is_indexed_plays_from_a_hit_and_is_deleted(
+    autoplay_browser: Any, workspace: KeyedServer, tmp_path: Path
+) -> None:
+    """Library: a WAV of real speech dropped on the page uploads with a progress bar, shows as
+    transcribing then indexed; a search hit in it plays the recording from the hit's start;
+    delete (confirmed) takes it out of the library, the search results and the index."""
+    from selenium.webdriver.common.by import By
+
+    clips = [decode_file(LIBRIVOX / f"{PREFIX}-{n}.wav") for n in ("0920", "0930", "0880")]
+    gap = np.zeros(8000, np.float32)
+    wav = tmp_path / "dashwood.wav"
+    audio = np.concatenate([gap, *[np.concatenate([c, gap]) for c in clips]])
+    write_wav(wav, audio)
+    page = autoplay_browser
+    open_workspace(page, workspace)
+    page.find_element(By.ID, "tab-library").click()
+    drop_file(page, "dropzone", wav, "audio/wav")
+    wait_until(lambda: page.find_element(By.ID, "upload-label").text.startswith("Uploaded"), 30, "the upload")
+    progress = page.execute_script("return __vx.progress")
+    assert progress and progress[-1] == 100 and progress == sorted(progress), progress
+    item = wait_until(
+        lambda: [
+            li for li in page.find_elements(By.CSS_SELECTOR, "#library li.item") if "dashwood.wav" in li.text
+        ],
+        10,
+        "the recording in the library",
+    )[0]
+    recording_id = item.get_attribute("data-id")
+
+    def badge() -> str:  # read in one go: the list is redrawn each second while it transcribes
+        return str(
+            page.execute_script(
+                f"return document.querySelector('#library li.item[data-id=\"{recording_id}\"] .badge')?.textContent || ''"
+            )
         )
 
-    wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".segment.final")) >= 2, 60, "two finals")
-    browser.find_element(By.ID, "stop").click()
+    wait_until(lambda: badge() == "indexed", 120, "the recording to be indexed")
+    top = page.find_element(By.CSS_SELECTOR, "#library li.item")
+    assert top.get_attribute("data-id") == recording_id  # newest first
+    assert f"· {round(audio.size / 16000)} s ·" in top.text  # its duration
+    page.find_element(By.CSS_SELECTOR, f'#library li.item[data-id="{recording_id}"] button').click()
     wait_until(
-        lambda: browser.find_element(By.ID, "status").text == "stream closed", 30, "the stream to close"
+        lambda: page.find_elements(By.CSS_SELECTOR, "#detail-transcript .segment"), 20, "its transcript"
     )
-    assert corpus_wer([(reference, transcript())]) <= 0.20, transcript()
-    times = browser.find_elements(By.CSS_SELECTOR, ".segment .time")
-    assert times and all("–" in t.text for t in times)  # every segment shows its times
+    shot(page, "web-library.png")
 
-    browser.find_element(By.ID, "query").send_keys("sales northern region")
-    browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
-    results = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "li.result"), 20, "search results")
-    results[0].click()
-    hit = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".segment.hit"), 5, "the jump to the hit")
-    assert "northern" in hit[0].text.lower()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "web-app.png"
-    browser.save_screenshot(str(shot))
-    assert shot.stat().st_size > 10_000
+    search_and_play(page, workspace, recording_id, "respectable")
+
+    page.find_element(By.ID, "delete").click()
+    alert = page.switch_to.alert
+    assert "cannot be undone" in alert.text
+    alert.accept()
+    wait_until(
+        lambda: not page.find_elements(By.CSS_SELECTOR, f'#library li.item[data-id="{recording_id}"]'),
+        20,
+        "the recording to leave the library",
+    )
+    assert page.find_element(By.ID, "detail").get_attribute("hidden") is not None
+    page.find_element(By.ID, "tab-search").click()
+    assert not page.find_elements(By.CSS_SELECTOR, f'li.result[data-stream="{recording_id}"]')
+    assert rest_search(workspace, "respectable", recording_id) == []
+    headers = {"Authorization": f"Bearer {workspace.api_key}"}
+    media = httpx.get(f"{workspace.url}/v1/recordings/{recording_id}/media", headers=headers, timeout=10)
+    assert media.status_code == 404
+
+
+@pytest.fixture
+def pausing_microphone(tmp_path: Path) -> Iterator[Any]:
+    """Chromium whose microphone plays one recording, four seconds of quiet, then another."""
+    first, second = (decode_file(LIBRIVOX / f"{PREFIX}-{n}.wav") for n in ("0870", "0890"))
+    gap = np.zeros(12000, np.float32)
+    yield from fake_microphone(np.concatenate([gap, first, gap, gap, gap, gap, second]), tmp_path)
+
+
+def test_a_server_restart_mid_stream_is_reconnected_with_times_going_on(
+    pausing_microphone: Any, restartable: Any
+) -> None:
+    """The server restarts between two utterances: the page reconnects by itself, says so in the
+    transcript, sends what the microphone heard meanwhile, and the new stream's finals go on
+    from the time the first stream reached (as the Python client does), not from zero."""
+    from selenium.webdriver.common.by import By
+
+    start, stop = restartable
+    page = pausing_microphone
+    page.get(start())
+    page.find_element(By.ID, "start").click()
+    wait_until(lambda: page.find_element(By.ID, "status").text == "listening", 20, "the stream to open")
+    wait_until(
+        lambda: page.find_elements(By.CSS_SELECTOR, "#transcript .segment.final"), 30, "the first final"
+    )
+    first_stream = page.find_element(By.ID, "transcript").get_attribute("data-stream")
+    stop()  # drained: the first stream's finals, then 1012
+    start()
+    wait_until(
+        lambda: len(page.find_elements(By.CSS_SELECTOR, "#transcript .segment.final")) >= 2,
+        60,
+        "a final after",
+    )
+    assert page.find_element(By.ID, "transcript").get_attribute("data-stream") != first_stream  # a new stream
+    assert "connection lost at" in page.find_element(By.CSS_SELECTOR, "#transcript .notice").text
+    page.find_element(By.ID, "stop").click()
+    wait_until(lambda: page.find_element(By.ID, "status").text == "stream closed", 30, "the stream to close")
+    finals = page.find_elements(By.CSS_SELECTOR, "#transcript .segment.final")
+    starts = [float(f.get_attribute("data-start")) for f in finals]
+    assert starts == sorted(starts), starts
+    second_onset = (12000 * 5 + 7.1 * 16000) / 16000  # where the second recording starts on the microphone
+    after = [f for f, t in zip(finals, starts, strict=True) if t > 7.5]
+    assert after and abs(float(after[0].get_attribute("data-start")) - second_onset) <= 1.0, starts
+    said = " ".join(w.text for f in after for w in f.find_elements(By.CLASS_NAME, "word"))
+    assert corpus_wer([(LIBRIVOX_TEXT["0890"], said)]) <= 0.25, said
 
 
 CONVERSATION_S = 25.0
@@ -141,13 +396,13 @@ def conversation_browser(tmp_path: Path) -> Iterator[Any]:
     yield from fake_microphone(audio, tmp_path)
 
 
-def test_speakers_are_coloured_when_asked_for(conversation_browser: Any, keyed_server: KeyedServer) -> None:
+def test_speakers_are_coloured_when_asked_for(conversation_browser: Any, workspace: KeyedServer) -> None:
     """ "Label speakers" on, two real people on the microphone: finals carry a speaker tag and
     their words the speaker's colour, for both people."""
     from selenium.webdriver.common.by import By
 
     page = conversation_browser
-    page.get(f"{keyed_server.url}/#token={keyed_server.api_key}")
+    page.get(f"{workspace.url}/#token={workspace.api_key}")
     wait_until(lambda: page.find_element(By.ID, "token").get_attribute("value"), 10, "the page script")
     page.find_element(By.ID, "diarize").click()
     page.find_element(By.ID, "start").click()
@@ -158,29 +413,34 @@ def test_speakers_are_coloured_when_asked_for(conversation_browser: Any, keyed_s
     tags = {e.text for e in page.find_elements(By.CSS_SELECTOR, ".segment .speaker")}
     assert tags and tags <= {"Speaker 0", "Speaker 1"}, tags
     words = page.find_elements(By.CSS_SELECTOR, ".segment .word")
-    assert len({e.value_of_css_property("color") for e in words}) == 2  # two speakers, two colours
+    colours = {e.value_of_css_property("color") for e in words}
+    assert len(colours) == 2, (
+        tags,
+        colours,
+        [f.text for f in page.find_elements(By.CSS_SELECTOR, ".segment.final")],
+    )  # two speakers, two colours
     line = page.find_element(By.CSS_SELECTOR, ".segment.final").text
     assert "  " not in line and len(line.split()) >= 4  # words spaced as text
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.save_screenshot(str(ARTIFACTS / "web-speakers.png"))
 
 
-def test_a_bad_token_is_explained_on_the_page(browser: Any, keyed_server: KeyedServer) -> None:
+def test_a_bad_token_is_explained_on_the_page(browser: Any, workspace: KeyedServer) -> None:
     from selenium.webdriver.common.by import By
 
-    browser.get(f"{keyed_server.url}/#token=vxk_bad_token")
+    browser.get(f"{workspace.url}/#token=vxk_bad_token")
     browser.find_element(By.ID, "start").click()
     wait_until(lambda: browser.find_element(By.ID, "message").is_displayed(), 20, "an error message")
     assert "refused the token" in browser.find_element(By.ID, "message").text
 
 
-def test_a_denied_microphone_is_explained(keyed_server: KeyedServer) -> None:
+def test_a_denied_microphone_is_explained(workspace: KeyedServer) -> None:
     from selenium.webdriver.common.by import By
 
     needs_chromium()
     driver = chromium(["--deny-permission-prompts", "--use-fake-device-for-media-stream"])
     try:
-        driver.get(f"{keyed_server.url}/#token={keyed_server.api_key}")
+        driver.get(f"{workspace.url}/#token={workspace.api_key}")
         driver.find_element(By.ID, "start").click()
         wait_until(lambda: driver.find_element(By.ID, "message").is_displayed(), 20, "an error message")
         assert "Microphone access was denied" in driver.find_element(By.ID, "message").text
