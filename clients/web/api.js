@@ -111,8 +111,9 @@ export function segmentLine(segment, offset = 0) {
   const line = el("div", { className: "segment final" });
   line.dataset.start = start;
   line.dataset.end = end;
-  line.append(el("span", { className: "time", textContent: `${clock(start)}–${clock(end)}` }));
-  if (segment.speaker !== undefined && segment.speaker !== null) line.append(speakerTag(segment.speaker));
+  // spaces between the parts, so the line reads (and copies) as text
+  line.append(el("span", { className: "time", textContent: `${clock(start)}–${clock(end)}` }), " ");
+  if (segment.speaker !== undefined && segment.speaker !== null) line.append(speakerTag(segment.speaker), " ");
   const words = segment.words || [];
   if (!words.length) {
     line.append(document.createTextNode(segment.text.trim()));

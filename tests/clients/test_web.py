@@ -5,6 +5,7 @@ the audio where it was said; a screenshot of each view is left in test-artifacts
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ from voxindex.models.loader import WhisperModel
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ARTIFACTS = Path(os.environ.get("VOXINDEX_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
 AUTOPLAY = "--autoplay-policy=no-user-gesture-required"  # a hit plays after its fetches, as a click would
+TRUST_EDGE = "--ignore-certificate-errors"  # the test edge's certificate is self-signed
 LIBRIVOX, PREFIX = FIXTURES / "librivox", "sense_and_sensibility_01_austen_64kb"
 LIBRIVOX_TEXT = {r.path.stem.rsplit("-", 1)[1]: r.transcript for r in recordings("librivox")}
 
@@ -118,11 +120,14 @@ const interim = document.getElementById("interim"), transcript = document.getEle
 new MutationObserver(() => { if (interim.textContent.trim()) __vx.order.push("interim"); })
   .observe(interim, {childList: true, characterData: true, subtree: true});
 new MutationObserver((changes) => {
-  for (const c of changes) for (const n of c.addedNodes) if (n.classList && n.classList.contains("final")) __vx.order.push("final");
+  for (const c of changes)
+    for (const n of c.addedNodes) if (n.classList && n.classList.contains("final")) __vx.order.push("final");
 }).observe(transcript, {childList: true});
 const bar = document.getElementById("upload-progress");
-new MutationObserver(() => __vx.progress.push(Number(bar.value))).observe(bar, {attributes: true, attributeFilter: ["value"]});
-document.getElementById("player").addEventListener("playing", (e) => __vx.played.push(e.target.currentTime));
+new MutationObserver(() => __vx.progress.push(Number(bar.value)))
+  .observe(bar, {attributes: true, attributeFilter: ["value"]});
+document.getElementById("player")
+  .addEventListener("playing", (e) => __vx.played.push(e.target.currentTime));
 """
 
 
@@ -261,8 +266,9 @@ def drop_file(page: Any, target: str, path: Path, mime: str) -> None:
         const transfer = new DataTransfer();
         transfer.items.add(new File([bytes], name, {type: mime}));
         const at = document.getElementById(target);
-        at.dispatchEvent(new DragEvent("dragover", {dataTransfer: transfer, bubbles: true, cancelable: true}));
-        at.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        const how = {dataTransfer: transfer, bubbles: true, cancelable: true};
+        at.dispatchEvent(new DragEvent("dragover", how));
+        at.dispatchEvent(new DragEvent("drop", how));
         """,
         target,
         path.name,
@@ -301,11 +307,8 @@ def test_a_dropped_recording_uploads_is_indexed_plays_from_a_hit_and_is_deleted(
     recording_id = item.get_attribute("data-id")
 
     def badge() -> str:  # read in one go: the list is redrawn each second while it transcribes
-        return str(
-            page.execute_script(
-                f"return document.querySelector('#library li.item[data-id=\"{recording_id}\"] .badge')?.textContent || ''"
-            )
-        )
+        row = f'#library li.item[data-id="{recording_id}"] .badge'
+        return str(page.execute_script("return document.querySelector(arguments[0])?.textContent || ''", row))
 
     wait_until(lambda: badge() == "indexed", 120, "the recording to be indexed")
     top = page.find_element(By.CSS_SELECTOR, "#library li.item")
@@ -447,3 +450,67 @@ def test_a_denied_microphone_is_explained(workspace: KeyedServer) -> None:
         assert driver.find_element(By.ID, "status").text == "microphone unavailable"
     finally:
         driver.quit()
+
+
+def test_the_workspace_works_behind_the_tls_edge(
+    workspace: KeyedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Behind the shipped nginx over HTTPS: the page loads, the microphone streams over WSS and
+    its finals come back, a dropped WAV uploads and is indexed; the key is in no log line, not
+    nginx's access log and not the server's."""
+    from selenium.webdriver.common.by import By
+
+    from tests.deploy.conftest import start_nginx
+
+    caplog.set_level(logging.INFO)
+    edge = start_nginx(tmp_path / "nginx", [workspace.url.removeprefix("http://")])
+    speech = decode_file(LIBRIVOX / f"{PREFIX}-0870.wav")
+    drivers = fake_microphone(np.concatenate([np.zeros(8000, np.float32), speech]), tmp_path, TRUST_EDGE)
+    page = next(drivers)
+    try:
+        page.get(f"{edge.url}/#token={workspace.api_key}")
+        wait_until(lambda: page.find_element(By.ID, "token").get_attribute("value"), 10, "the page script")
+        assert "token" not in page.current_url
+        page.find_element(By.ID, "start").click()
+        wait_until(lambda: page.find_element(By.ID, "status").text == "listening", 20, "the stream to open")
+        final = wait_until(
+            lambda: page.find_elements(By.CSS_SELECTOR, "#transcript .segment.final"), 30, "a final"
+        )
+        said = " ".join(w.text for w in final[0].find_elements(By.CLASS_NAME, "word"))
+        assert corpus_wer([(LIBRIVOX_TEXT["0870"], said)]) <= 0.25, said
+        page.find_element(By.ID, "stop").click()
+        wait_until(
+            lambda: page.find_element(By.ID, "status").text == "stream closed", 30, "the stream to close"
+        )
+
+        wav = tmp_path / "edge.wav"
+        write_wav(wav, speech)
+        page.find_element(By.ID, "tab-library").click()
+        page.execute_script(JOURNAL)
+        drop_file(page, "dropzone", wav, "audio/wav")
+        wait_until(
+            lambda: page.find_element(By.ID, "upload-label").text.startswith("Uploaded"), 30, "the upload"
+        )
+        row = wait_until(
+            lambda: [
+                li for li in page.find_elements(By.CSS_SELECTOR, "#library li.item") if "edge.wav" in li.text
+            ],
+            10,
+            "the recording in the library",
+        )[0]
+        badge = f'#library li.item[data-id="{row.get_attribute("data-id")}"] .badge'
+        wait_until(
+            lambda: (
+                page.execute_script("return document.querySelector(arguments[0])?.textContent", badge)
+                == "indexed"
+            ),
+            60,
+            "the upload to be indexed",
+        )
+    finally:
+        drivers.close()
+        edge.stop()
+    log = edge.log()
+    assert "/v1/stream" in log and "/v1/recordings" in log  # both went through the edge
+    assert workspace.api_key not in log
+    assert not [r for r in caplog.records if workspace.api_key in r.getMessage()]
