@@ -199,6 +199,29 @@ def search_and_play(page: Any, srv: KeyedServer, stream_id: str, query: str) -> 
     return expected
 
 
+def delete_in_library(page: Any, srv: KeyedServer, stream_id: str, query: str, audio: str) -> None:
+    """Delete the open stream from its Library view: a dismissed confirmation keeps it; once
+    confirmed it leaves the library, the page's results and the index, and its audio is gone."""
+    from selenium.webdriver.common.by import By
+
+    row = f'#library li.item[data-id="{stream_id}"]'
+    page.find_element(By.ID, "delete").click()
+    page.switch_to.alert.dismiss()
+    time.sleep(0.5)
+    assert page.find_elements(By.CSS_SELECTOR, row) and rest_search(srv, query, stream_id)
+    page.find_element(By.ID, "delete").click()
+    alert = page.switch_to.alert
+    assert "cannot be undone" in alert.text
+    alert.accept()
+    wait_until(lambda: not page.find_elements(By.CSS_SELECTOR, row), 20, "the stream to leave the library")
+    assert page.find_element(By.ID, "detail").get_attribute("hidden") is not None
+    page.find_element(By.ID, "tab-search").click()
+    assert not page.find_elements(By.CSS_SELECTOR, f'li.result[data-stream="{stream_id}"]')
+    assert rest_search(srv, query, stream_id) == []
+    headers = {"Authorization": f"Bearer {srv.api_key}"}
+    assert httpx.get(f"{srv.url}{audio}", headers=headers, timeout=10).status_code == 404
+
+
 @pytest.fixture
 def librivox_microphone(tmp_path: Path) -> Iterator[Any]:
     """Chromium whose microphone plays two real read-speech recordings with a pause between."""
@@ -245,6 +268,7 @@ def test_live_interim_then_final_kept_audio_and_a_hit_that_plays_there(
 
     stream_id = page.find_element(By.ID, "transcript").get_attribute("data-stream")
     search_and_play(page, workspace, stream_id, "cold hearted selfish")
+    delete_in_library(page, workspace, stream_id, "cold hearted selfish", f"/v1/streams/{stream_id}/audio")
 
 
 @pytest.fixture
@@ -322,22 +346,7 @@ def test_a_dropped_recording_uploads_is_indexed_plays_from_a_hit_and_is_deleted(
 
     search_and_play(page, workspace, recording_id, "respectable")
 
-    page.find_element(By.ID, "delete").click()
-    alert = page.switch_to.alert
-    assert "cannot be undone" in alert.text
-    alert.accept()
-    wait_until(
-        lambda: not page.find_elements(By.CSS_SELECTOR, f'#library li.item[data-id="{recording_id}"]'),
-        20,
-        "the recording to leave the library",
-    )
-    assert page.find_element(By.ID, "detail").get_attribute("hidden") is not None
-    page.find_element(By.ID, "tab-search").click()
-    assert not page.find_elements(By.CSS_SELECTOR, f'li.result[data-stream="{recording_id}"]')
-    assert rest_search(workspace, "respectable", recording_id) == []
-    headers = {"Authorization": f"Bearer {workspace.api_key}"}
-    media = httpx.get(f"{workspace.url}/v1/recordings/{recording_id}/media", headers=headers, timeout=10)
-    assert media.status_code == 404
+    delete_in_library(page, workspace, recording_id, "respectable", f"/v1/recordings/{recording_id}/media")
 
 
 @pytest.fixture
