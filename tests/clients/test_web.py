@@ -281,6 +281,17 @@ def autoplay_browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
+def library_id(page: Any, title: str) -> str | None:
+    """The id of the Library row titled ``title``, read in one go: the list is redrawn each
+    second while something transcribes, so elements found one call earlier go stale."""
+    found = page.execute_script(
+        "return [...document.querySelectorAll('#library li.item')]"
+        ".find((li) => li.querySelector('.title')?.textContent === arguments[0])?.dataset.id",
+        title,
+    )
+    return str(found) if found else None
+
+
 def drop_file(page: Any, target: str, path: Path, mime: str) -> None:
     """Drop ``path`` on element ``target`` as a user dragging it from their desktop would."""
     page.execute_script(
@@ -321,14 +332,7 @@ def test_a_dropped_recording_uploads_is_indexed_plays_from_a_hit_and_is_deleted(
     wait_until(lambda: page.find_element(By.ID, "upload-label").text.startswith("Uploaded"), 30, "the upload")
     progress = page.execute_script("return __vx.progress")
     assert progress and progress[-1] == 100 and progress == sorted(progress), progress
-    item = wait_until(
-        lambda: [
-            li for li in page.find_elements(By.CSS_SELECTOR, "#library li.item") if "dashwood.wav" in li.text
-        ],
-        10,
-        "the recording in the library",
-    )[0]
-    recording_id = item.get_attribute("data-id")
+    recording_id = wait_until(lambda: library_id(page, "dashwood.wav"), 10, "the recording in the library")
 
     def badge() -> str:  # read in one go: the list is redrawn each second while it transcribes
         row = f'#library li.item[data-id="{recording_id}"] .badge'
@@ -500,14 +504,8 @@ def test_the_workspace_works_behind_the_tls_edge(
         wait_until(
             lambda: page.find_element(By.ID, "upload-label").text.startswith("Uploaded"), 30, "the upload"
         )
-        row = wait_until(
-            lambda: [
-                li for li in page.find_elements(By.CSS_SELECTOR, "#library li.item") if "edge.wav" in li.text
-            ],
-            10,
-            "the recording in the library",
-        )[0]
-        badge = f'#library li.item[data-id="{row.get_attribute("data-id")}"] .badge'
+        recording_id = wait_until(lambda: library_id(page, "edge.wav"), 10, "the recording in the library")
+        badge = f'#library li.item[data-id="{recording_id}"] .badge'
         wait_until(
             lambda: (
                 page.execute_script("return document.querySelector(arguments[0])?.textContent", badge)

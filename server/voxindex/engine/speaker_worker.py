@@ -86,9 +86,12 @@ class SpeakerWorker:
                 if not self._running:
                     return
                 self._cv.wait_for(lambda: not self._running, timeout=BATCH_S)  # gather a batch
-                items = list(self._inbox)
-                self._inbox.clear()
+            # the items are taken with the tracks held: a final's label_now either finds its
+            # chunks still in the inbox or waits until they are heard, never labels without them
             with self._working:
+                with self._cv:
+                    items = list(self._inbox)
+                    self._inbox.clear()
                 try:
                     for item in items:
                         self.speakers.hear(item.track, item.chunks, item.probs, item.ends)
