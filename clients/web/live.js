@@ -181,7 +181,10 @@ function showLatency(final, line) {
 function onEvent(ev) {
   if (ev.type === "ready") {
     live.streamId = ev.stream_id;
-    $("transcript").dataset.stream = ev.stream_id;
+    $("transcript").dataset.live = ev.stream_id; // the stream being sent to now
+    // the player highlights words by the stream's own time: only while the lines are on it
+    if (live.offset === 0) $("transcript").dataset.stream = ev.stream_id;
+    else delete $("transcript").dataset.stream;
     status("listening", "live");
     live.retries = 0;
   } else if (ev.type === "interim") {

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import wave
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,16 @@ class ServerProcess:
 
 def pcm16(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def write_wav(path: Path, audio: np.ndarray) -> Path:
+    """``audio`` (16 kHz float) as a mono PCM16 WAV file at ``path``."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm16(audio))
+    return path
 
 
 def frames_of(data: bytes, size: int = 32000) -> list[bytes]:

@@ -8,25 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
 
-from tests.api.conftest import pcm16
+from tests.api.conftest import write_wav
 from tests.conftest import PROSE, KeyedServer, Synth, corpus_wer
 
 FINAL = re.compile(r"^\[(\d\d:\d\d:\d\d\.\d\d\d) --> (\d\d:\d\d:\d\d\.\d\d\d)\] (.+)$")
 GAP = np.zeros(16000, np.float32)
-
-
-def write_wav(path: Path, audio: np.ndarray) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm16(audio))
-    return path
 
 
 def voxindex(*args: str) -> list[str]:
