@@ -7,7 +7,7 @@ export function token() {
   return $("token").value.trim();
 }
 
-export function authHeaders() {
+function authHeaders() {
   const t = token();
   return t ? { Authorization: `Bearer ${t}` } : {};
 }
@@ -36,24 +36,24 @@ async function failure(response) {
   return new ApiError(response.status, err.code || String(response.status), text);
 }
 
-export async function getJson(path, params) {
+// One request with the token; a refusal becomes an ApiError with the server's code and message.
+async function request(path, params, method = "GET") {
   const url = params ? `${path}?${new URLSearchParams(params)}` : path;
-  const response = await fetch(url, { headers: authHeaders() });
+  const response = await fetch(url, { method, headers: authHeaders() });
   if (!response.ok) throw await failure(response);
-  return response.json();
+  return response;
+}
+
+export async function getJson(path, params) {
+  return (await request(path, params)).json();
 }
 
 export async function getBlob(path, params) {
-  const url = params ? `${path}?${new URLSearchParams(params)}` : path;
-  const response = await fetch(url, { headers: authHeaders() });
-  if (!response.ok) throw await failure(response);
-  return response.blob();
+  return (await request(path, params)).blob();
 }
 
 export async function remove(path) {
-  const response = await fetch(path, { method: "DELETE", headers: authHeaders() });
-  if (!response.ok) throw await failure(response);
-  return response.json();
+  return (await request(path, null, "DELETE")).json();
 }
 
 // Upload with progress: fetch has no upload progress, XMLHttpRequest does.
@@ -132,6 +132,6 @@ export function segmentLine(segment, offset = 0) {
   return line;
 }
 
-export function speakerTag(speaker) {
+function speakerTag(speaker) {
   return el("span", { className: `speaker speaker-${speaker % 8}`, textContent: `Speaker ${speaker}` });
 }

@@ -144,7 +144,7 @@ async function deleteSelected() {
   const what = item ? `“${item.title}” from ${when(item.created)}` : "this stream";
   if (!confirm(`Delete ${what}: its transcript, search entries and audio? This cannot be undone.`)) return;
   try {
-    await remove(item && item.recording ? `/v1/recordings/${encodeURIComponent(id)}` : `/v1/streams/${encodeURIComponent(id)}`);
+    await remove(`/v1/streams/${encodeURIComponent(id)}`); // a recording's media goes with it
   } catch (err) {
     message(`delete: ${err.message}`);
     return;

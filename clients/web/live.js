@@ -39,7 +39,7 @@ const live = {
   retries: 0,
 };
 
-export function status(text, kind = "idle") {
+function status(text, kind = "idle") {
   $("status").textContent = text;
   $("status").className = `status ${kind}`;
 }
@@ -70,7 +70,7 @@ function resetSession() {
   message("");
 }
 
-export async function startMicrophone() {
+async function startMicrophone() {
   resetSession();
   try {
     // labelling speakers needs each voice as it is: no noise suppression or gain riding
@@ -92,7 +92,7 @@ export async function startMicrophone() {
 
 // A file is decoded by the browser and played through the same worklet at real time, so the
 // server sees exactly what a microphone playing it would send.
-export async function startFile(file) {
+async function startFile(file) {
   resetSession();
   const context = new AudioContext();
   let buffer;
@@ -241,7 +241,7 @@ function stopAudio() {
 }
 
 // The worklet's part-filled chunk is sent, then `close`: the last finals arrive, then `closed`.
-export async function stop() {
+async function stop() {
   live.closing = true;
   $("stop").disabled = true;
   status("finishing…");

@@ -7,7 +7,7 @@ import { $, ApiError, clock, getBlob } from "./api.js";
 
 const player = { id: null, url: null, loading: null };
 
-export function audioPath(id, isRecording) {
+function audioPath(id, isRecording) {
   return isRecording ? `/v1/recordings/${encodeURIComponent(id)}/media` : `/v1/streams/${encodeURIComponent(id)}/audio`;
 }
 
@@ -45,10 +45,6 @@ export async function playFrom(id, isRecording, start, title) {
     // autoplay refused: the controls are there, at the right second
   }
   return true;
-}
-
-export function playingId() {
-  return player.id;
 }
 
 export function forget(id) {

@@ -11,7 +11,7 @@ const search = { timer: null, asked: 0 };
 
 // `text` with every word that starts like a query word wrapped in <mark> (text nodes only: hits
 // are user content and never become HTML).
-export function marked(text, query) {
+function marked(text, query) {
   const words = (query.toLowerCase().match(/[\p{L}\p{N}']{2,}/gu) || []).map((w) => w.replace(/'/g, ""));
   if (!words.length) return [document.createTextNode(text)];
   const nodes = [];
@@ -51,7 +51,7 @@ function result(hit, q) {
   return li;
 }
 
-export async function run() {
+async function run() {
   clearTimeout(search.timer);
   const q = $("query").value.trim();
   const asked = ++search.asked;

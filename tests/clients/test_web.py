@@ -122,15 +122,31 @@ document.getElementById("player")
 """
 
 
-def open_workspace(page: Any, srv: KeyedServer) -> None:
-    """Open the app with the key in the fragment; the page takes it out of the address bar."""
+def open_workspace(page: Any, url: str, key: str) -> None:
+    """Open the app at ``url`` with ``key`` in the fragment; the page takes it out of the
+    address bar. The journal is recorded from then on."""
     from selenium.webdriver.common.by import By
 
-    page.get(f"{srv.url}/#token={srv.api_key}")
+    page.get(f"{url}/#token={key}")
     # the module script may finish after get() returns on a busy machine: wait for it
     wait_until(lambda: page.find_element(By.ID, "token").get_attribute("value"), 10, "the page script")
     assert "token" not in page.current_url
     page.execute_script(JOURNAL)
+
+
+def start_microphone(page: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    page.find_element(By.ID, "start").click()
+    wait_until(lambda: page.find_element(By.ID, "status").text == "listening", 20, "the stream to open")
+
+
+def stop_stream(page: Any) -> None:
+    """Stop, as a user does, and wait for the stream's last finals and ``closed``."""
+    from selenium.webdriver.common.by import By
+
+    page.find_element(By.ID, "stop").click()
+    wait_until(lambda: page.find_element(By.ID, "status").text == "stream closed", 30, "the stream to close")
 
 
 def rest_search(srv: KeyedServer, q: str, stream_id: str) -> list[dict[str, Any]]:
@@ -230,10 +246,9 @@ def test_live_interim_then_final_kept_audio_and_a_hit_that_plays_there(
     from selenium.webdriver.common.by import By
 
     page = librivox_microphone
-    open_workspace(page, workspace)
+    open_workspace(page, workspace.url, workspace.api_key)
     page.find_element(By.ID, "record").click()
-    page.find_element(By.ID, "start").click()
-    wait_until(lambda: page.find_element(By.ID, "status").text == "listening", 20, "the stream to open")
+    start_microphone(page)
     wait_until(
         lambda: page.execute_script("return document.getElementById('level').value") > 0.2, 20, "a level"
     )
@@ -241,8 +256,7 @@ def test_live_interim_then_final_kept_audio_and_a_hit_that_plays_there(
         lambda: len(page.find_elements(By.CSS_SELECTOR, "#transcript .segment.final")) >= 2, 60, "finals"
     )
     shot(page, "web-live.png")
-    page.find_element(By.ID, "stop").click()
-    wait_until(lambda: page.find_element(By.ID, "status").text == "stream closed", 30, "the stream to close")
+    stop_stream(page)
 
     order = page.execute_script("return __vx.order")
     assert "interim" in order and order.index("interim") < order.index("final"), order
@@ -317,7 +331,7 @@ def test_a_dropped_recording_uploads_is_indexed_plays_from_a_hit_and_is_deleted(
     audio = np.concatenate([gap, *[np.concatenate([c, gap]) for c in clips]])
     write_wav(wav, audio)
     page = autoplay_browser
-    open_workspace(page, workspace)
+    open_workspace(page, workspace.url, workspace.api_key)
     page.find_element(By.ID, "tab-library").click()
     drop_file(page, "dropzone", wav, "audio/wav")
     wait_until(lambda: page.find_element(By.ID, "upload-label").text.startswith("Uploaded"), 30, "the upload")
@@ -363,8 +377,7 @@ def test_a_server_restart_mid_stream_is_reconnected_with_times_going_on(
     start, stop = restartable
     page = pausing_microphone
     page.get(start())
-    page.find_element(By.ID, "start").click()
-    wait_until(lambda: page.find_element(By.ID, "status").text == "listening", 20, "the stream to open")
+    start_microphone(page)
     wait_until(
         lambda: page.find_elements(By.CSS_SELECTOR, "#transcript .segment.final"), 30, "the first final"
     )
@@ -380,8 +393,7 @@ def test_a_server_restart_mid_stream_is_reconnected_with_times_going_on(
     assert transcript.get_attribute("data-live") not in (None, first_stream)  # a new stream
     assert transcript.get_attribute("data-stream") is None  # its times are not the player's
     assert "connection lost at" in page.find_element(By.CSS_SELECTOR, "#transcript .notice").text
-    page.find_element(By.ID, "stop").click()
-    wait_until(lambda: page.find_element(By.ID, "status").text == "stream closed", 30, "the stream to close")
+    stop_stream(page)
     finals = page.find_elements(By.CSS_SELECTOR, "#transcript .segment.final")
     starts = [float(f.get_attribute("data-start")) for f in finals]
     assert starts == sorted(starts), starts
@@ -411,14 +423,11 @@ def test_speakers_are_coloured_when_asked_for(conversation_browser: Any, workspa
     from selenium.webdriver.common.by import By
 
     page = conversation_browser
-    page.get(f"{workspace.url}/#token={workspace.api_key}")
-    wait_until(lambda: page.find_element(By.ID, "token").get_attribute("value"), 10, "the page script")
+    open_workspace(page, workspace.url, workspace.api_key)
     page.find_element(By.ID, "diarize").click()
-    page.find_element(By.ID, "start").click()
-    wait_until(lambda: page.find_element(By.ID, "status").text == "listening", 20, "the stream to open")
+    start_microphone(page)
     time.sleep(CONVERSATION_S + 3)  # the conversation plays, and its finals arrive
-    page.find_element(By.ID, "stop").click()
-    wait_until(lambda: page.find_element(By.ID, "status").text == "stream closed", 30, "the stream to close")
+    stop_stream(page)
     tags = {e.text for e in page.find_elements(By.CSS_SELECTOR, ".segment .speaker")}
     assert tags and tags <= {"Speaker 0", "Speaker 1"}, tags
     words = page.find_elements(By.CSS_SELECTOR, ".segment .word")
@@ -474,25 +483,18 @@ def test_the_workspace_works_behind_the_tls_edge(
     drivers = fake_microphone(np.concatenate([np.zeros(8000, np.float32), speech]), tmp_path, TRUST_EDGE)
     page = next(drivers)
     try:
-        page.get(f"{edge.url}/#token={workspace.api_key}")
-        wait_until(lambda: page.find_element(By.ID, "token").get_attribute("value"), 10, "the page script")
-        assert "token" not in page.current_url
-        page.find_element(By.ID, "start").click()
-        wait_until(lambda: page.find_element(By.ID, "status").text == "listening", 20, "the stream to open")
+        open_workspace(page, edge.url, workspace.api_key)
+        start_microphone(page)
         final = wait_until(
             lambda: page.find_elements(By.CSS_SELECTOR, "#transcript .segment.final"), 30, "a final"
         )
         said = " ".join(w.text for w in final[0].find_elements(By.CLASS_NAME, "word"))
         assert corpus_wer([(LIBRIVOX_TEXT["0870"], said)]) <= 0.25, said
-        page.find_element(By.ID, "stop").click()
-        wait_until(
-            lambda: page.find_element(By.ID, "status").text == "stream closed", 30, "the stream to close"
-        )
+        stop_stream(page)
 
         wav = tmp_path / "edge.wav"
         write_wav(wav, speech)
         page.find_element(By.ID, "tab-library").click()
-        page.execute_script(JOURNAL)
         drop_file(page, "dropzone", wav, "audio/wav")
         wait_until(
             lambda: page.find_element(By.ID, "upload-label").text.startswith("Uploaded"), 30, "the upload"
