@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import Recording, corpus_wer, recordings
 
 from voxindex.audio import SAMPLE_RATE, Float32Array, decode_file
-from voxindex.bench import Utterance, _start_server, drive, percentile, speech_span
+from voxindex.cli.bench import Utterance, _start_server, drive, percentile, speech_span
 from voxindex.config import Settings
-from voxindex.models.loader import WhisperModel, load_model
+from voxindex.loading import load_model
+from voxindex.models.whisper import WhisperModel
 from voxindex.transcribe import OfflineTranscriber
 
 GAP_S = 1.0
@@ -73,10 +74,10 @@ def _fit(u: Utterance, start: float, end: float) -> float:
     return overlap if overlap > 0 else -min(abs(start - u.end), abs(end - u.start))
 
 
-def offline(wm: WhisperModel, recs: list[Recording], streams: list[int]) -> dict[str, Any]:
+def offline(model: WhisperModel, recs: list[Recording], streams: list[int]) -> dict[str, Any]:
     """``voxindex transcribe``'s path: each recording alone, and each stream's whole audio as
     one file (the same audio the streams play, so the streaming rows compare like with like)."""
-    transcriber = OfflineTranscriber(wm)
+    transcriber = OfflineTranscriber(model)
     files = [(r.transcript, transcriber.transcribe(decode_file(r.path)).text) for r in recs]
     out: dict[str, Any] = {"files": {"wer": corpus_wer(files), "pairs": files}}
     for n in streams:
@@ -89,10 +90,10 @@ def offline(wm: WhisperModel, recs: list[Recording], streams: list[int]) -> dict
     return out
 
 
-def streaming(wm: WhisperModel, recs: list[Recording], streams: int, batching: bool) -> dict[str, Any]:
+def streaming(model: WhisperModel, recs: list[Recording], streams: int, batching: bool) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="voxindex-accuracy-"))
-    settings = Settings(model=wm.name, no_auth=True, data_dir=data, cache_dir=data, batching=batching)
-    url, stop = _start_server(replace(settings, max_streams=streams + 1), model=wm)
+    settings = Settings(model=model.name, no_auth=True, data_dir=data, cache_dir=data, batching=batching)
+    url, stop = _start_server(replace(settings, max_streams=streams + 1), model=model)
     try:
         plans = [stream_plan(recs, i * len(recs) // streams) for i in range(streams)]
 
@@ -130,10 +131,10 @@ def main() -> None:
     report: list[dict[str, Any]] = []
     for spec in args.models:
         name, _, compute = spec.partition(":")
-        wm = load_model(name, device="cpu", compute_type=compute or "auto")
-        row: dict[str, Any] = {"model": name, "compute_type": wm.compute_type}
-        row["offline"] = offline(wm, recs, args.streams)
-        row["streaming"] = {f"streams_{n}": streaming(wm, recs, n, batching=True) for n in args.streams}
+        model = load_model(name, device="cpu", compute_type=compute or "auto")
+        row: dict[str, Any] = {"model": name, "compute_type": model.compute_type}
+        row["offline"] = offline(model, recs, args.streams)
+        row["streaming"] = {f"streams_{n}": streaming(model, recs, n, batching=True) for n in args.streams}
         report.append(row)
         cells = [f"offline, file by file {100 * row['offline']['files']['wer']:.1f} %"]
         for n in args.streams:
@@ -144,7 +145,7 @@ def main() -> None:
                 f"{s['end_to_final_s'][50]:.2f}/{s['end_to_final_s'][95]:.2f} s; "
                 f"missing {s['missing_finals']})"
             )
-        print(f"{name} {wm.compute_type}: " + " | ".join(cells), flush=True)
+        print(f"{name} {model.compute_type}: " + " | ".join(cells), flush=True)
         if args.verbose:
             for kind in ("offline", "streaming"):
                 for key, result in row[kind].items():

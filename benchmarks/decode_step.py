@@ -29,27 +29,29 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.conftest import recordings
+from tests.engine.reference_decoder import Decoder
 
 from voxindex.audio import SAMPLE_RATE, decode_file
-from voxindex.engine.decode import DecodeOptions, Decoder, Hypothesis
 from voxindex.engine.encoder import encode
 from voxindex.engine.executor import window_frames
 from voxindex.engine.mel import HOP_LENGTH, LogMel
 from voxindex.engine.runner import Runner
-from voxindex.models.loader import WhisperModel, load_model
+from voxindex.engine.types import DecodeOptions, Hypothesis
+from voxindex.loading import load_model
+from voxindex.models.whisper import WhisperModel
 
 
-def sync(wm: WhisperModel) -> None:
-    if wm.device.type == "cuda":
-        torch.cuda.synchronize(wm.device)
+def sync(model: WhisperModel) -> None:
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
 
 
-def batch_inputs(wm: WhisperModel, batch: int) -> tuple[torch.Tensor, list[DecodeOptions]]:
+def batch_inputs(model: WhisperModel, batch: int) -> tuple[torch.Tensor, list[DecodeOptions]]:
     clips = [decode_file(r.path) for r in recordings("librivox")]
     audio = [clips[i % len(clips)] for i in range(batch)]
     frames = max(window_frames(a.size) for a in audio)
-    mels = LogMel(wm.n_mels, wm.device)([torch.from_numpy(a) for a in audio])
-    encoded = encode(wm, mels, frames)
+    mels = LogMel(model.n_mels, model.device)([torch.from_numpy(a) for a in audio])
+    encoded = encode(model, mels, frames)
     options = [
         DecodeOptions(
             align=True,
@@ -62,13 +64,13 @@ def batch_inputs(wm: WhisperModel, batch: int) -> tuple[torch.Tensor, list[Decod
 
 
 def time_reference(
-    wm: WhisperModel, encoded: torch.Tensor, options: list[DecodeOptions]
+    model: WhisperModel, encoded: torch.Tensor, options: list[DecodeOptions]
 ) -> tuple[float, int, int]:
-    decoder = Decoder(wm)
-    sync(wm)
+    decoder = Decoder(model)
+    sync(model)
     t = time.perf_counter()
     hyps = decoder.decode(encoded, options)
-    sync(wm)
+    sync(model)
     return time.perf_counter() - t, steps_of(hyps), sum(len(h.tokens) for h in hyps)
 
 
@@ -80,10 +82,10 @@ def time_runner(
     runner: Runner, encoded: torch.Tensor, options: list[DecodeOptions]
 ) -> tuple[float, float, int, int]:
     """(admit s, decode s, steps, tokens)."""
-    sync(runner.wm)
+    sync(runner.model)
     t0 = time.perf_counter()
     keys = runner.admit(encoded, options)
-    sync(runner.wm)
+    sync(runner.model)
     t1 = time.perf_counter()
     left, steps, hyps = set(keys), 0, []
     while left:
@@ -91,12 +93,12 @@ def time_runner(
             hyps.append(runner.release(key))
             left.discard(key)
         steps += 1
-    sync(runner.wm)
+    sync(runner.model)
     return t1 - t0, time.perf_counter() - t1, steps, sum(len(h.tokens) for h in hyps)
 
 
-def step_macs(wm: WhisperModel, batch: int, frames: int, keys: int) -> float:
-    cfg = wm.model.config
+def step_macs(model: WhisperModel, batch: int, frames: int, keys: int) -> float:
+    cfg = model.model.config
     d, layers, vocab, ffn = (
         int(cfg.d_model),
         int(cfg.decoder_layers),
@@ -107,46 +109,46 @@ def step_macs(wm: WhisperModel, batch: int, frames: int, keys: int) -> float:
     return float(batch * (layers * per_layer + vocab * d))
 
 
-def step_bytes(wm: WhisperModel, batch: int, frames: int) -> float:
+def step_bytes(model: WhisperModel, batch: int, frames: int) -> float:
     """Bytes a step must read at least: every row's cross-attention K and V (they differ per
     row), plus every linear layer's weights once (1 byte per weight in int8)."""
-    cfg = wm.model.config
+    cfg = model.model.config
     d, layers = int(cfg.d_model), int(cfg.decoder_layers)
-    element = torch.finfo(wm.dtype).bits // 8
-    weight = 1 if wm.compute_type == "int8" else element
+    element = torch.finfo(model.dtype).bits // 8
+    weight = 1 if model.compute_type == "int8" else element
     ffn, vocab = int(cfg.decoder_ffn_dim), int(cfg.vocab_size)
     weights = layers * (6 * d * d + 2 * d * ffn) + vocab * d
     return float(batch * layers * 2 * frames * d * element + weights * weight)
 
 
-def read_bandwidth(wm: WhisperModel) -> float:
+def read_bandwidth(model: WhisperModel) -> float:
     """Bytes per second this machine reads from memory (a sum over 256 MiB)."""
-    x = torch.ones(64 * 1024 * 1024, device=wm.device)
+    x = torch.ones(64 * 1024 * 1024, device=model.device)
     for _ in range(2):
         x.sum()
-    sync(wm)
+    sync(model)
     n, t = 10, time.perf_counter()
     for _ in range(n):
         x.sum()
-    sync(wm)
+    sync(model)
     return x.numel() * 4 * n / (time.perf_counter() - t)
 
 
-def matmul_rate(wm: WhisperModel, batch: int) -> float:
+def matmul_rate(model: WhisperModel, batch: int) -> float:
     """Multiply-adds per second of the output projection alone (the step's largest matmul) at
     this batch, in the model's own compute type: the rate the floor is computed at."""
-    x = torch.randn(batch, int(wm.model.config.d_model), device=wm.device, dtype=wm.dtype)
-    proj = wm.model.proj_out
+    x = torch.randn(batch, int(model.model.config.d_model), device=model.device, dtype=model.dtype)
+    proj = model.model.proj_out
     with torch.inference_mode():
         for _ in range(3):
             proj(x)
-        sync(wm)
+        sync(model)
         n, t = 20, time.perf_counter()
         for _ in range(n):
             proj(x)
-        sync(wm)
+        sync(model)
         seconds = (time.perf_counter() - t) / n
-    return batch * x.shape[1] * int(wm.model.config.vocab_size) / seconds
+    return batch * x.shape[1] * int(model.model.config.vocab_size) / seconds
 
 
 def main() -> None:
@@ -167,30 +169,31 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    wm = load_model(args.model, device=args.device, compute_type=args.compute_type)
+    model = load_model(args.model, device=args.device, compute_type=args.compute_type)
     batches = [int(b) for b in args.batches.split(",")]
-    runner = Runner(wm, slots=max(batches), static_shapes=args.static)
-    if args.static and wm.device.type == "cuda":
+    runner = Runner(model, slots=max(batches), static_shapes=args.static)
+    if args.static and model.device.type == "cuda":
         runner.capture()
     print(
-        f"# {args.model} {wm.compute_type} on {wm.device} ({platform.processor() or platform.machine()}, "
+        f"# {args.model} {model.compute_type} on {model.device} "
+        f"({platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads), torch {torch.__version__}"
     )
     header = "| batch | reference ms/step | runner ms/step | speed-up | reference tok/s | runner tok/s "
     print(header + "| admit ms | compute floor ms | memory floor ms | runner/floor |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    bandwidth = read_bandwidth(wm)
+    bandwidth = read_bandwidth(model)
     for batch in batches:
-        encoded, options = batch_inputs(wm, batch)
-        time_reference(wm, encoded, options)  # warm-up of both paths at this shape
+        encoded, options = batch_inputs(model, batch)
+        time_reference(model, encoded, options)  # warm-up of both paths at this shape
         time_runner(runner, encoded, options)
-        ref = [time_reference(wm, encoded, options) for _ in range(args.repeats)]
+        ref = [time_reference(model, encoded, options) for _ in range(args.repeats)]
         new = [time_runner(runner, encoded, options) for _ in range(args.repeats)]
         ref_s, ref_steps, ref_tokens = min(ref)
         admit_s, new_s, new_steps, new_tokens = min(new, key=lambda r: r[1])
         ref_step, new_step = ref_s / ref_steps, new_s / new_steps
-        compute = step_macs(wm, batch, encoded.shape[1], 40) / matmul_rate(wm, batch)
-        memory = step_bytes(wm, batch, encoded.shape[1]) / bandwidth
+        compute = step_macs(model, batch, encoded.shape[1], 40) / matmul_rate(model, batch)
+        memory = step_bytes(model, batch, encoded.shape[1]) / bandwidth
         floor = max(compute, memory)
         print(
             f"| {batch} | {ref_step * 1e3:.2f} | {new_step * 1e3:.2f} | {ref_step / new_step:.2f}x | "
@@ -206,7 +209,7 @@ def profile(runner: Runner, batch: int) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    encoded, options = batch_inputs(runner.wm, batch)
+    encoded, options = batch_inputs(runner.model, batch)
     keys = runner.admit(encoded, options)
     for _ in range(3):
         runner.step()

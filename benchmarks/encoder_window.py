@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import HARVARD, PROSE, corpus_wer, recordings
 
 from voxindex.audio import StreamResampler, decode_file
-from voxindex.engine.decode import DecodeOptions
 from voxindex.engine.encoder import encode
 from voxindex.engine.executor import Executor
-from voxindex.models.loader import load_model
+from voxindex.engine.types import DecodeOptions
+from voxindex.loading import load_model
 
 
 def synthesize(texts: list[str]) -> list[np.ndarray]:
@@ -42,31 +42,31 @@ def synthesize(texts: list[str]) -> list[np.ndarray]:
 
 
 def main() -> None:
-    wm = load_model("tiny.en")
-    ex = Executor(wm)
+    model = load_model("tiny.en")
+    ex = Executor(model)
     sets = {
         "read sentences": list(zip(PROSE, synthesize(PROSE), strict=True)),
         "harvard": list(zip(HARVARD, synthesize(HARVARD), strict=True)),
         "human recordings": [(r.transcript, decode_file(r.path)) for r in recordings()],
     }
-    print(f"model={wm.name} compute={wm.compute_type} threads={torch.get_num_threads()}")
+    print(f"model={model.name} compute={model.compute_type} threads={torch.get_num_threads()}")
     for seconds in (30, 20, 15, 10):
         frames = seconds * 100
         row = []
         for pairs in sets.values():
             hyps = []
             for _, audio in pairs:
-                encoded = encode(wm, ex.mel([torch.from_numpy(audio)]), frames)
+                encoded = encode(model, ex.mel([torch.from_numpy(audio)]), frames)
                 hyp = ex.runner.decode(encoded, [DecodeOptions()])[0]
-                hyps.append(wm.tokenizer.decode(hyp.tokens))
+                hyps.append(model.tokenizer.decode(hyp.tokens))
             row.append(corpus_wer([(ref, h) for (ref, _), h in zip(pairs, hyps, strict=True)]))
         mels = ex.mel([torch.zeros(16000)] * 4)
-        encode(wm, mels[:1], frames)
+        encode(model, mels[:1], frames)
         t = time.perf_counter()
-        encode(wm, mels[:1], frames)
+        encode(model, mels[:1], frames)
         b1 = time.perf_counter() - t
         t = time.perf_counter()
-        encode(wm, mels, frames)
+        encode(model, mels, frames)
         b4 = time.perf_counter() - t
         wers = "  ".join(f"{name} {w:6.1%}" for name, w in zip(sets, row, strict=True))
         print(f"window {seconds:2d} s: {wers}  encoder b1 {b1 * 1000:5.0f} ms  b4 {b4 * 1000:5.0f} ms")

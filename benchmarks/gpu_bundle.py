@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
 from voxindex.config import Settings
-from voxindex.models.loader import load_model
+from voxindex.loading import load_model
 from voxindex.models.registry import Ct2Source, resolve
 
 SECOND = "model.decoder.embed_tokens.weight"
@@ -40,8 +40,8 @@ def build(out: Path) -> dict[str, int]:
     tiny = a / "tiny.en"
     tiny.mkdir(parents=True)
     (b / "tiny.en").mkdir(parents=True)
-    wm = load_model("tiny.en", device="cpu", cache_dir=Settings().cache_dir, compute_type="float32")
-    state = {k: v.half().contiguous() for k, v in wm.model.state_dict().items() if k != "proj_out.weight"}
+    model = load_model("tiny.en", device="cpu", cache_dir=Settings().cache_dir, compute_type="float32")
+    state = {k: v.half().contiguous() for k, v in model.model.state_dict().items() if k != "proj_out.weight"}
     first = {k: v for k, v in state.items() if k != SECOND}
     save_file(first, str(tiny / SHARDS[0]), metadata={"format": "pt"})
     save_file({SECOND: state[SECOND]}, str(b / "tiny.en" / SHARDS[1]), metadata={"format": "pt"})
@@ -50,12 +50,12 @@ def build(out: Path) -> dict[str, int]:
     (tiny / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1)
     )
-    wm.model.config.to_json_file(str(tiny / "config.json"))
+    model.model.config.to_json_file(str(tiny / "config.json"))
     generation = {
-        "alignment_heads": [list(h) for h in wm.alignment_heads],
-        "suppress_tokens": wm.suppress_tokens,
-        "decoder_start_token_id": wm.tokenizer.special.sot,
-        "eos_token_id": wm.tokenizer.special.eot,
+        "alignment_heads": [list(h) for h in model.alignment_heads],
+        "suppress_tokens": model.suppress_tokens,
+        "decoder_start_token_id": model.tokenizer.special.sot,
+        "eos_token_id": model.tokenizer.special.eot,
     }
     (tiny / "generation_config.json").write_text(json.dumps(generation))
     source = resolve("tiny.en")

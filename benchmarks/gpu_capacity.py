@@ -52,7 +52,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "server"))
 
-from voxindex.bench import Utterance, percentile, score, speech_span  # noqa: E402
+from voxindex.cli.bench import Utterance, percentile, score, speech_span  # noqa: E402
 from voxindex.config import Settings  # noqa: E402
 from voxindex.device import DeviceProbe, cpu_name  # noqa: E402
 from voxindex.engine.encoder import encode  # noqa: E402
@@ -61,9 +61,11 @@ from voxindex.engine.executor import window_frames  # noqa: E402
 from voxindex.engine.mel import LogMel  # noqa: E402
 from voxindex.engine.runner import BUCKETS, NEG, Runner  # noqa: E402
 from voxindex.engine.scheduler import Scheduler  # noqa: E402
-from voxindex.engine.stream import StreamOptions  # noqa: E402
-from voxindex.models.loader import WhisperModel, _use_sdpa_in_encoder, load_model  # noqa: E402
+from voxindex.engine.types import StreamOptions  # noqa: E402
+from voxindex.loading import load_model  # noqa: E402
+from voxindex.models.loader import _use_sdpa_in_encoder  # noqa: E402
 from voxindex.models.tokenizer import WhisperTokenizer  # noqa: E402
+from voxindex.models.whisper import WhisperModel  # noqa: E402
 
 FRAME_S = 0.1
 P95_FINAL_S = 1.0
@@ -145,10 +147,10 @@ class ScriptedRunner(Runner):
     length: torch.Tensor  # (slots,) tokens each reading says before end of text
 
     def setup(self, corpus: list[int], tokens_per_second: float) -> None:
-        banned = set(self.wm.suppress_tokens)
+        banned = set(self.model.suppress_tokens)
         said = [t for t in corpus if t < self.eot and t not in banned]  # tokens the rules allow
         said = said * (1 + 2 * self.history.shape[1] // max(1, len(said)))
-        self.corpus = torch.tensor(said, device=self.wm.device)
+        self.corpus = torch.tensor(said, device=self.model.device)
         self.rate = tokens_per_second
         self.script = torch.zeros_like(self.history)
         self.length = torch.zeros_like(self.count)
@@ -257,13 +259,13 @@ def tiny_model(bundle: Path | None, device: torch.device) -> tuple[WhisperModel,
         return random_model("tiny.en", bundle, device), "RANDOM weights (real ones unavailable)"
 
 
-def length_model(wm: WhisperModel, clips: list[Clip]) -> tuple[list[int], float]:
+def length_model(model: WhisperModel, clips: list[Clip]) -> tuple[list[int], float]:
     """The transcripts' tokens (with a leading space, as Whisper says them) and tokens per
     second of speech."""
     tokens: list[int] = []
     speech = 0.0
     for clip in clips:
-        tokens += wm.tokenizer.encode(" " + clip.transcript.strip())
+        tokens += model.tokenizer.encode(" " + clip.transcript.strip())
         begin, end = speech_span(clip.audio)
         speech += end - begin
     return tokens, len(tokens) / speech
@@ -348,9 +350,9 @@ def run_level(
     plans = [plan(clips, seconds, rng) for _ in range(n)]
     opts = StreamOptions(language=language)
     before = replace(scheduler.stats)
-    cuda = scheduler.wm.device.type == "cuda"
+    cuda = scheduler.model.device.type == "cuda"
     if cuda:
-        torch.cuda.reset_peak_memory_stats(scheduler.wm.device)
+        torch.cuda.reset_peak_memory_stats(scheduler.model.device)
 
     async def main() -> list[tuple[Any, str | None]]:
         return await asyncio.gather(*(feed_and_listen(scheduler, o, a, u, opts) for o, a, u in plans))
@@ -383,7 +385,7 @@ def run_level(
         "gpu_utilisation": util.mean,
     }
     if cuda:
-        row["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated(scheduler.wm.device) / 2**30, 2)
+        row["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated(scheduler.model.device) / 2**30, 2)
         row["card_used_gib"] = round(probe.memory()[0] / 2**30, 2) if probe is not None else None
     row["passes"] = bool(
         missing == 0
@@ -432,16 +434,16 @@ def line(r: dict[str, Any]) -> str:
 
 
 def scheduler_for(
-    wm: WhisperModel,
+    model: WhisperModel,
     slots: int,
     batching: bool,
     streams: int,
     clips: list[Clip],
     script: tuple[list[int], float] | None,
 ) -> Scheduler:
-    """The server's scheduler for ``wm`` (``script``: random weights read by the length model)."""
+    """The server's scheduler for ``model`` (``script``: random weights read by the length model)."""
     settings = Settings(
-        model=wm.name,
+        model=model.name,
         max_batch=slots,
         batching=batching,
         max_streams=streams + 1,
@@ -449,10 +451,10 @@ def scheduler_for(
         index=False,
         warmup=False,
     )
-    scheduler = Scheduler(wm, settings)
+    scheduler = Scheduler(model, settings)
     if script is not None:
         runner = scheduler.executor.runner
-        scheduler.executor.runner = scripted = ScriptedRunner(wm, slots=slots, static_shapes=runner.static)
+        scheduler.executor.runner = scripted = ScriptedRunner(model, slots=slots, static_shapes=runner.static)
         del runner
         scripted.setup(*script)
     scheduler.warm_up(clips[0].audio, batch=min(4, slots))  # captures the decode graphs on CUDA
@@ -479,32 +481,34 @@ def time_cuda(fn: Any, repeats: int) -> float:
     return start.elapsed_time(end) / 1000 / repeats
 
 
-def kernel_tables(wm: WhisperModel, clips: list[Clip], buckets: list[int], repeats: int) -> dict[str, Any]:
-    mel = LogMel(wm.n_mels, wm.device)
+def kernel_tables(model: WhisperModel, clips: list[Clip], buckets: list[int], repeats: int) -> dict[str, Any]:
+    mel = LogMel(model.n_mels, model.device)
     audio = [torch.from_numpy(c.audio) for c in clips]
     out: dict[str, Any] = {"decode_step_ms": [], "encoder": []}
-    runner = Runner(wm, slots=max(buckets), static_shapes=True)
+    runner = Runner(model, slots=max(buckets), static_shapes=True)
     for width in buckets:
         rows = [audio[i % len(audio)] for i in range(width)]
         frames = max(window_frames(a.numel()) for a in rows)
-        encoded = torch.cat([encode(wm, mel(rows[i : i + 64], frames), frames) for i in range(0, width, 64)])
-        from voxindex.engine.decode import DecodeOptions
+        encoded = torch.cat(
+            [encode(model, mel(rows[i : i + 64], frames), frames) for i in range(0, width, 64)]
+        )
+        from voxindex.engine.types import DecodeOptions
 
         for key in [r.key for r in runner.rows]:
             runner.release(key)
         runner.admit(encoded, [DecodeOptions(max_tokens=224, num_frames=frames) for _ in rows])
         eager = time_cuda(lambda w=width: runner._decode(w), repeats)
         out["decode_step_ms"].append({"batch": width, "eager_ms": round(eager * 1000, 3)})
-    if wm.device.type == "cuda":
+    if model.device.type == "cuda":
         runner.capture()
         for entry in out["decode_step_ms"]:
             graph = runner._graphs[entry["batch"]]
             entry["graph_ms"] = round(time_cuda(graph.replay, repeats) * 1000, 3)
-    for batch in [64, 256] if wm.device.type == "cuda" else [2]:
+    for batch in [64, 256] if model.device.type == "cuda" else [2]:
         rows = [audio[i % len(audio)] for i in range(batch)]
         mels = mel(rows, 1500)
-        seconds = time_cuda(lambda m=mels: encode(wm, m, 1500), max(1, repeats // 4))
-        with_mel = time_cuda(lambda r=rows: encode(wm, mel(r, 1500), 1500), max(1, repeats // 4))
+        seconds = time_cuda(lambda m=mels: encode(model, m, 1500), max(1, repeats // 4))
+        with_mel = time_cuda(lambda r=rows: encode(model, mel(r, 1500), 1500), max(1, repeats // 4))
         out["encoder"].append(
             {
                 "batch": batch,
@@ -512,7 +516,7 @@ def kernel_tables(wm: WhisperModel, clips: list[Clip], buckets: list[int], repea
                 "with_log_mel_per_s": round(batch / with_mel, 1),
             }
         )
-    if wm.device.type == "cuda":
+    if model.device.type == "cuda":
         torch.cuda.empty_cache()
     return out
 
@@ -546,13 +550,13 @@ def main() -> int:
             continue
         t = time.monotonic()
         if name == "tiny.en":
-            wm, weights = tiny_model(args.bundle, device)
+            model, weights = tiny_model(args.bundle, device)
         else:
-            wm, weights = (
+            model, weights = (
                 random_model(name, args.bundle, device),
                 "random weights of the real shapes, scripted lengths",
             )
-        corpus, rate = length_model(wm, clips)
+        corpus, rate = length_model(model, clips)
         entry: dict[str, Any] = {"weights": weights, "load_s": round(time.monotonic() - t, 1)}
         if "random" in weights.lower():
             entry["tokens_per_speech_second"] = round(rate, 2)
@@ -563,15 +567,15 @@ def main() -> int:
             if args.smoke
             else [b for b in BUCKETS if b <= slots and b in (1, 8, 32, 64, 128, 256, 512, 1024)]
         )
-        entry["kernels"] = kernel_tables(wm, clips, buckets, 3 if args.smoke else 50)
+        entry["kernels"] = kernel_tables(model, clips, buckets, 3 if args.smoke else 50)
         print(f"{name}: {weights}; kernels {json.dumps(entry['kernels'])}", flush=True)
-        language = "en" if wm.multilingual else None
+        language = "en" if model.multilingual else None
         modes = [("batched", True, levels, START.get(name, 0) if not args.smoke else 0)]
         if name == "tiny.en":
             modes.append(("unbatched", False, [1] if args.smoke else UNBATCHED, 0 if args.smoke else 2))
         script = (corpus, rate) if "random" in weights.lower() else None
         for mode, batching, lv, start in modes:
-            scheduler = scheduler_for(wm, slots if batching else 1, batching, max(lv), clips, script)
+            scheduler = scheduler_for(model, slots if batching else 1, batching, max(lv), clips, script)
             try:
                 entry[mode] = sweep(
                     scheduler, lv, start, args.seconds, clips, probe, language, deadline, f"{name} {mode}"
@@ -587,7 +591,7 @@ def main() -> int:
                 round(entry["max_real_time_streams"] / unbatched, 1) if unbatched else None
             )
         report["models"][name] = entry
-        del wm
+        del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
     args.out.write_text(json.dumps(report, indent=2))

@@ -35,14 +35,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
+from tests.engine.reference_decoder import is_looping
+
 from voxindex.audio import decode_file
 from voxindex.config import Settings
 from voxindex.engine.align import dtw
-from voxindex.engine.decode import is_looping
 from voxindex.engine.scheduler import Scheduler
-from voxindex.engine.stream import StreamOptions
+from voxindex.engine.types import StreamOptions
 from voxindex.engine.vad import CHUNK, CONTEXT, Vad, VadState
-from voxindex.models.loader import load_model
+from voxindex.loading import load_model
 from voxindex.samples import samples
 
 
@@ -164,9 +165,9 @@ def main() -> int:
         print(f"   N={n:5d}  per-row loop {old * 1000:7.3f}  status words {new * 1000:7.3f}", end="")
         print(f"  {old / new:.0f}x")
     print("\n4. One scheduler host turn, N streams sending 100 ms frames, nothing to read (ms)")
-    wm = load_model("tiny.en", device="cpu", compute_type="float32")
+    model = load_model("tiny.en", device="cpu", compute_type="float32")
     scheduler = Scheduler(
-        wm, Settings(max_streams=max(levels) + 1, max_streams_per_tenant=0, index=False, warmup=False)
+        model, Settings(max_streams=max(levels) + 1, max_streams_per_tenant=0, index=False, warmup=False)
     )
     net = scheduler.vad._run
 

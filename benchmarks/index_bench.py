@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from voxindex.engine.events import Final
-from voxindex.index.service import LiveIndex
+from voxindex.index.live import LiveIndex
 from voxindex.index.vectors import VectorIndex, gpu_unavailable
 
 TOPICS = [

@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.conftest import corpus_wer, make_synth, normalized_words
 
-from voxindex.bench import _start_server
+from voxindex.cli.bench import _start_server
 from voxindex.config import Settings
 from voxindex.engine.prompting import PromptBuilder, Prompting
-from voxindex.models.loader import load_model
+from voxindex.loading import load_model
 
 # (what is said, the key terms in it)
 ITEMS: list[tuple[str, list[str]]] = [
@@ -257,13 +257,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     name, _, compute = args.model.partition(":")
-    wm = load_model(name, device="cpu", compute_type=compute or "auto")
-    base, stop = _start_server(Settings(no_auth=True, max_streams=max(8, args.streams)), wm)
+    model = load_model(name, device="cpu", compute_type=compute or "auto")
+    base, stop = _start_server(Settings(no_auth=True, max_streams=max(8, args.streams)), model)
     try:
-        report = asyncio.run(run(base, make_synth(), args.streams, glossary(wm.tokenizer)))
+        report = asyncio.run(run(base, make_synth(), args.streams, glossary(model.tokenizer)))
     finally:
         stop()
-    report["model"] = f"{name} {wm.compute_type}"
+    report["model"] = f"{name} {model.compute_type}"
     r, w, f, d = report["recall"], report["other_words_wer"], report["false_insertions"], report["dialogue"]
     nw = report["negatives_wer"]
     print(

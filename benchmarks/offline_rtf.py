@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from voxindex.audio import decode_file
-from voxindex.models.loader import load_model
+from voxindex.loading import load_model
 from voxindex.samples import samples
 from voxindex.transcribe import OfflineTranscriber
 
@@ -34,8 +34,8 @@ def main() -> None:
         gap = np.zeros(8000, np.float32)
         clips = [np.concatenate([decode_file(s.path), gap]) for s in samples()]
         audio = np.concatenate(clips * 5)[: 60 * 16000]
-    wm = load_model(args.model, args.device, compute_type=args.compute_type)
-    transcriber = OfflineTranscriber(wm)
+    model = load_model(args.model, args.device, compute_type=args.compute_type)
+    transcriber = OfflineTranscriber(model)
     transcriber.transcribe(audio[: 16000 * 5])
     timings = []
     for _ in range(3):
@@ -44,7 +44,8 @@ def main() -> None:
         timings.append(time.perf_counter() - t)
     seconds = audio.size / 16000
     print(
-        f"model={wm.name} device={wm.device} compute={wm.compute_type} threads={torch.get_num_threads()} "
+        f"model={model.name} device={model.device} compute={model.compute_type} "
+        f"threads={torch.get_num_threads()} "
         f"cpu={platform.processor() or platform.machine()} audio={seconds:.1f}s "
         f"best={min(timings):.2f}s RTF={min(timings) / seconds:.3f} "
         f"({seconds / min(timings):.1f}x real time) "

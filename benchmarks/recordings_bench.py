@@ -29,7 +29,7 @@ import httpx
 import numpy as np
 
 from voxindex.audio import SAMPLE_RATE, decode_file
-from voxindex.bench import GAP_S, _start_server, run_level
+from voxindex.cli.bench import GAP_S, _start_server, run_level
 from voxindex.config import Settings
 from voxindex.samples import samples
 

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import recordings
 
 from voxindex.audio import SAMPLE_RATE, Float32Array, decode_file
-from voxindex.bench import speech_span
+from voxindex.cli.bench import speech_span
 
 FRAME_S = 0.1
 

@@ -11,7 +11,8 @@ import time
 import numpy as np
 import torch
 
-from voxindex.engine.speakers import WINDOW_CHUNKS, load_speakers
+from voxindex.engine.speakers.history import WINDOW_CHUNKS
+from voxindex.engine.speakers.labeller import load_speakers
 from voxindex.engine.vad import CHUNK
 
 

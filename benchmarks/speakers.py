@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conversations import Turn, attribution, conversation, monologue, speaker_of, voices
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
-from voxindex.bench import _start_server, percentile
+from voxindex.cli.bench import _start_server, percentile
 from voxindex.config import Settings
-from voxindex.models.loader import load_model
+from voxindex.loading import load_model
 
 CASTS = [
     ["librivox", "cards"],
@@ -124,8 +124,8 @@ def main() -> None:
 
     clips = voices(make_synth())
     settings = Settings(model=args.model, no_auth=True, max_streams=max(8, args.streams + 1))
-    wm = load_model(args.model, settings.device, settings.cache_dir, settings.compute_type)
-    url, stop = _start_server(settings, wm)
+    model = load_model(args.model, settings.device, settings.cache_dir, settings.compute_type)
+    url, stop = _start_server(settings, model)
     casts = [CASTS[i % len(CASTS)] for i in range(args.streams)]
     talks = [conversation(clips, cast, args.turns, seed=i) for i, cast in enumerate(casts)]
     report: dict[str, Any] = {"streams": args.streams, "turns": args.turns, "model": args.model}

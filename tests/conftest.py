@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from voxindex.audio import Float32Array, StreamResampler, decode_file
-from voxindex.models.loader import WhisperModel, load_model
+from voxindex.loading import load_model
+from voxindex.models.whisper import WhisperModel
 
 pytest_plugins = ["tests.ci_strict"]  # CI=true: a skipped test fails
 

@@ -5,7 +5,7 @@ import pytest
 
 from tests.conftest import HARVARD, PROSE, Synth, corpus_wer, normalized_words, recordings
 from voxindex.audio import decode_file
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 from voxindex.transcribe import OfflineTranscriber
 
 

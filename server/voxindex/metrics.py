@@ -11,7 +11,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -26,9 +25,6 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
-
-if TYPE_CHECKING:
-    from voxindex.index.base import IndexStats
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -150,8 +146,9 @@ class Metrics:
         gauge.set_function(safe)
         self._watched.append(gauge)
 
-    def watch_index(self, read: Callable[[], IndexStats]) -> None:
-        """The index's sizes and availability, from one ``read`` per scrape."""
+    def watch_index(self, read: Callable[[], object]) -> None:
+        """The index's sizes and availability, from one ``read`` per scrape (an
+        ``index.base.IndexStats``: its fields are read by the names in ``_IndexCollector.SERIES``)."""
         collector = _IndexCollector(read)
         self.registry.register(collector)
         self._collectors.append(collector)
@@ -224,12 +221,12 @@ class _IndexCollector(Collector):
         ),
     )
 
-    def __init__(self, read: Callable[[], IndexStats]) -> None:
+    def __init__(self, read: Callable[[], object]) -> None:
         self.read = read
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
-            stats: IndexStats | None = self.read()
+            stats: object | None = self.read()
         except Exception:  # a failing read shows NaN, never a 500
             stats = None
         for name, documentation, field in self.SERIES:

@@ -16,15 +16,16 @@ import numpy.typing as npt
 import torch
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
-from voxindex.engine.align import Word, word_dict, word_timings
-from voxindex.engine.decode import TIMESTAMP_RESOLUTION_S, DecodeOptions, Hypothesis
+from voxindex.engine.align import word_timings
 from voxindex.engine.encoder import encode
 from voxindex.engine.mel import HOP_LENGTH, N_SAMPLES, LogMel
 from voxindex.engine.policy import is_hallucination, is_silence, repeats_phrase
 from voxindex.engine.prompting import PROMPT_TOKENS
 from voxindex.engine.runner import Runner
+from voxindex.engine.runner.vocabulary import TIMESTAMP_RESOLUTION_S
+from voxindex.engine.types import DecodeOptions, Hypothesis, Word, word_dict
 from voxindex.engine.vad import CHUNK_S, Vad, VadState
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 
 
 @dataclass
@@ -89,10 +90,10 @@ def _has_speech(speech: npt.NDArray[np.bool_], start_s: float, end_s: float) -> 
 class OfflineTranscriber:
     """Transcribes whole recordings with one loaded model."""
 
-    def __init__(self, wm: WhisperModel) -> None:
-        self.wm = wm
-        self.runner = Runner(wm, slots=1)
-        self.mel = LogMel(wm.n_mels, wm.device)
+    def __init__(self, model: WhisperModel) -> None:
+        self.model = model
+        self.runner = Runner(model, slots=1)
+        self.mel = LogMel(model.n_mels, model.device)
         self.vad = Vad()
 
     def transcribe(
@@ -107,7 +108,7 @@ class OfflineTranscriber:
         ``task="translate"`` gives English text of any language (multilingual models)."""
         segments: list[Segment] = []
         primer = prompt_text.strip()
-        prompt = self.wm.tokenizer.encode(" " + primer)[-PROMPT_TOKENS:] if primer else []
+        prompt = self.model.tokenizer.encode(" " + primer)[-PROMPT_TOKENS:] if primer else []
         speech = self.vad([VadState()], [audio])[0] >= SPEECH_PROBABILITY
         seek = 0
         while seek < audio.size:
@@ -119,7 +120,7 @@ class OfflineTranscriber:
                 seek += window.size  # nothing to read, nothing for Whisper to hallucinate on
                 continue
             hyp = self._decode(window, prompt, language, words, task)
-            if self.wm.multilingual and language in (None, "auto"):
+            if self.model.multilingual and language in (None, "auto"):
                 language = hyp.language
             if is_silence(hyp):
                 seek += window.size
@@ -136,15 +137,15 @@ class OfflineTranscriber:
             prompt = (prompt + kept)[-PROMPT_TOKENS:]
             seek += max(consumed, HOP_LENGTH)
         text = " ".join(s.text for s in segments).strip()
-        return Transcript(text, segments, round(audio.size / SAMPLE_RATE, 3), self.wm.name, language)
+        return Transcript(text, segments, round(audio.size / SAMPLE_RATE, 3), self.model.name, language)
 
     def _decode(
         self, window: Float32Array, prompt: list[int], language: str | None, words: bool, task: str
     ) -> Hypothesis:
-        encoded = encode(self.wm, self.mel([torch.from_numpy(np.ascontiguousarray(window))]))
+        encoded = encode(self.model, self.mel([torch.from_numpy(np.ascontiguousarray(window))]))
         options = DecodeOptions(
             prompt=tuple(prompt),
-            language=language or ("auto" if self.wm.multilingual else None),
+            language=language or ("auto" if self.model.multilingual else None),
             task=task,
             timestamps=True,
             align=words,
@@ -158,14 +159,14 @@ class OfflineTranscriber:
         return hyp
 
     def _suspect(self, hyp: Hypothesis) -> bool:
-        text = self.wm.tokenizer.decode(hyp.tokens)
+        text = self.model.tokenizer.decode(hyp.tokens)
         return is_silence(hyp) or is_hallucination(hyp.looped, text) or repeats_phrase(text)
 
     def _segments(
         self, hyp: Hypothesis, window_samples: int, offset: float, words: bool
     ) -> tuple[list[Segment], int, list[int]]:
         """Split a timestamped hypothesis into segments; return them and the samples consumed."""
-        tok = self.wm.tokenizer
+        tok = self.model.tokenizer
         tb = tok.special.timestamp_begin
         tokens = hyp.tokens
         is_ts = [t >= tb for t in tokens]

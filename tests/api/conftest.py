@@ -21,9 +21,9 @@ import numpy as np
 import uvicorn
 import websockets
 
-from voxindex.api.app import create_app, uvicorn_options, wait_ready
 from voxindex.config import Settings
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
+from voxindex.serve import create_app, uvicorn_options, wait_ready
 
 
 @dataclass

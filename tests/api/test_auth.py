@@ -23,11 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.api.conftest import Server, frames_of, pcm16, start_server
 from tests.conftest import load_fixture
-from voxindex.api.app import check_secure
+from voxindex.api.auth import check_secure
 from voxindex.api.keys import ApiKeyStore
 from voxindex.config import Settings
 from voxindex.errors import InvalidRequestError
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 
 SECRET = "test-secret-" + "x" * 32
 AUD, ISS = "voxindex", "https://issuer.test"

@@ -28,7 +28,7 @@ from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
 from voxindex.errors import InvalidRequestError
 from voxindex.languages import ENGLISH
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 
 MESSAGE_TYPES = {"ready", "speech_started", "interim", "final", "speech_ended", "closed", "error"}
 ERROR_CODES = {  # docs/protocol.md

@@ -26,7 +26,7 @@ from tests.conftest import PROSE, Synth, corpus_wer
 from voxindex.api.auth import mint_token
 from voxindex.api.limits import BodySizeLimit
 from voxindex.config import Settings
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 
 SECRET = "limits-secret-" + "y" * 32
 GAP = np.zeros(12800, dtype=np.float32)
@@ -265,7 +265,7 @@ async def test_a_flooding_client_is_throttled_and_harms_no_one(limited: StartSer
                 if s.tenant == "flood":
                     allowed = 5.0 + 3.0 * (time.monotonic() - s.opened_at)
                     overshoot.append(s.now + s.inbox_seconds - allowed)
-                    held.append(s.audio.size / 16000 + s.inbox_seconds)
+                    held.append(s.utterance.audio.size / 16000 + s.inbox_seconds)
             await asyncio.sleep(0.1)
 
     tasks = [asyncio.create_task(flood()), asyncio.create_task(watch())]

@@ -14,7 +14,7 @@ import websockets
 from tests.api.conftest import Server, Session, frames_of, pcm16, stream_audio
 from tests.conftest import PROSE, Synth, corpus_wer, recordings
 from voxindex.audio import decode_file
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 from voxindex.transcribe import OfflineTranscriber
 
 GAP = np.zeros(12800, dtype=np.float32)  # 0.8 s: longer than the default 500 ms endpointing

@@ -14,7 +14,7 @@ import websockets
 from tests.api.conftest import Server, Session, frames_of, pcm16, start_server, stream_audio
 from tests.conftest import PROSE, Synth, corpus_wer
 from voxindex.config import Settings
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 
 GAP = np.zeros(12800, dtype=np.float32)
 

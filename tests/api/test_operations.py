@@ -16,12 +16,12 @@ import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
-import voxindex.api.app as app_module
+import voxindex.serve as app_module
 from tests.api.conftest import Server, ServerProcess, pcm16, start_server
 from tests.conftest import PROSE, Synth
 from voxindex.api.auth import mint_token
 from voxindex.config import Settings
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 
 GAP = np.zeros(16000, dtype=np.float32)
 

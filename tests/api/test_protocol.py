@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from voxindex.api.protocol import parse_control, parse_options, to_wire
-from voxindex.engine.align import Word
 from voxindex.engine.events import Closed, Error, Final, Interim, Ready
+from voxindex.engine.types import Word
 from voxindex.errors import InvalidRequestError
 from voxindex.languages import ENGLISH
 

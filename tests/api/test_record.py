@@ -19,7 +19,7 @@ from tests.conftest import PROSE, SmallDisk, Synth
 from voxindex.audio import decode_file
 from voxindex.config import Settings
 from voxindex.index.stream_audio import BIT_RATE
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import websockets
 from tests.api.conftest import Server, frames_of, free_port, pcm16, start_server
 from tests.conftest import HARVARD, PROSE, Synth, corpus_wer, load_fixture, onset
 from voxindex.config import Settings
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 
 SR = 16000
 

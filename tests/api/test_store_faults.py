@@ -25,7 +25,7 @@ from tests.api.conftest import Server, free_port, pcm16, start_server
 from tests.api.test_recordings import wav_bytes
 from tests.conftest import PROSE, SmallDisk, Synth
 from voxindex.config import Settings
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 
 GAP = np.zeros(12800, dtype=np.float32)  # 0.8 s: ends an utterance (500 ms endpointing)
 
@@ -294,9 +294,9 @@ def serve_exits(data_dir: Path, cache_dir: Path) -> subprocess.CompletedProcess[
 
 
 def a_store_with_segments(data_dir: Path, n: int = 400) -> Path:
-    from voxindex.engine.align import Word
     from voxindex.engine.events import Final
-    from voxindex.index.store import Store
+    from voxindex.engine.types import Word
+    from voxindex.index.sqlite import Store
 
     store = Store(data_dir / "transcripts.sqlite3")
     store.create_stream("s1", "default", "tiny.en")

@@ -23,7 +23,8 @@ from tests.api.conftest import Server, frames_of, pcm16
 from tests.api.test_openai_rest import wav_bytes
 from tests.conftest import KeyedServer, frames_48k, normalized_words, serve_keyed
 from voxindex.audio import decode_file
-from voxindex.models.loader import WhisperModel, load_model
+from voxindex.loading import load_model
+from voxindex.models.whisper import WhisperModel
 
 GAP = np.zeros(8000, dtype=np.float32)
 # what espeak-ng says, and English words a translation of it must hold (base, greedy)

@@ -15,8 +15,10 @@ import pytest
 
 from tests.conftest import recordings
 from voxindex.audio import decode_file
-from voxindex.engine.executor import Executor, Job
-from voxindex.models.loader import WhisperModel, load_model
+from voxindex.engine.executor import Executor
+from voxindex.engine.reading import Job
+from voxindex.loading import load_model
+from voxindex.models.whisper import WhisperModel
 
 ROOT = Path(__file__).resolve().parents[2]
 TRANSFER_MIB = 64  # the device tool's working-tree limit per call
@@ -55,8 +57,8 @@ def test_the_bundled_halves_are_tiny_en_itself(stash: Path, cache_dir: Path) -> 
     packaged = load_model("tiny.en", device="cpu", cache_dir=cache_dir, compute_type="float32")
     clip = decode_file(recordings("librivox")[0].path)
 
-    def text(wm: WhisperModel) -> str:
-        return Executor(wm, slots=1).run([Job(audio=clip, start=0.0)])[0].text
+    def text(model: WhisperModel) -> str:
+        return Executor(model, slots=1).run([Job(audio=clip, start=0.0)])[0].text
 
     assert text(bundled) == text(packaged) and len(text(packaged).split()) > 5
 

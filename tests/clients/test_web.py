@@ -22,7 +22,7 @@ import pytest
 from tests.api.conftest import write_wav
 from tests.conftest import FIXTURES, KeyedServer, corpus_wer, recordings, serve_keyed
 from voxindex.audio import decode_file
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ARTIFACTS = Path(os.environ.get("VOXINDEX_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))

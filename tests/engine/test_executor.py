@@ -10,8 +10,10 @@ import pytest
 
 from tests.conftest import recordings
 from voxindex.audio import SAMPLE_RATE, decode_file
-from voxindex.engine.executor import Executor, Job
-from voxindex.models.loader import WhisperModel, load_model
+from voxindex.engine.executor import Executor
+from voxindex.engine.reading import Job
+from voxindex.loading import load_model
+from voxindex.models.whisper import WhisperModel
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from voxindex.engine.align import Word
-from voxindex.engine.decode import Hypothesis
 from voxindex.engine.policy import (
     agreed_prefix,
     compression_ratio,
@@ -15,6 +13,7 @@ from voxindex.engine.policy import (
     last_sentence_end,
     repeats_phrase,
 )
+from voxindex.engine.types import Hypothesis, Word
 
 
 def words(text: str) -> list[Word]:

@@ -15,7 +15,7 @@ from voxindex.engine.prompting import (
     keyterms,
 )
 from voxindex.errors import InvalidRequestError
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 
 
 def test_key_terms_come_first_then_context_then_own_text(tiny: WhisperModel) -> None:
@@ -79,7 +79,8 @@ def test_a_reading_that_echoes_its_key_terms_is_read_again_without_them(
     is the unprimed spelling; an echo on noise would be gone)."""
     import numpy as np
 
-    from voxindex.engine.executor import Executor, Job
+    from voxindex.engine.executor import Executor
+    from voxindex.engine.reading import Job
 
     audio = np.concatenate(
         [np.zeros(8000, np.float32), synth("Grafana, Tailscale."), np.zeros(8000, np.float32)]

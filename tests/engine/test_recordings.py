@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voxindex.engine.align import Word
 from voxindex.engine.events import Final
-from voxindex.engine.executor import Reading
+from voxindex.engine.reading import Reading
 from voxindex.engine.recordings import (
     STORE_RETRY_S,
     WINDOW_S,
@@ -22,8 +21,9 @@ from voxindex.engine.recordings import (
     plan_windows,
     split_segments,
 )
+from voxindex.engine.types import Word
 from voxindex.engine.vad import CHUNK_S
-from voxindex.index.store import Store
+from voxindex.index.sqlite import Store
 
 
 def speech_track(duration: float, spans: list[tuple[float, float]]) -> np.ndarray:

@@ -18,14 +18,16 @@ import pytest
 import torch
 
 from tests.conftest import recordings
+from tests.engine.reference_decoder import Decoder, is_looping
 from voxindex.audio import SAMPLE_RATE, Float32Array, decode_file
 from voxindex.engine.align import alignment_matrix, dtw, word_timings
-from voxindex.engine.decode import DecodeOptions, Decoder, Hypothesis, is_looping
 from voxindex.engine.encoder import encode
 from voxindex.engine.executor import window_frames
 from voxindex.engine.mel import HOP_LENGTH, LogMel
 from voxindex.engine.runner import Runner
-from voxindex.models.loader import WhisperModel, load_model
+from voxindex.engine.types import DecodeOptions, Hypothesis
+from voxindex.loading import load_model
+from voxindex.models.whisper import WhisperModel
 
 TIE = 1e-3
 TIMING_S = 0.02
@@ -44,16 +46,16 @@ def f32(cache_dir: Path) -> WhisperModel:
     return load_model("tiny.en", device="cpu", cache_dir=cache_dir, compute_type="float32")
 
 
-def clips_for(wm: WhisperModel) -> list[Clip]:
+def clips_for(model: WhisperModel) -> list[Clip]:
     """Every real recording, plus all the read prose in one 25-second clip (a longer window)."""
     sounds = [(r.path.stem, decode_file(r.path)) for r in recordings()]
     prose = [a for name, a in sounds if name.startswith("sense")]
     sounds.append(("prose", np.concatenate(prose)[: 28 * SAMPLE_RATE]))
-    mel = LogMel(wm.n_mels, wm.device)
+    mel = LogMel(model.n_mels, model.device)
     out = []
     for name, audio in sounds:
         frames = window_frames(audio.size)
-        out.append(Clip(name, audio, encode(wm, mel([torch.from_numpy(audio)]), frames)))
+        out.append(Clip(name, audio, encode(model, mel([torch.from_numpy(audio)]), frames)))
     return out
 
 
@@ -63,9 +65,9 @@ def clips(f32: WhisperModel) -> list[Clip]:
 
 
 def options(
-    wm: WhisperModel, clip: Clip, prompt: str = "", timestamps: bool = False, **kw: object
+    model: WhisperModel, clip: Clip, prompt: str = "", timestamps: bool = False, **kw: object
 ) -> DecodeOptions:
-    tokens = tuple(wm.tokenizer.encode(" " + prompt)) if prompt else ()
+    tokens = tuple(model.tokenizer.encode(" " + prompt)) if prompt else ()
     return DecodeOptions(
         prompt=tokens,
         timestamps=timestamps,
@@ -79,17 +81,17 @@ def options(
 PROMPTS = ["", "Cards and directions.", "And Mr. John Dashwood had then leisure to consider."]
 
 
-def variants(wm: WhisperModel, clips: list[Clip]) -> list[tuple[Clip, DecodeOptions]]:
+def variants(model: WhisperModel, clips: list[Clip]) -> list[tuple[Clip, DecodeOptions]]:
     """Every clip with and without a prompt, with and without timestamps."""
     return [
-        (clip, options(wm, clip, PROMPTS[(k + t) % len(PROMPTS)], bool(t)))
+        (clip, options(model, clip, PROMPTS[(k + t) % len(PROMPTS)], bool(t)))
         for k, clip in enumerate(clips)
         for t in (0, 1)
     ]
 
 
-def reference(wm: WhisperModel, clip: Clip, opt: DecodeOptions) -> Hypothesis:
-    return Decoder(wm, record_margins=True).decode(clip.encoded, [opt])[0]
+def reference(model: WhisperModel, clip: Clip, opt: DecodeOptions) -> Hypothesis:
+    return Decoder(model, record_margins=True).decode(clip.encoded, [opt])[0]
 
 
 def decode_mixed(
@@ -134,7 +136,7 @@ def assert_same(ref: Hypothesis, new: Hypothesis, what: str, ties: list[str]) ->
     assert new.language == ref.language, what
 
 
-def assert_timings(wm: WhisperModel, ref: Hypothesis, new: Hypothesis, what: str, ties: list[str]) -> None:
+def assert_timings(model: WhisperModel, ref: Hypothesis, new: Hypothesis, what: str, ties: list[str]) -> None:
     """Word times within 20 ms, or an alignment tie: the runner's DTW path scores within
     ``PATH_TIE`` of the reference's best path on the reference's own attention."""
     if ref.tokens != new.tokens:
@@ -142,16 +144,16 @@ def assert_timings(wm: WhisperModel, ref: Hypothesis, new: Hypothesis, what: str
     assert ref.attention is not None and new.attention is not None
     assert new.attention.shape == ref.attention.shape, what
     assert (new.attention.float() - ref.attention.float()).abs().max() < 1e-3, what
-    a = word_timings(wm.tokenizer, ref.tokens, ref.token_logprobs, ref.attention)
-    b = word_timings(wm.tokenizer, new.tokens, new.token_logprobs, new.attention)
+    a = word_timings(model.tokenizer, ref.tokens, ref.token_logprobs, ref.attention)
+    b = word_timings(model.tokenizer, new.tokens, new.token_logprobs, new.attention)
     assert [w.word for w in a] == [w.word for w in b], what
     if all(
         abs(x.start - y.start) <= TIMING_S and abs(x.end - y.end) <= TIMING_S
         for x, y in zip(a, b, strict=True)
     ):
         return
-    matrix = alignment_matrix(wm.tokenizer, ref.tokens, ref.attention)
-    other = alignment_matrix(wm.tokenizer, new.tokens, new.attention)
+    matrix = alignment_matrix(model.tokenizer, ref.tokens, ref.attention)
+    other = alignment_matrix(model.tokenizer, new.tokens, new.attention)
     assert matrix is not None and other is not None
     best, theirs = path_cost(-matrix, dtw(-matrix)), path_cost(-matrix, dtw(-other))
     assert theirs - best < PATH_TIE, (
@@ -164,13 +166,13 @@ def path_cost(cost: np.ndarray, path: tuple[np.ndarray, np.ndarray]) -> float:
     return float(cost[path[0], path[1]].sum())
 
 
-def check(wm: WhisperModel, rows: list[tuple[Clip, DecodeOptions]], got: list[Hypothesis]) -> list[str]:
+def check(model: WhisperModel, rows: list[tuple[Clip, DecodeOptions]], got: list[Hypothesis]) -> list[str]:
     ties: list[str] = []
     for (clip, opt), new in zip(rows, got, strict=True):
         what = f"{clip.name} prompt={len(opt.prompt)} timestamps={opt.timestamps} language={opt.language}"
-        ref = reference(wm, clip, opt)
+        ref = reference(model, clip, opt)
         assert_same(ref, new, what, ties)
-        assert_timings(wm, ref, new, what, ties)
+        assert_timings(model, ref, new, what, ties)
     for tie in ties:
         warnings.warn(tie, stacklevel=1)
     assert len(ties) <= len(rows) // 4, ties  # a near-tie is rare; many means the paths differ
@@ -249,11 +251,11 @@ def test_a_full_runner_refuses_more_rows(f32: WhisperModel, clips: list[Clip]) -
 @pytest.mark.needs_cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graph capture needs a CUDA device")
 def test_captured_graphs_decode_as_the_eager_static_step(cache_dir: Path) -> None:
-    wm = load_model("tiny.en", device="cuda", cache_dir=cache_dir, compute_type="float16")
-    clips = clips_for(wm)
-    rows = variants(wm, clips)[:12]
-    eager = decode_mixed(Runner(wm, slots=16, static_shapes=True, record_margins=True), rows, 2)
-    graphed = Runner(wm, slots=16, static_shapes=True, record_margins=True)
+    model = load_model("tiny.en", device="cuda", cache_dir=cache_dir, compute_type="float16")
+    clips = clips_for(model)
+    rows = variants(model, clips)[:12]
+    eager = decode_mixed(Runner(model, slots=16, static_shapes=True, record_margins=True), rows, 2)
+    graphed = Runner(model, slots=16, static_shapes=True, record_margins=True)
     graphed.capture()
     again = decode_mixed(graphed, rows, 2)
     assert [h.tokens for h in again] == [h.tokens for h in eager]
@@ -270,7 +272,7 @@ def test_the_logit_rules_match_the_reference_in_every_timestamp_state(f32: Whisp
     width = 64
     runner = Runner(f32, slots=width)
     reference = Decoder(f32)
-    vocab = runner.vocab_ids.numel()
+    vocab = runner.sampler.vocab_ids.numel()
     for trial in range(12):
         first = trial % 4 == 0
         rows: list[list[int]] = []
@@ -291,9 +293,9 @@ def test_the_logit_rules_match_the_reference_in_every_timestamp_state(f32: Whisp
         logits = torch.randn(width, vocab, generator=torch.Generator().manual_seed(trial)) * 3
         logits[: width // 2, tb:] += 6  # timestamps competitive in half the rows
         expected = reference._apply_rules(logits.clone(), rows, opts, first)
-        runner._choose(logits.clone(), torch.zeros(width, len(runner.align), 8), width, 8, full=True)
-        choice = runner.choice[:width]
-        logp = runner.logprobs[torch.arange(width), torch.tensor([len(h) for h in rows])]
+        runner.sampler(logits.clone(), torch.zeros(width, len(runner.forward.align), 8), width, 8, full=True)
+        choice = runner.batch.choice[:width]
+        logp = runner.batch.logprobs[torch.arange(width), torch.tensor([len(h) for h in rows])]
         assert choice.tolist() == expected.argmax(-1).tolist(), trial
         want = expected.log_softmax(-1).gather(1, choice[:, None])[:, 0]
         assert torch.allclose(logp, want, atol=1e-4), (trial, (logp - want).abs().max())
@@ -301,21 +303,21 @@ def test_the_logit_rules_match_the_reference_in_every_timestamp_state(f32: Whisp
 
 def set_state(runner: Runner, rows: list[list[int]], opts: list[DecodeOptions], first: bool) -> None:
     """The runner's per-slot decode state for rows that generated ``rows`` so far."""
-    tb = runner.tb
+    tb, b = runner.sampler.tb, runner.batch
     for i, (history, opt) in enumerate(zip(rows, opts, strict=True)):
-        runner.count[i] = len(history)
-        runner.last[i] = history[-1] if history else runner.tok.special.sot
-        runner.prev[i] = history[-2] if len(history) >= 2 else -1
-        runner.stamp[i] = next((t for t in reversed(history) if t >= tb), -1)
-        runner.first[i] = first
-        runner.timestamps[i] = opt.timestamps
-        runner.last_allowed[i] = tb + opt.num_frames // 2
+        b.count[i] = len(history)
+        b.last[i] = history[-1] if history else runner.tok.special.sot
+        b.prev[i] = history[-2] if len(history) >= 2 else -1
+        b.stamp[i] = next((t for t in reversed(history) if t >= tb), -1)
+        b.first[i] = first
+        b.timestamps[i] = opt.timestamps
+        b.last_allowed[i] = tb + opt.num_frames // 2
 
 
 def test_repetition_loops_are_found_on_the_device_as_the_reference_finds_them(f32: WhisperModel) -> None:
     """The runner judges loops for all rows at once on the device; on random token histories
     with planted repeats (n-grams of 1–14 tokens said 2–5 times, so some are one short of a
-    loop) it must agree with ``decode.is_looping`` row for row."""
+    loop) it must agree with the reference decoder's ``is_looping`` row for row."""
     rng = random.Random(11)
     width = 256
     runner = Runner(f32, slots=width)
@@ -323,11 +325,11 @@ def test_repetition_loops_are_found_on_the_device_as_the_reference_finds_them(f3
     for _ in range(width):
         prefix = [rng.randrange(0, 50) for _ in range(rng.randint(0, 30))]
         gram = [rng.randrange(0, 50) for _ in range(rng.randint(1, 14))]
-        seq = (prefix + gram * rng.randint(2, 5))[: runner.history.shape[1]]
+        seq = (prefix + gram * rng.randint(2, 5))[: runner.batch.history.shape[1]]
         histories.append(seq)
-        runner.history[len(histories) - 1, : len(seq)] = torch.tensor(seq)
+        runner.batch.history[len(histories) - 1, : len(seq)] = torch.tensor(seq)
     lengths = torch.tensor([len(h) for h in histories])
-    found = runner._looping(lengths, width).tolist()
+    found = runner.sampler._looping(lengths, width).tolist()
     expected = [is_looping(h) for h in histories]
     assert found == expected
     assert 40 < sum(expected) < width - 40  # both kinds are well represented

@@ -11,8 +11,9 @@ from tests.conftest import PROSE, Synth, corpus_wer
 from voxindex.config import Settings
 from voxindex.engine.events import Closed, Error, Event, Final
 from voxindex.engine.scheduler import Scheduler
-from voxindex.engine.stream import Stream, StreamOptions
-from voxindex.models.loader import WhisperModel
+from voxindex.engine.stream import Stream
+from voxindex.engine.types import StreamOptions
+from voxindex.models.whisper import WhisperModel
 
 
 async def collect(stream: Stream) -> list[Event]:
@@ -52,7 +53,7 @@ async def test_long_unbroken_speech_keeps_memory_bounded_and_finalizes(
         await stream.room.wait()
         stream.push_audio(speech[i : i + 16000])
         scheduler.wake()
-        largest = max(largest, stream.audio.size)
+        largest = max(largest, stream.utterance.audio.size)
         await asyncio.sleep(0.05)
     stream.request_close()
     scheduler.wake()
@@ -120,7 +121,7 @@ async def test_a_long_silent_stream_costs_no_model_calls_and_no_memory(make_sche
         stream.push_audio((0.003 * rng.standard_normal(16000)).astype(np.float32))
         scheduler.wake()
         await asyncio.sleep(0.01)
-        largest = max(largest, stream.audio.size)
+        largest = max(largest, stream.utterance.audio.size)
     stream.request_close()
     scheduler.wake()
     events = await collector

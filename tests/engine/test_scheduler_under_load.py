@@ -18,12 +18,12 @@ import pytest
 
 from tests.conftest import PROSE, Synth, corpus_wer, normalized_words, recordings
 from voxindex.audio import SAMPLE_RATE, Float32Array, decode_file
-from voxindex.bench import speech_span
+from voxindex.cli.bench import speech_span
 from voxindex.config import Settings
 from voxindex.engine.events import Event, Final, Interim
 from voxindex.engine.scheduler import Scheduler
-from voxindex.engine.stream import StreamOptions
-from voxindex.models.loader import WhisperModel
+from voxindex.engine.types import StreamOptions
+from voxindex.models.whisper import WhisperModel
 
 FRAME = SAMPLE_RATE // 10
 GAP = np.zeros(SAMPLE_RATE, np.float32)

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from tests.conversations import attribution, conversation, monologue, speaker_of, voices
-from voxindex.engine.align import Word
-from voxindex.engine.clusters import cluster_offline
-from voxindex.engine.speaker_labels import Timeline, dominant
-from voxindex.engine.speakers import Speakers, SpeakerTrack, diarize_recording, load_speakers
+from voxindex.engine.speakers.clusters import cluster_offline
+from voxindex.engine.speakers.history import SpeakerHistory
+from voxindex.engine.speakers.labeller import Speakers, diarize_recording, load_speakers
+from voxindex.engine.speakers.timeline import Timeline, dominant
+from voxindex.engine.types import Word
 from voxindex.engine.vad import CHUNK, CHUNK_S, Vad, VadState
 from voxindex.errors import SpeakersUnavailableError
 
@@ -24,10 +25,10 @@ def speakers() -> Speakers:
     return loaded
 
 
-def stream_through(speakers: Speakers, audio: np.ndarray, finals_every_s: float = 4.0) -> SpeakerTrack:
+def stream_through(speakers: Speakers, audio: np.ndarray, finals_every_s: float = 4.0) -> SpeakerHistory:
     """Feed a track as the scheduler does: VAD chunks in 0.1 s steps, a batch per step, a
     final (``label``) every few seconds."""
-    track = SpeakerTrack()
+    track = SpeakerHistory()
     probs = Vad()([VadState()], [audio])[0]
     n = len(probs)
     chunks = audio[: n * CHUNK].reshape(n, CHUNK)
@@ -69,7 +70,7 @@ def test_one_voice_for_minutes_keeps_one_label(speakers: Speakers) -> None:
 
 def test_spans_before_the_last_final_are_forgotten(speakers: Speakers) -> None:
     audio = monologue(CLIPS["cards"], seconds=60, seed=1)
-    track = SpeakerTrack()
+    track = SpeakerHistory()
     probs = Vad()([VadState()], [audio])[0]
     n = len(probs)
     speakers.hear(

@@ -3,11 +3,11 @@ from __future__ import annotations
 import numpy as np
 
 from tests.conftest import Synth
-from voxindex.engine.vad import CHUNK_S, SpeechTracker, Vad, VadState
+from voxindex.engine.vad import CHUNK_S, Endpointer, Vad, VadState
 
 
 def test_tracker_needs_a_run_of_speech_and_a_run_of_silence() -> None:
-    t = SpeechTracker(endpointing_s=0.5)
+    t = Endpointer(endpointing_s=0.5)
     time = 0.0
 
     def feed(prob: float, n: int) -> list[tuple[float | None, float | None]]:

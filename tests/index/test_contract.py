@@ -14,12 +14,12 @@ import pytest
 
 from tests.conftest import MilvusLite
 from voxindex.config import Settings
-from voxindex.engine.align import Word
 from voxindex.engine.events import Final
+from voxindex.engine.types import Word
+from voxindex.index.backends import open_index
 from voxindex.index.base import TranscriptIndex
+from voxindex.index.records import Filters
 from voxindex.index.search import Mode
-from voxindex.index.store import Filters
-from voxindex.index.stores import open_index
 
 T = TypeVar("T")
 MEETING = [

@@ -13,8 +13,8 @@ from tests.conftest import MilvusLite, SmallDisk
 from tests.index.test_contract import MEETING, final
 from voxindex.errors import StoreUnavailableError
 from voxindex.index.milvus import MilvusIndex, MilvusUrl, expression, segment_key
+from voxindex.index.records import Filters
 from voxindex.index.search import Mode
-from voxindex.index.store import Filters
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SmallDisk
-from voxindex.engine.align import Word
 from voxindex.engine.events import Final
+from voxindex.engine.types import Word
 from voxindex.errors import InvalidRequestError, StoreCorruptError, StoreUnavailableError
 from voxindex.index.health import GiB, parse_reserve
-from voxindex.index.store import Filters, Store
+from voxindex.index.records import Filters
+from voxindex.index.sqlite import Store
 
 
 def final(i: int, text: str) -> Final:

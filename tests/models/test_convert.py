@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import WhisperForConditionalGeneration
 
+from voxindex.loading import load_model
 from voxindex.models.convert import state_dict_from_ct2, whisper_config_from_ct2
 from voxindex.models.ct2 import Ct2Checkpoint, read_checkpoint
-from voxindex.models.loader import load_model
 from voxindex.models.registry import Ct2Source, resolve
 
 SPECIAL = {"<|endoftext|>": 50256, "<|startoftranscript|>": 50257}
@@ -85,16 +85,16 @@ def test_int8_weights_are_dequantized_with_their_row_scales(ckpt: Ct2Checkpoint)
 
 
 def test_loaded_model_ties_proj_out_to_the_token_embedding(cache_dir: Path) -> None:
-    wm = load_model("tiny.en", device="cpu", cache_dir=cache_dir, compute_type="float32")
-    m = wm.model
+    model = load_model("tiny.en", device="cpu", cache_dir=cache_dir, compute_type="float32")
+    m = model.model
     assert m.proj_out.weight.data_ptr() == m.model.decoder.embed_tokens.weight.data_ptr()
-    assert wm.alignment_heads[0] == (1, 0) and len(wm.alignment_heads) == 8
+    assert model.alignment_heads[0] == (1, 0) and len(model.alignment_heads) == 8
 
 
 def test_int8_quantizes_every_linear_layer(cache_dir: Path) -> None:
     """(Which compute type ``auto`` picks depends on the processor: tests/models/test_precision.py.)"""
-    wm = load_model("tiny.en", device="cpu", cache_dir=cache_dir, compute_type="int8")
-    assert wm.compute_type == "int8"
-    assert type(wm.model.proj_out).__module__.startswith("torch.ao.nn.quantized")
-    linear = [m for m in wm.model.modules() if type(m) is torch.nn.Linear]
+    model = load_model("tiny.en", device="cpu", cache_dir=cache_dir, compute_type="int8")
+    assert model.compute_type == "int8"
+    assert type(model.model.proj_out).__module__.startswith("torch.ao.nn.quantized")
+    linear = [m for m in model.model.modules() if type(m) is torch.nn.Linear]
     assert not linear

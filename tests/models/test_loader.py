@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.conftest import load_fixture, wer
-from voxindex.models.loader import load_model
+from voxindex.loading import load_model
 from voxindex.transcribe import OfflineTranscriber
 
 

@@ -10,16 +10,18 @@ token is only ever checked against the HS secret, so one signed with an RSA publ
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import jwt
 
 from voxindex.api.keys import KEY_PREFIX, ApiKeyStore
-from voxindex.errors import VoxError
+from voxindex.config import Settings
+from voxindex.errors import InvalidRequestError, VoxError
 
 SCOPES = ("transcribe", "search", "admin")
 LEEWAY_S = 30
@@ -180,3 +182,60 @@ def _pyjwk_from_pem(pem: str) -> jwt.PyJWK:
     else:
         raise ValueError("public key must be RSA or EC")
     return jwt.PyJWK(jwk)
+
+
+# ---------------- credential set-up (at start) ----------------
+def auth_config(settings: Settings) -> AuthConfig:
+    secret = settings.jwt_secret
+    if secret is None and settings.jwt_secret_file is not None:
+        secret = settings.jwt_secret_file.read_text().strip()
+    return AuthConfig(
+        enabled=not settings.no_auth,
+        hs_secret=secret,
+        public_key_file=settings.jwt_public_key,
+        jwks_file=settings.jwks_file,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
+
+
+def build_authenticator(settings: Settings) -> Authenticator:
+    return Authenticator(auth_config(settings), ApiKeyStore(settings.data_dir / "keys.sqlite3"))
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def check_secure(settings: Settings) -> Settings:
+    """Refuse to serve unauthenticated anywhere but loopback, or with no way to verify anyone.
+
+    ``--dev`` makes a secret in the data dir (once) and prints a token ready to use.
+    """
+    if settings.no_auth:
+        if settings.host not in LOOPBACK:
+            raise InvalidRequestError(f"--no-auth only binds loopback (127.0.0.1), not {settings.host}")
+        return settings
+    if settings.dev and not auth_config(settings).has_verifier:
+        path = settings.data_dir / "dev-jwt-secret"
+        if not path.exists():
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        settings = replace(settings, jwt_secret_file=path)
+        token = mint_token(path.read_text().strip(), "dev", "default", list(SCOPES), 7 * 24 * 3600)
+        print(
+            f"voxindex dev mode: a token for tenant 'default' with every scope (7 days):\n  {token}\n"
+            f"  stream: ws://{settings.host}:{settings.port}/v1/stream?access_token=<token>\n"
+            f"  search: curl -H 'Authorization: Bearer <token>' "
+            f"'http://{settings.host}:{settings.port}/v1/search?q=hello'",
+            flush=True,
+        )
+        return settings
+    has_keys = any(k.revoked is None for k in ApiKeyStore(settings.data_dir / "keys.sqlite3").list())
+    if not auth_config(settings).has_verifier and not has_keys:
+        raise InvalidRequestError(
+            "no credentials configured: set --jwt-secret-file / --jwt-public-key / --jwks-file, "
+            "create an API key (voxindex keys create), use --dev for a generated development secret, "
+            "or --no-auth on loopback"
+        )
+    return settings

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import APIRouter
 from starlette.datastructures import QueryParams
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
@@ -28,16 +29,19 @@ from voxindex import __version__
 from voxindex.api.auth import Authenticator, AuthError, ForbiddenError
 from voxindex.api.limits import ConnectLimits, RateLimitedError
 from voxindex.api.protocol import Control, int_param, message_type, query_list
+from voxindex.api.services import Services
 from voxindex.api.session import authorize, opened, refused, serve_stream
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
 from voxindex.engine import prompting
 from voxindex.engine.events import Closed, Error, Event, Final, Interim, SpeechEnded, SpeechStarted
 from voxindex.engine.scheduler import Scheduler
-from voxindex.engine.stream import Stream, StreamOptions
-from voxindex.errors import CapacityError, InvalidRequestError, QuotaError, VoxError
+from voxindex.engine.stream import Stream
+from voxindex.engine.types import StreamOptions
+from voxindex.errors import CapacityError, InvalidRequestError, NotReadyError, QuotaError, VoxError
 from voxindex.languages import ENGLISH
-from voxindex.metrics import Metrics
+
+router = APIRouter()
 
 ENCODINGS = {"linear16": "pcm_s16le", "mulaw": "pcm_mulaw", "alaw": "pcm_alaw"}
 MIN_ENDPOINTING_MS = 300  # Whisper needs context: shorter silences would cut utterances apart
@@ -270,15 +274,21 @@ class DeepgramCodec:
 
 
 # ---------------- the handshake ----------------
-async def deepgram_stream(
-    ws: WebSocket,
-    scheduler: Scheduler,
-    settings: Settings,
-    auth: Authenticator,
-    connects: ConnectLimits,
-    draining: asyncio.Event | None = None,
-    metrics: Metrics | None = None,
-) -> None:
+@router.websocket("/v1/listen")
+async def listen_route(ws: WebSocket) -> None:
+    """Deepgram's live protocol (docs/compatibility.md)."""
+    services: Services | None = ws.app.state.services
+    if services is None:
+        ws.app.state.metrics.streams_refused.labels("not_ready").inc()
+        await refuse(ws, NotReadyError("the server is starting; connect again shortly"))
+        return
+    await deepgram_stream(ws, services)
+
+
+async def deepgram_stream(ws: WebSocket, services: Services) -> None:
+    s = services
+    scheduler, settings, metrics, draining = s.scheduler, s.settings, s.metrics, s.draining
+    auth, connects = s.auth, s.connects
     offered = list(ws.scope.get("subprotocols") or [])
     try:
         stream, options = _admit(ws, offered, scheduler, settings, auth, connects, draining)
@@ -291,7 +301,7 @@ async def deepgram_stream(
         subprotocol="token" if "token" in offered else None,
         headers=[(b"dg-request-id", stream.id.encode())],
     )
-    codec = DeepgramCodec(stream, options, scheduler.wm.name)
+    codec = DeepgramCodec(stream, options, scheduler.model.name)
     pcm = PcmDecoder(options.stream.encoding, options.stream.sample_rate, options.channels)
     await serve_stream(ws, stream, scheduler, settings, codec, pcm, draining)
 
@@ -316,6 +326,6 @@ def _admit(
     if "token" in offered[:-1]:  # browsers: new WebSocket(url, ["token", key])
         token = offered[offered.index("token") + 1]
     principal = authorize(ws, token, settings, auth, connects, draining)
-    options = parse_listen(ws.query_params, scheduler.wm.languages)
+    options = parse_listen(ws.query_params, scheduler.model.languages)
     stream = scheduler.open(options.stream, asyncio.get_running_loop(), principal.tenant)
     return stream, options

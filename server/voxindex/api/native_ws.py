@@ -11,6 +11,7 @@ import contextlib
 import json
 from typing import Any
 
+from fastapi import APIRouter
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from voxindex.api.auth import Authenticator
@@ -24,15 +25,16 @@ from voxindex.api.protocol import (
     subprotocol_token,
     to_wire,
 )
+from voxindex.api.services import Services
 from voxindex.api.session import authorize, opened, refused, serve_stream
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
 from voxindex.engine.events import Error, Event, Ready
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream
-from voxindex.errors import InvalidRequestError, VoxError
-from voxindex.index.stream_audio import StreamAudio
-from voxindex.metrics import Metrics
+from voxindex.errors import InvalidRequestError, NotReadyError, VoxError
+
+router = APIRouter()
 
 
 class NativeCodec:
@@ -43,17 +45,23 @@ class NativeCodec:
         return [to_wire(event)]
 
 
-async def native_stream(
-    ws: WebSocket,
-    scheduler: Scheduler,
-    settings: Settings,
-    auth: Authenticator,
-    connects: ConnectLimits,
-    draining: asyncio.Event | None = None,
-    metrics: Metrics | None = None,
-    audio: StreamAudio | None = None,
-) -> None:
-    """``audio``: where ``record=true`` streams keep their audio (None: they are refused)."""
+@router.websocket("/v1/stream")
+async def stream_route(ws: WebSocket) -> None:
+    """The native protocol (docs/protocol.md)."""
+    services: Services | None = ws.app.state.services
+    if services is None:
+        ws.app.state.metrics.streams_refused.labels("not_ready").inc()
+        await refuse(ws, NotReadyError("the server is starting; connect again shortly"))
+        return
+    await native_stream(ws, services)
+
+
+async def native_stream(ws: WebSocket, services: Services) -> None:
+    """A stream over the native protocol; ``record=true`` streams keep their audio in
+    ``services.audio`` (refused where it is None)."""
+    s = services
+    scheduler, settings, metrics, audio, draining = s.scheduler, s.settings, s.metrics, s.audio, s.draining
+    auth, connects = s.auth, s.connects
     offered = list(ws.scope.get("subprotocols") or [])
     await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     try:
@@ -63,7 +71,9 @@ async def native_stream(
         await _explain(ws, e)
         return
     opened(ws, stream, "native", metrics)
-    await ws.send_text(json.dumps(to_wire(Ready(stream.id, scheduler.wm.name, stream.options.sample_rate))))
+    await ws.send_text(
+        json.dumps(to_wire(Ready(stream.id, scheduler.model.name, stream.options.sample_rate)))
+    )
     pcm = PcmDecoder(stream.options.encoding, stream.options.sample_rate)
     await serve_stream(ws, stream, scheduler, settings, NativeCodec(), pcm, draining, audio)
 
@@ -94,7 +104,7 @@ def _admit(
 ) -> Stream:
     token = ws.query_params.get("access_token") or subprotocol_token(offered)
     principal = authorize(ws, token, settings, auth, connects, draining)
-    options = parse_options(ws.query_params, scheduler.wm.languages)
+    options = parse_options(ws.query_params, scheduler.model.languages)
     if options.record and not can_record:
         raise InvalidRequestError("record=true needs the transcript index; this server runs with --no-index")
     return scheduler.open(options, asyncio.get_running_loop(), principal.tenant)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,68 +26,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from voxindex.api.rest import ApiError, caller
+from voxindex.api.http import ApiError, caller
 from voxindex.api.services import running
 from voxindex.api.transcripts import to_srt, to_txt, to_vtt
-from voxindex.audio import decode_file
-from voxindex.engine.events import Final
-from voxindex.engine.speaker_labels import dominant
-from voxindex.engine.speakers import Speakers, diarize_recording
-from voxindex.engine.vad import Vad, VadState
 from voxindex.errors import AudioDecodeError, VoxError
-from voxindex.index.base import TranscriptIndex
 from voxindex.languages import check_language, check_task
-from voxindex.models.loader import WhisperModel
-from voxindex.transcribe import OfflineTranscriber, Transcript
+from voxindex.offline import OfflineService
+from voxindex.transcribe import Transcript
 
 router = APIRouter()
 FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
 LANGUAGE_NAMES = {"en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian"}
-
-
-class OfflineService:
-    """One offline transcriber sharing the live engine's model; one file at a time."""
-
-    def __init__(
-        self, wm: WhisperModel, index: TranscriptIndex | None, speakers: Speakers | None = None
-    ) -> None:
-        self.wm = wm
-        self.index = index
-        self.speakers = speakers
-        self._transcriber: OfflineTranscriber | None = None
-        self._vad: Vad | None = None  # for diarized files, loaded at the first
-        self._lock = threading.Lock()
-        self.turn = asyncio.Semaphore(1)
-
-    def transcribe(
-        self, path: Path, language: str | None, prompt: str, diarize: bool = False, task: str = "transcribe"
-    ) -> Transcript:
-        audio = decode_file(path)
-        with self._lock:
-            if self._transcriber is None:
-                self._transcriber = OfflineTranscriber(self.wm)
-            transcript = self._transcriber.transcribe(
-                audio, language, words=True, prompt_text=prompt, task=task
-            )
-            if diarize and self.speakers is not None:
-                self._vad = self._vad or Vad()
-                speech = self._vad([VadState()], [audio])[0]
-                timeline = diarize_recording(self.speakers, audio, speech)
-                for s in transcript.segments:
-                    s.words = timeline.label(s.words)
-                    s.speaker = dominant(s.words)
-        return transcript
-
-    def store(self, transcript: Transcript, tenant: str) -> str | None:
-        if self.index is None:
-            return None
-        stream_id = uuid.uuid4().hex
-        self.index.open_stream(stream_id, self.wm.name, tenant)
-        for n, s in enumerate(transcript.segments):
-            final = Final(n, s.text, s.start, s.end, list(s.words), transcript.language, "file", s.speaker)
-            self.index.commit(stream_id, final, self.wm.name)
-        self.index.close_stream(stream_id)
-        return stream_id
 
 
 def openai_error(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:
@@ -164,8 +111,8 @@ async def _offline(request: Request, file: UploadFile, asked: Asked) -> Response
             400, "speaker labels are not available on this server", "speakers_unavailable", "diarize"
         )
     try:
-        code = check_language(asked.language or None, service.wm.languages)
-        check_task(asked.task, service.wm.languages)
+        code = check_language(asked.language or None, service.model.languages)
+        check_task(asked.task, service.model.languages)
     except VoxError as e:
         return openai_error(400, e.message, e.code, "model" if asked.task == "translate" else "language")
     with tempfile.TemporaryDirectory(prefix="voxindex-upload-") as tmp:

@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 from voxindex.audio import PCM_ENCODINGS
 from voxindex.engine import prompting
-from voxindex.engine.align import word_dict
 from voxindex.engine.events import (
     Closed,
     Event,
@@ -23,7 +22,7 @@ from voxindex.engine.events import (
     SpeechStarted,
 )
 from voxindex.engine.prompting import PromptUpdate
-from voxindex.engine.stream import StreamOptions
+from voxindex.engine.types import StreamOptions, word_dict
 from voxindex.errors import CapacityError, InvalidRequestError, QuotaError, VoxError
 from voxindex.languages import ENGLISH, check_language, check_task
 

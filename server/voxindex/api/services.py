@@ -17,8 +17,6 @@ from voxindex.errors import NotReadyError
 if TYPE_CHECKING:
     from voxindex.api.auth import Authenticator
     from voxindex.api.limits import ConnectLimits
-    from voxindex.api.openai_rest import OfflineService
-    from voxindex.api.recordings import RecordingService
     from voxindex.config import Settings
     from voxindex.device import DeviceProbe
     from voxindex.engine.scheduler import Scheduler
@@ -26,7 +24,9 @@ if TYPE_CHECKING:
     from voxindex.index.health import StoreHealth
     from voxindex.index.stream_audio import StreamAudio
     from voxindex.metrics import Metrics
-    from voxindex.models.loader import WhisperModel
+    from voxindex.models.whisper import WhisperModel
+    from voxindex.offline import OfflineService
+    from voxindex.recordings import RecordingService
 
 
 @dataclass

@@ -9,28 +9,18 @@ each word, was spoken. A word's confidence is the mean probability of its tokens
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
 from voxindex.engine.mel import TOKENS_PER_SECOND
+from voxindex.engine.types import Word
 from voxindex.models.tokenizer import WhisperTokenizer
 
 MEDIAN_FILTER_WIDTH = 7
 PREPEND_PUNCTUATION = "\"'“¿([{-"
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
-
-
-@dataclass(frozen=True)
-class Word:
-    word: str
-    start: float
-    end: float
-    confidence: float
-    speaker: int | None = None  # a diarized stream's or recording's label (0, 1, …), stable per stream
-    speaker_confidence: float | None = None
 
 
 def split_words(tok: WhisperTokenizer, tokens: list[int]) -> list[list[int]]:
@@ -187,12 +177,3 @@ def _merge_punctuation(words: list[Word]) -> list[Word]:
         out.append(Word(carry + w.word.strip(), w.start, w.end, w.confidence) if carry else w)
         carry = ""
     return [Word(w.word.strip(), w.start, w.end, w.confidence) for w in out]
-
-
-def word_dict(w: Word) -> dict[str, object]:
-    """A word as JSON: speaker fields only where the word has a speaker."""
-    d: dict[str, object] = {"word": w.word, "start": w.start, "end": w.end, "confidence": w.confidence}
-    if w.speaker is not None:
-        d["speaker"] = w.speaker
-        d["speaker_confidence"] = w.speaker_confidence
-    return d

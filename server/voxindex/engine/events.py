@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from voxindex.engine.align import Word
+from voxindex.engine.types import Word
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from voxindex.audio import SAMPLE_RATE, Float32Array
-from voxindex.engine.align import Word, word_timings
-from voxindex.engine.decode import DecodeOptions, Hypothesis
+from voxindex.audio import SAMPLE_RATE
+from voxindex.engine.align import word_timings
 from voxindex.engine.encoder import encode
 from voxindex.engine.mel import HOP_LENGTH, N_FRAMES, LogMel
 from voxindex.engine.policy import (
@@ -27,9 +26,11 @@ from voxindex.engine.policy import (
     is_silence,
     repeats_phrase,
 )
-from voxindex.engine.prompting import Prompting, echoes_prompt
+from voxindex.engine.prompting import echoes_prompt
+from voxindex.engine.reading import Job, Reading
 from voxindex.engine.runner import Runner
-from voxindex.models.loader import WhisperModel
+from voxindex.engine.types import DecodeOptions, Hypothesis, Word
+from voxindex.models.whisper import WhisperModel
 
 log = logging.getLogger("voxindex.engine")
 
@@ -39,31 +40,6 @@ log = logging.getLogger("voxindex.engine")
 MIN_WINDOW_FRAMES = 1500
 WINDOW_PAD_FRAMES = 1000
 WINDOW_STEP_FRAMES = 500
-MAX_WINDOW_AUDIO_S = 30.0
-
-
-@dataclass(frozen=True)
-class Job:
-    audio: Float32Array  # ≤ 30 s at 16 kHz
-    start: float  # stream time of audio[0], added to word times
-    prompt: tuple[int, ...] = ()
-    language: str | None = None
-    task: str = "transcribe"
-    prompting: Prompting = field(
-        default_factory=Prompting
-    )  # what the prompt holds besides past text (echo check)
-
-
-@dataclass
-class Reading:
-    words: list[Word] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)
-    language: str | None = None
-    rejected: str | None = None  # "silence" or "hallucination": the words are empty
-
-    @property
-    def text(self) -> str:
-        return " ".join(w.word for w in self.words)
 
 
 def window_frames(audio_samples: int) -> int:
@@ -90,11 +66,11 @@ class Executor:
     jobs and puts them into free slots; ``step`` decodes one token for every row in flight and
     returns the readings that finished. Keys returned by ``admit`` name the readings."""
 
-    def __init__(self, wm: WhisperModel, slots: int = 16) -> None:
-        self.wm = wm
+    def __init__(self, model: WhisperModel, slots: int = 16) -> None:
+        self.model = model
         # on CUDA the decode step keeps fixed shapes so warm_up() can capture it as graphs
-        self.runner = Runner(wm, slots=slots, static_shapes=wm.device.type == "cuda")
-        self.mel = LogMel(wm.n_mels, wm.device)
+        self.runner = Runner(model, slots=slots, static_shapes=model.device.type == "cuda")
+        self.mel = LogMel(model.n_mels, model.device)
         self.timing = Timing()
         self._rows: dict[int, _InFlight] = {}
 
@@ -115,7 +91,7 @@ class Executor:
         keys = [0] * len(jobs)
         for frames, group in sorted(by_window.items()):
             clips = [torch.from_numpy(np.ascontiguousarray(jobs[i].audio)) for i in group]
-            encoded = encode(self.wm, self.mel(clips, frames), frames)
+            encoded = encode(self.model, self.mel(clips, frames), frames)
             options = [self._options(jobs[i], frames) for i in group]
             for i, key, opt in zip(group, self.runner.admit(encoded, options), options, strict=True):
                 keys[i] = key
@@ -127,7 +103,7 @@ class Executor:
     def _options(self, job: Job, frames: int) -> DecodeOptions:
         return DecodeOptions(
             prompt=job.prompt,
-            language=job.language or ("auto" if self.wm.multilingual else None),
+            language=job.language or ("auto" if self.model.multilingual else None),
             task=job.task,
             align=True,
             num_frames=min(frames, job.audio.size // HOP_LENGTH + 1),
@@ -171,7 +147,7 @@ class Executor:
     def warm_up(self, jobs: list[Job]) -> list[Reading]:
         """Capture the decode step's CUDA graphs (on CUDA), then read ``jobs``: the first calls
         allocate, pick kernels and fill caches, so the first client does not wait for that."""
-        if self.wm.device.type == "cuda":
+        if self.model.device.type == "cuda":
             self.runner.capture()
         return self.run(jobs)
 
@@ -193,8 +169,8 @@ class Executor:
         return [readings[i] for i in range(len(jobs))]
 
     def _sync(self) -> None:
-        if self.wm.device.type == "cuda":
-            torch.cuda.synchronize(self.wm.device)  # kernels run async: time the work, not its launch
+        if self.model.device.type == "cuda":
+            torch.cuda.synchronize(self.model.device)  # kernels run async: time the work, not its launch
 
     def _log(self, job: Job, reading: Reading) -> None:
         log.debug(
@@ -211,7 +187,7 @@ class Executor:
         prompted reading produces far more often than a speaker does, and a reading that echoes
         its key terms or context (prompting.echoes_prompt); a reading without prompt is given
         the benefit of the doubt."""
-        tok = self.wm.tokenizer
+        tok = self.model.tokenizer
         if is_silence(hyp):
             return Reading(language=hyp.language, rejected="silence")
         tokens = hyp.tokens if strict else drop_restart(drop_repeated_tail(hyp.tokens))

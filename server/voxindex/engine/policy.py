@@ -9,8 +9,7 @@ import re
 import zlib
 from collections.abc import Sequence
 
-from voxindex.engine.align import Word
-from voxindex.engine.decode import Hypothesis
+from voxindex.engine.types import Hypothesis, Word
 
 NO_SPEECH_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
@@ -111,6 +110,19 @@ def agreed_prefix(previous: Sequence[Word], current: Sequence[Word]) -> int:
             break
         n += 1
     return n
+
+
+def past_confirmed(confirmed: list[Word], words: list[Word]) -> list[Word]:
+    """The part of a new reading after the words already confirmed (by time, then by overlap)."""
+    if not confirmed:
+        return words
+    cut = confirmed[-1].end - 0.1
+    rest = [w for w in words if w.start >= cut]
+    # the reading may repeat the last confirmed words with slightly earlier times
+    for n in range(min(5, len(confirmed), len(rest)), 0, -1):
+        if agreed_prefix(confirmed[-n:], rest[:n]) == n:
+            return rest[n:]
+    return rest
 
 
 TRUNCATED_READING_S = 1.0  # a reading whose last word starts this long before speech ends stopped early

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -117,6 +118,27 @@ class PromptBuilder:
                 break
             kept.append(term)
         return self.tok.encode(" " + keyterm_text(kept)) if kept else []
+
+
+class StreamPrompt:
+    """One stream's token prompt: its key terms and context (``Prompting``, set by its client),
+    then its own finals since either last changed."""
+
+    def __init__(self, tokenizer: WhisperTokenizer) -> None:
+        self.tok = tokenizer
+        self._builder = PromptBuilder(tokenizer)
+        self._own: deque[int] = deque(maxlen=PROMPT_TOKENS)
+        self._epoch = 0  # the ``Prompting.epoch`` the own past text follows
+
+    def said(self, text: str) -> None:
+        """A final's text: the readings after it are primed with it."""
+        self._own.extend(self.tok.encode(" " + text))
+
+    def __call__(self, prompting: Prompting) -> tuple[int, ...]:
+        if prompting.epoch != self._epoch:  # key terms or context changed: past text restarts
+            self._epoch = prompting.epoch
+            self._own.clear()
+        return self._builder(prompting, self._own)
 
 
 def _words(text: str) -> list[str]:

@@ -21,11 +21,11 @@ import numpy as np
 import numpy.typing as npt
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
-from voxindex.engine.align import Word
 from voxindex.engine.events import Final
-from voxindex.engine.executor import Job, Reading
 from voxindex.engine.policy import join_words
-from voxindex.engine.speaker_labels import Timeline, dominant
+from voxindex.engine.reading import Job, Reading
+from voxindex.engine.speakers.timeline import Timeline, dominant
+from voxindex.engine.types import Word
 from voxindex.engine.vad import CHUNK_S
 from voxindex.errors import StoreUnavailableError
 
@@ -135,6 +135,9 @@ class RecordingWork:
         return self.next_window >= len(self.windows)
 
 
+Taken = tuple[RecordingWork, Window, Job]  # a window of a recording, as a job for the executor
+
+
 @dataclass
 class Recordings:
     sink: RecordingSink
@@ -159,9 +162,9 @@ class Recordings:
         with self._lock:
             return bool(self._queue) and time.monotonic() >= self._paused_until
 
-    def take(self, n: int) -> list[tuple[RecordingWork, Window, Job]]:
+    def take(self, n: int) -> list[Taken]:
         """Up to ``n`` windows, oldest recording first, in order within a recording."""
-        taken: list[tuple[RecordingWork, Window, Job]] = []
+        taken: list[Taken] = []
         with self._lock:
             for work in self._queue:
                 while len(taken) < n and not work.done and not work.cancelled:
@@ -174,7 +177,7 @@ class Recordings:
                     break
         return taken
 
-    def complete(self, taken: list[tuple[RecordingWork, Window, Job]], readings: list[Reading]) -> None:
+    def complete(self, taken: list[Taken], readings: list[Reading]) -> None:
         """Commit each window's segments in order; finish recordings whose last window is in.
         A store that cannot take a window pauses recordings: that window is read again later."""
         refused: set[int] = set()  # works whose window the store refused in this batch
@@ -213,7 +216,7 @@ class Recordings:
                 if not work.cancelled:
                     self._tell(self.sink.finish_recording, work.id, work.language or work.detected)
 
-    def fail(self, taken: list[tuple[RecordingWork, Window, Job]], reason: str) -> None:
+    def fail(self, taken: list[Taken], reason: str) -> None:
         with self._lock:
             for work in {id(w): w for w, _, _ in taken}.values():
                 work.cancelled = True
@@ -236,3 +239,27 @@ class Recordings:
             for work in [w for w in self._queue if not w.windows]:
                 self._queue.remove(work)
                 self._tell(self.sink.finish_recording, work.id, work.language)
+
+
+class RecordingBatch:
+    """The recording windows in decode slots. One batch at a time, so a recording's windows
+    complete in order; its readings are kept until the last one finishes."""
+
+    def __init__(self, taken: list[Taken], keys: list[int]) -> None:
+        self.taken = taken
+        self._index = {key: i for i, key in enumerate(keys)}
+        self._readings: dict[int, Reading] = {}
+
+    def owns(self, key: int) -> bool:
+        return key in self._index
+
+    def finished(self, key: int, reading: Reading) -> None:
+        self._readings[self._index.pop(key)] = reading
+
+    @property
+    def complete(self) -> bool:
+        return not self._index
+
+    @property
+    def readings(self) -> list[Reading]:
+        return [self._readings[i] for i in range(len(self.taken))]

@@ -3,12 +3,13 @@
 ``Scheduler.step()`` is *ingest → schedule → execute → update*: take new audio and VAD
 decisions for every stream, pick the streams that need a reading (finalizations first, then
 the most-lagging interim readings) and admit them into free decode slots with one encoder
-pass, run one decode step for every reading in flight, and turn the readings that finished
-into interim and final events. Readings join and leave the decode batch at any step
-(continuous batching): a final that becomes due never waits for a batch to drain. Under load
-each stream's interim readings come less often, so finals stay prompt. Recordings
-(background work) fill the slots live streams leave. Handlers never call the model; a slow
-client only ever slows itself.
+pass, run one decode step for every reading in flight, and hand the readings that finished to
+their streams' utterances (``utterance.Utterance``), whose events it delivers. Readings join and
+leave the decode batch at any step (continuous batching): a final that becomes due never waits
+for a batch to drain. Under load each stream's interim readings come less often, so finals stay
+prompt. Recordings (background work) fill the slots live streams leave. The scheduler decides
+what to read and batches it; what a reading means for a stream is the utterance's business.
+Handlers never call the model; a slow client only ever slows itself.
 """
 
 from __future__ import annotations
@@ -17,43 +18,33 @@ import asyncio
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import partial
-from typing import Protocol
+import uuid
+from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
 from voxindex.config import Settings
-from voxindex.engine.align import Word
-from voxindex.engine.events import Closed, Error, Event, Final, Interim, SpeechEnded, SpeechStarted
-from voxindex.engine.executor import MAX_WINDOW_AUDIO_S, Executor, Job, Reading
-from voxindex.engine.policy import agreed_prefix, final_words, join_words, last_sentence_end
-from voxindex.engine.prompting import PromptBuilder
-from voxindex.engine.recordings import Recordings, RecordingWork, Window
-from voxindex.engine.speaker_labels import dominant
-from voxindex.engine.speaker_worker import SpeakerWorker
-from voxindex.engine.speakers import Speakers
-from voxindex.engine.stream import PREROLL_S, FinalizeReason, Stream, StreamOptions, StreamStatus
-from voxindex.engine.vad import CHUNK, CHUNK_S, Vad, VadState
-from voxindex.errors import (
-    CapacityError,
-    QuotaError,
-    SpeakersUnavailableError,
-    StoreUnavailableError,
-    VoxError,
-)
+from voxindex.engine.background import Background
+from voxindex.engine.delivery import Delivery, TranscriptSink
+from voxindex.engine.events import Error
+from voxindex.engine.executor import Executor
+from voxindex.engine.prompting import StreamPrompt
+from voxindex.engine.reading import MAX_WINDOW_AUDIO_S, Job, Reading
+from voxindex.engine.recordings import Recordings
+from voxindex.engine.speakers.labeller import Speakers
+from voxindex.engine.speakers.worker import SpeakerWorker
+from voxindex.engine.stats import StepMeter, StepStats, moving_average
+from voxindex.engine.stream import Stream, StreamStatus
+from voxindex.engine.types import StreamOptions
+from voxindex.engine.utterance import Phase, Utterance
+from voxindex.engine.vad import CHUNK, Vad, VadState
+from voxindex.errors import CapacityError, QuotaError, SpeakersUnavailableError
 from voxindex.metrics import Metrics
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 
 log = logging.getLogger("voxindex.engine")
 
-MAX_UTTERANCE_S = 25.0  # force a final before the window (30 s) is full
-SENTENCE_FINAL_AFTER_S = 8.0  # in long unbroken speech, finalize confirmed sentences past this
-ENDPOINT_TAIL_S = 0.3  # audio kept after the last voiced chunk when reading an ended utterance
 MAX_INGEST_S = 10.0  # audio taken from one stream's inbox per step
 ADMISSION_MAX_LAG_S = 8.0  # refuse new streams while the engine is this far behind
 INTERIM_SHARE = 0.6  # of the engine's time, the most interim readings may take under load
@@ -67,96 +58,48 @@ HOST_INTERVAL_S = 0.02
 FINAL_STALL_S = 0.03
 
 
-class TranscriptSink(Protocol):
-    """Where finals go before they are sent (the transcript index). Called on the engine thread.
+class LiveReading(NamedTuple):
+    """A live stream's reading in flight; ``final``: it is the ending utterance's final reading."""
 
-    ``commit`` must not block on a remote store: a store that acknowledges later (Milvus) keeps
-    the final in a local journal, and ``deliver`` runs ``send`` once everything committed for
-    the stream so far is acknowledged; an embedded store acknowledges at once.
-    """
-
-    def open_stream(self, stream_id: str, model: str, tenant: str) -> None: ...
-
-    def commit(self, stream_id: str, final: Final, model: str) -> int: ...
-
-    def deliver(self, stream_id: str, send: Callable[[], None]) -> None: ...
-
-    def close_stream(self, stream_id: str, duration: float | None = None) -> None: ...
-
-
-def _average(old: float, new: float) -> float:
-    return new if old <= 0 else 0.8 * old + 0.2 * new
-
-
-@dataclass
-class StepStats:
-    steps: int = 0
-    batches: int = 0  # decode steps
-    decode_rows: int = 0  # rows over all decode steps: tokens decoded
-    batch_items: int = 0  # readings admitted
-    last_step_s: float = 0.0
-    encode_cost: float = 0.0  # moving average: encoder seconds per admitted live reading
-    recording_cost: float = 0.0  # the same, for a recording window (30 s windows cost more)
-    reading_cost: float = 0.0  # moving average: engine seconds per finished reading, all included
-    recent_batches: deque[int] = field(default_factory=lambda: deque(maxlen=100))  # rows per decode step
-    _busy_s: float = 0.0
-    _readings: int = 0
-
-    def observe_readings(self, busy_s: float, finished: int) -> None:
-        """Engine time spent and readings finished in one step; averaged over ≥ 4 readings."""
-        self._busy_s += busy_s
-        self._readings += finished
-        if self._readings >= 4:
-            self.reading_cost = _average(self.reading_cost, self._busy_s / self._readings)
-            self._busy_s, self._readings = 0.0, 0
-
-
-@dataclass
-class _Track:
-    """Scheduler-private bookkeeping of one stream (VAD decisions not yet interpreted)."""
-
-    decisions: deque[tuple[float, float]] = field(default_factory=deque)  # (probability, chunk end time)
-    vad_samples: int = 0
-    heard: float = 0.0  # stream time up to which VAD decisions are interpreted
-    seen: int = -1  # ``Stream.received`` when speech was last tracked
-    final_until: float = 0.0
+    stream: Stream
+    job: Job
+    final: bool
 
 
 class Scheduler:
     def __init__(
         self,
-        wm: WhisperModel,
+        model: WhisperModel,
         settings: Settings,
         sink: TranscriptSink | None = None,
         recordings: Recordings | None = None,
         metrics: Metrics | None = None,
         speakers: Speakers | None = None,
     ) -> None:
-        self.wm = wm
+        self.model = model
         self.speakers = SpeakerWorker(speakers) if speakers is not None else None  # diarize
         self.metrics = metrics or Metrics()
         self.settings = settings
         self.max_batch = settings.max_batch if settings.batching else 1
-        self.executor = Executor(wm, slots=self.max_batch)
-        self.vad = Vad(wm.device)
+        self.executor = Executor(model, slots=self.max_batch)
+        self.vad = Vad(model.device)
         self.sink = sink
+        self.delivery = Delivery(sink, model.name, self.metrics, self.speakers)
         self.recordings = recordings
         self.stats = StepStats()
+        self.meter = StepMeter(self.metrics, self.stats, self.executor)
         self.streams: dict[str, Stream] = {}
-        self._tracks: dict[str, _Track] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition()
         self._running = False
         self._thread: threading.Thread | None = None
         self.heartbeat = time.monotonic()  # the loop's last turn: liveness
-        self._ingested_s = self._model_s = self._recording_audio_s = 0.0  # this step's work
-        self._live: dict[int, tuple[Stream, Job, bool]] = {}  # reading key → (stream, job, is final)
-        self._recording: dict[int, int] = {}  # reading key → index in the recording batch
-        self._recording_batch: list[tuple[RecordingWork, Window, Job]] = []
-        self._recording_readings: dict[int, Reading] = {}
+        self._live: dict[int, LiveReading] = {}  # by the executor's key
+        self.background = Background(
+            recordings, self.executor, settings.step_budget_s, self.stats, self.meter.observe
+        )
         self._waiting = 0  # live readings due that did not get a slot this step
         self._host_turn = 0.0  # when the work over every stream last ran
-        self._admitted_s = 0.0  # encoder time since the last decode step
 
     # ---------------- lifecycle ----------------
     def start(self) -> None:
@@ -197,6 +140,10 @@ class Scheduler:
                 "speaker labels (diarize) are not available on this server: the speaker encoder's "
                 "weights are not installed (pip install --no-deps resemblyzer==0.1.4)"
             )
+        stream_id = uuid.uuid4().hex
+        if self.settings.replica_id:  # which replica served it, visible in every id
+            stream_id = f"{self.settings.replica_id}-{stream_id}"
+        utterance = Utterance(options, StreamPrompt(self.model.tokenizer))
         with self._lock:
             if len(self.streams) >= self.settings.max_streams:
                 raise CapacityError(f"server is at its limit of {self.settings.max_streams} streams")
@@ -205,17 +152,14 @@ class Scheduler:
                 raise QuotaError(f"tenant {tenant!r} already has its limit of {quota} concurrent streams")
             if self.lag > ADMISSION_MAX_LAG_S:
                 raise CapacityError(f"engine is {self.lag:.1f} s behind real time; try again shortly")
-            stream = Stream(options, loop, max_inbox_s=self.settings.max_queue_s, tenant=tenant)
-            if self.settings.replica_id:  # which replica served it, visible in every id
-                stream.id = f"{self.settings.replica_id}-{stream.id}"
+            stream = Stream(options, loop, utterance, self.settings.max_queue_s, tenant=tenant, id=stream_id)
             self.streams[stream.id] = stream
-            self._tracks[stream.id] = _Track()
         if self.sink is not None:
             try:
-                self.sink.open_stream(stream.id, self.wm.name, stream.tenant)
+                self.sink.open_stream(stream.id, self.model.name, stream.tenant)
             except BaseException:  # not stored, not admitted: the slot and the quota are free again
                 with self._lock:
-                    del self.streams[stream.id], self._tracks[stream.id]
+                    del self.streams[stream.id]
                 raise
         return stream
 
@@ -264,12 +208,13 @@ class Scheduler:
             streams = [s for s in list(self.streams.values()) if not s.is_finished]
             ingested = self._ingest(streams)
             admitted = self._admit(self._schedule(streams))
-            background = self._admit_recordings()
+            ending = any(s.utterance.phase == Phase.ENDING for s in streams)
+            background = self.background.admit(self._waiting > 0 or ending)
         readings = self._execute()
-        for (stream, job, final), reading in readings:
-            self._update(stream, job, reading, final)
+        for live, reading in readings:
+            self._update(live, reading)
         finished = self._finish() if host or readings else False
-        self._record(started, len(readings))
+        self.meter.record(started, len(readings), lambda: [s.lag for s in list(self.streams.values())])
         return ingested or admitted or background or bool(readings) or finished or len(self.executor) > 0
 
     def _host_turn_due(self, now: float) -> bool:
@@ -280,7 +225,7 @@ class Scheduler:
         self._host_turn = now
         return True
 
-    # ---------------- ingest: audio, VAD, endpoints ----------------
+    # ---------------- ingest: audio and VAD into each utterance ----------------
     def _ingest(self, streams: list[Stream]) -> bool:
         # audio the stream's VAD decisions have not been interpreted for yet stays in the inbox,
         # so a stream ahead of its readings holds at most MAX_INGEST_S here and backpressure
@@ -288,197 +233,118 @@ class Scheduler:
         waiting = [s for s in streams if s.has_inbox]
         fresh = [s.take_inbox(self._ingest_room(s)) for s in waiting]
         heard = [(s, audio) for s, audio in zip(waiting, fresh, strict=True) if audio.size]
-        for s, audio in heard:
-            s.append_audio(audio)
-        self._ingested_s = sum(a.size for _, a in heard) / SAMPLE_RATE
-        if self._ingested_s:
-            self.metrics.audio_seconds.labels("live").inc(self._ingested_s)
+        self.meter.ingested(sum(a.size for _, a in heard) / SAMPLE_RATE)
         gated = [(s, audio) for s, audio in heard if s.options.vad]
-        probs = self.vad([s.vad for s, _ in gated], [audio for _, audio in gated])
+        probs = self.vad([s.utterance.vad for s, _ in gated], [audio for _, audio in gated])
         by_id = {s.id: p for (s, _), p in zip(gated, probs, strict=True)}
         for s, audio in heard:
-            track = self._tracks[s.id]
-            if s.options.vad:
-                p = by_id[s.id]
-            else:
-                n = (track.vad_samples % CHUNK + audio.size) // CHUNK
-                p = np.ones(n, np.float32)
-            for k, prob in enumerate(p):
-                track.decisions.append(
-                    (float(prob), (track.vad_samples // CHUNK + k + 1) * CHUNK / SAMPLE_RATE)
-                )
-            track.vad_samples += len(p) * CHUNK
+            p = s.utterance.hear(audio, by_id.get(s.id))
+            s.forget_arrivals_before(s.utterance.audio.start)
             if s.speakers is not None and self.speakers is not None and len(p):
-                self._hear_speakers(s, p, track.vad_samples)
+                self._hear_speakers(s, p)
         # a stream with no new audio has nothing to interpret, unless decisions wait (behind a
         # final) or a flush was asked for: at a thousand streams, skipping it is most of a turn
         for s in streams:
-            track = self._tracks[s.id]
-            if track.decisions or s.flush_at is not None or s.received != track.seen:
-                track.seen = s.received
-                self._track_speech(s, track)
+            if s.utterance.has_news or s.flush_requested:
+                self._interpret(s)
         return bool(heard)
 
-    def _hear_speakers(self, s: Stream, probs: Float32Array, vad_samples: int) -> None:
+    def _interpret(self, s: Stream) -> None:
+        s.utterance.interpret(flush=s.take_flush())
+        self._deliver(s)
+
+    def _hear_speakers(self, s: Stream, probs: Float32Array) -> None:
         """Hand a diarized stream's new VAD chunks, with their audio, to the speaker windows."""
         assert s.speakers is not None and self.speakers is not None
-        first = vad_samples - len(probs) * CHUNK
-        audio = s.audio_between(first / SAMPLE_RATE, vad_samples / SAMPLE_RATE)
-        if audio.size != len(probs) * CHUNK:  # not held any more (cannot happen while ingesting)
-            return
-        ends = (first / CHUNK + np.arange(1, len(probs) + 1, dtype=np.float64)) * CHUNK_S
-        chunks = audio.reshape(-1, CHUNK).copy()  # a view would keep the stream's old buffer alive
-        self.speakers.hear(s.speakers, chunks, probs.copy(), ends)
+        chunks = s.utterance.chunks_of(probs)
+        if chunks is not None:  # held (always, while ingesting)
+            self.speakers.hear(s.speakers, *chunks)
 
     def _ingest_room(self, s: Stream) -> int:
         """Audio the engine takes from a stream's inbox this step: at most MAX_INGEST_S ahead of
         its interpreted VAD decisions, and never more than a model window held (a final in
         flight for several steps must not let the buffer grow past what it can read)."""
-        pending = len(self._tracks[s.id].decisions) * CHUNK
-        held = int(MAX_WINDOW_AUDIO_S * SAMPLE_RATE) - s.audio.size
+        pending = s.utterance.pending_decisions * CHUNK
+        held = int(MAX_WINDOW_AUDIO_S * SAMPLE_RATE) - s.utterance.audio.size
         return max(0, min(int(MAX_INGEST_S * SAMPLE_RATE) - pending, held))
 
-    def _track_speech(self, s: Stream, track: _Track) -> None:
-        """Interpret queued VAD decisions, pausing while an utterance awaits its final."""
-        while s.finalize is None and track.decisions:
-            prob, t = track.decisions.popleft()
-            track.heard = t
-            began, ended = s.tracker.update(prob, t)
-            if began is not None:
-                s.in_utterance = True
-                s.drop_audio_before(max(s.audio_start, began - PREROLL_S))
-                s.confirmed, s.tail, s.heard_words, s.said = [], [], None, []
-                s.hypothesis_until = s.audio_start
-                s.onset_arrived = s.arrived_at(began)
-                self._send(s, SpeechStarted(round(began, 3)))
-            if ended is not None and s.in_utterance:
-                self._request_final(s, track, FinalizeReason.ENDPOINT, ended)
-            elif s.in_utterance and t - s.audio_start >= MAX_UTTERANCE_S:
-                self._request_final(s, track, FinalizeReason.WINDOW, t)
-        if not s.in_utterance and s.finalize is None:
-            s.drop_audio_before(track.heard - PREROLL_S)
-        if s.take_flush() and s.in_utterance and s.finalize is None:
-            self._request_final(s, track, FinalizeReason.FLUSH, track.heard)
-
-    def _request_final(self, s: Stream, track: _Track, reason: FinalizeReason, until: float) -> None:
-        s.finalize = reason
-        s.speech_end = until
-        track.final_until = until + (ENDPOINT_TAIL_S if reason == FinalizeReason.ENDPOINT else 0.0)
-
     # ---------------- schedule ----------------
-    def _schedule(self, streams: list[Stream]) -> list[tuple[Stream, Job, bool]]:
+    def _schedule(self, streams: list[Stream]) -> list[LiveReading]:
         """Finalizations that need a fresh reading first, then interim readings by lag, as many
         as there are free slots and encoder time in one step's budget. A stream has at most one
         reading in flight."""
         self._drop_stale_interims()
-        busy = {id(stream) for stream, _, _ in self._live.values()}
+        busy = {id(live.stream) for live in self._live.values()}
         idle = [s for s in streams if id(s) not in busy]
-        urgent = [s for s in idle if s.finalize is not None and not self._reading_is_fresh(s)]
+        urgent = [s for s in idle if s.utterance.needs_final_reading]
         interval = self._interim_interval(streams)
-        ready = [
-            s
-            for s in idle
-            if s.finalize is None
-            and s.in_utterance
-            and self._tracks[s.id].heard - max(s.hypothesis_until, s.audio_start) >= interval
-        ]
+        ready = [s for s in idle if s.utterance.wants_interim(interval)]
         ready.sort(key=lambda s: (s.behind, s.lag), reverse=True)  # real-time clients before floods
         free = self.executor.free
         urgent = urgent[:free]
         # every admission's encoder pass stalls the readings in flight: while a final is being
         # decoded, interim readings join it only where encoding them costs little (a GPU)
-        finals_in_flight = any(final for _, _, final in self._live.values())
-        room = self._stall_allowance() if finals_in_flight else self._admissions_in_budget()
+        finals_in_flight = any(live.final for live in self._live.values())
+        room = self.stats.stall_allowance(FINAL_STALL_S) if finals_in_flight else self._admissions_in_budget
         spare = max(0, min(free, room) - len(urgent))
         chosen = urgent + ready[:spare]
         self._waiting = len(urgent) + len(ready) - len(chosen)
-        return [(s, self._job(s), s.finalize is not None) for s in chosen]
+        return [LiveReading(s, self._job(s), s.utterance.phase == Phase.ENDING) for s in chosen]
 
     def _drop_stale_interims(self) -> None:
         """A stream whose final became due while an interim reading of it is in flight gets its
         final reading now: the interim is dropped, unless it already hears the whole utterance
-        (then, accepted, it serves as the final: ``_reading_is_fresh``)."""
-        for key, (s, job, final) in list(self._live.items()):
-            if final or s.finalize is None:
-                continue
-            hears_end = job.start + job.audio.size / SAMPLE_RATE >= (s.speech_end or 0.0) + 0.1
-            if s.finalize == FinalizeReason.ENDPOINT and hears_end:
-                continue
-            self.executor.cancel([key])
-            del self._live[key]
+        (then, accepted, it serves as the final: ``Utterance.final_is_fresh``)."""
+        for key, live in list(self._live.items()):
+            if not live.final and live.stream.utterance.interim_is_stale(live.job.end):
+                self.executor.cancel([key])
+                del self._live[key]
 
+    @property
     def _admissions_in_budget(self) -> int:
-        """How many readings one encoder pass may take so a step stays within its time budget:
-        every reading in flight waits for it. On a GPU an encoder pass costs little and the
-        batch fills to ``max_batch``."""
-        if self.stats.encode_cost <= 0:
-            return self.max_batch
-        return max(1, int(self.settings.step_budget_s / self.stats.encode_cost))
-
-    def _stall_allowance(self) -> int:
-        """Readings whose encoder pass stalls a final in flight by under ``FINAL_STALL_S``."""
-        return 0 if self.stats.encode_cost <= 0 else int(FINAL_STALL_S / self.stats.encode_cost)
+        return self.stats.admissions_in_budget(self.settings.step_budget_s, self.max_batch)
 
     def _interim_interval(self, streams: list[Stream]) -> float:
         """Seconds of new audio between a stream's interim readings. Under load the interval
         stretches so interim readings take at most ``INTERIM_SHARE`` of the engine's time and
         finals never queue behind them; when the engine keeps up it is ``step_audio_s``."""
-        speaking = sum(s.in_utterance for s in streams)
+        speaking = sum(s.utterance.phase != Phase.QUIET for s in streams)
         load = speaking * self.stats.reading_cost / INTERIM_SHARE
         return max(self.settings.step_audio_s, load)
 
-    def _reading_is_fresh(self, s: Stream) -> bool:
-        """Whether the latest reading already heard the whole utterance and was accepted, so no
-        model call is needed."""
-        return (
-            s.finalize == FinalizeReason.ENDPOINT
-            and s.speech_end is not None
-            and s.heard_words is not None
-            and s.hypothesis_until >= s.speech_end + 0.1
-        )
-
     def _job(self, s: Stream) -> Job:
-        track = self._tracks[s.id]
-        until = track.final_until if s.finalize is not None else track.heard
-        until = min(until, s.audio_start + MAX_WINDOW_AUDIO_S, s.now)
+        """The stream's next reading: its utterance's window, primed with its key terms, context
+        and own past text (engine/prompting.py)."""
+        u, prompting = s.utterance, s.prompting
+        start, until = u.window()
         return Job(
-            audio=s.audio_between(s.audio_start, until),
-            start=s.audio_start,
-            prompt=self._prompt(s),
-            language=s.language or s.options.language,
+            audio=u.audio.between(start, until),
+            start=start,
+            prompt=u.prompt(prompting),
+            language=u.language or s.options.language,
             task=s.options.task,
-            prompting=s.prompting,
+            prompting=prompting,
         )
-
-    def _prompt(self, s: Stream) -> tuple[int, ...]:
-        """Key terms, conversation context and the stream's own finals since either last changed
-        (engine/prompting.py)."""
-        prompting = s.prompting
-        if prompting.epoch != s.prompt_epoch:  # key terms or context changed: past text restarts
-            s.prompt_epoch = prompting.epoch
-            s.prompt.clear()
-        if s.prompter is None:
-            s.prompter = PromptBuilder(self.wm.tokenizer)
-        return s.prompter(prompting, s.prompt)
 
     # ---------------- execute: admission and one decode step ----------------
-    def _admit(self, batch: list[tuple[Stream, Job, bool]]) -> bool:
+    def _admit(self, batch: list[LiveReading]) -> bool:
         if not batch:
             return False
         try:
-            keys = self.executor.admit([job for _, job, _ in batch])
+            keys = self.executor.admit([live.job for live in batch])
         except Exception as e:  # fail these streams, never the loop or other streams
             log.exception("model admission failed")
-            self._fail([stream for stream, _, _ in batch], e)
+            self._fail([live.stream for live in batch], e)
             return True
-        for key, item in zip(keys, batch, strict=True):
-            self._live[key] = item
-        self.stats.encode_cost = _average(self.stats.encode_cost, self.executor.timing.encode_s / len(batch))
+        self._live.update(zip(keys, batch, strict=True))
+        self.stats.encode_cost = moving_average(
+            self.stats.encode_cost, self.executor.timing.encode_s / len(batch)
+        )
         self.stats.batch_items += len(batch)
-        self._observe("live", "encode", len(batch), sum(job.audio.size for _, job, _ in batch))
+        self.meter.observe("live", "encode", len(batch), sum(live.job.audio.size for live in batch))
         return True
 
-    def _execute(self) -> list[tuple[tuple[Stream, Job, bool], Reading]]:
+    def _execute(self) -> list[tuple[LiveReading, Reading]]:
         """One decode step for every reading in flight; live readings that finished."""
         if not len(self.executor):
             return []
@@ -488,279 +354,64 @@ class Scheduler:
         except Exception as e:  # every reading in flight is lost: fail their streams, not the loop
             log.exception("decode step failed")
             self.executor.cancel()
-            self._fail([stream for stream, _, _ in self._live.values()], e)
+            self._fail([live.stream for live in self._live.values()], e)
             self._live.clear()
-            self._fail_recordings(e)
+            self.background.fail(e)
             return []
         self.stats.batches += 1
         self.stats.decode_rows += rows
         self.stats.recent_batches.append(rows)
-        self._observe("live", "decode", rows, 0)
-        self.stats.observe_readings(self.executor.timing.decode_s + self._admitted_s, len(finished))
-        self._admitted_s = 0.0
+        self.meter.observe("live", "decode", rows, 0)
+        self.meter.readings_finished(len(finished))
         out = []
         for key, reading in finished:
             if key in self._live:
                 out.append((self._live.pop(key), reading))
-            elif key in self._recording:
-                self._recording_readings[self._recording.pop(key)] = reading
-        self._complete_recordings()
+            else:
+                self.background.finished(key, reading)
+        self.background.complete()
         return out
 
     def _fail(self, streams: list[Stream], e: Exception) -> None:
         for stream in streams:
             stream.emit(Error("engine_error", f"transcription failed: {e.__class__.__name__}"))
-            stream.status = StreamStatus.FINISHED
+            stream.finish()
 
-    # ---------------- background: recordings in the room live streams leave ----------------
-    def _admit_recordings(self) -> bool:
-        """Recording windows fill what live streams leave: free slots no live reading is waiting
-        for, and only while no final is pending. One batch of windows at a time, so a
-        recording's windows complete in order. Finals always first."""
-        if self.recordings is None or self._recording_batch:
-            return False
-        self.recordings.finish_empty()
-        if not self.recordings.pending() or self._waiting:
-            return False
-        if any(s.finalize is not None for s in list(self.streams.values())):
-            return False
-        spare = self.executor.free
-        cost = self.stats.recording_cost
-        n = 1 if cost <= 0 else max(1, int(self.settings.step_budget_s / cost))  # measure one first
-        taken = self.recordings.take(min(n, spare))
-        if not taken:
-            return False
-        try:
-            keys = self.executor.admit([job for _, _, job in taken])
-        except Exception as e:  # fail these recordings, never the loop or the live streams
-            log.exception("recording admission failed")
-            self.recordings.fail(taken, f"transcription failed: {e.__class__.__name__}")
-            return True
-        self.stats.recording_cost = _average(
-            self.stats.recording_cost, self.executor.timing.encode_s / len(taken)
-        )
-        self._recording_batch = taken
-        self._recording = {key: i for i, key in enumerate(keys)}
-        audio = sum(job.audio.size for _, _, job in taken)
-        self.metrics.audio_seconds.labels("recording").inc(audio / SAMPLE_RATE)
-        self._observe("recording", "encode", len(taken), audio)
-        return True
-
-    def _complete_recordings(self) -> None:
-        if self.recordings is None or not self._recording_batch or self._recording:
+    # ---------------- update: readings into utterances, their events out ----------------
+    def _update(self, live: LiveReading, reading: Reading) -> None:
+        s = live.stream
+        if s.is_finished or s.id not in self.streams:
             return
-        readings = [self._recording_readings[i] for i in range(len(self._recording_batch))]
-        self.recordings.complete(self._recording_batch, readings)
-        self._recording_batch, self._recording_readings = [], {}
+        if s.utterance.read(reading, live.job.end, live.final):
+            self._interpret(s)  # decisions held back while the final was due
+        self._deliver(s)
 
-    def _fail_recordings(self, e: Exception) -> None:
-        if self.recordings is not None and self._recording_batch:
-            self.recordings.fail(self._recording_batch, f"transcription failed: {e.__class__.__name__}")
-        self._recording_batch, self._recording, self._recording_readings = [], {}, {}
-
-    # ---------------- update: readings → events ----------------
-    def _update(self, s: Stream, job: Job, reading: Reading, final: bool) -> None:
-        """``final``: the reading was scheduled for the stream's pending finalization. An interim
-        reading admitted before the utterance ended only updates the interim; the final gets a
-        reading of its own (or this one, if it already heard the end: ``_reading_is_fresh``)."""
-        if s.is_finished or s.id not in self._tracks:
-            return
-        track = self._tracks[s.id]
-        s.hypothesis_until = job.start + job.audio.size / SAMPLE_RATE
-        if reading.language and s.options.language in (None, "auto"):
-            s.language = s.language or reading.language
-        s.heard_words = None if reading.rejected else reading.words
-        if final and s.finalize is not None:
-            self._finalize(s, track)
-        elif not reading.rejected:  # a rejected reading heard nothing: the interim stands
-            new = self._past_confirmed(s.confirmed, reading.words)
-            agreed = agreed_prefix(s.tail, new)
-            s.confirmed += new[:agreed]
-            s.tail = new[agreed:]
-            self._send_interim(s)
-            if s.finalize is None:
-                self._finalize_long_sentences(s, track)
-
-    @staticmethod
-    def _past_confirmed(confirmed: list[Word], words: list[Word]) -> list[Word]:
-        """The part of a new reading after the words already confirmed (by time, then by overlap)."""
-        if not confirmed:
-            return words
-        cut = confirmed[-1].end - 0.1
-        rest = [w for w in words if w.start >= cut]
-        # the reading may repeat the last confirmed words with slightly earlier times
-        for n in range(min(5, len(confirmed), len(rest)), 0, -1):
-            if agreed_prefix(confirmed[-n:], rest[:n]) == n:
-                return rest[n:]
-        return rest
-
-    def _send_interim(self, s: Stream) -> None:
-        words = s.confirmed + s.tail
-        text = join_words(words)
-        if not s.options.interim_results or not text or text == s.last_interim:
-            return
-        s.last_interim = text
-        if s.onset_arrived is not None:
-            self.metrics.onset_to_interim.observe(time.monotonic() - s.onset_arrived)
-            s.onset_arrived = None
-        self._send(s, Interim(s.segment_id, text, words[0].start, words[-1].end, join_words(s.confirmed)))
-
-    def _finalize_long_sentences(self, s: Stream, track: _Track) -> None:
-        """In long unbroken speech, send confirmed whole sentences as finals rather than wait."""
-        if track.heard - s.audio_start < SENTENCE_FINAL_AFTER_S:
-            return
-        n = last_sentence_end(s.confirmed)
-        if n:
-            self._emit_final(s, s.confirmed[:n], "sentence")
-            s.said = s.confirmed[max(0, n - 5) : n]
-            s.confirmed = s.confirmed[n:]
-            s.heard_words = s.confirmed + s.tail  # what the reading heard past the sentence
-            s.drop_audio_before(s.heard_words[0].start if s.heard_words else s.said[-1].end)
-
-    def _finalize(self, s: Stream, track: _Track) -> None:
-        """Send the utterance's final from the latest reading (``policy.final_words``)."""
-        reason = s.finalize
-        if reason == FinalizeReason.WINDOW and s.confirmed:
-            # the confirmed words, and whole sentences the window's reading heard past them;
-            # keep the rest for the next segment: it may end in a word cut in half
-            rest = self._past_confirmed(s.confirmed, s.heard_words) if s.heard_words else s.tail
-            sentences = last_sentence_end(rest) if s.heard_words else 0
-            words, rest = s.confirmed + rest[:sentences], rest[sentences:]
-            cut = rest[0].start if rest else track.final_until
-        else:
-            heard = s.heard_words
-            if heard is not None and s.said:  # a sentence was finalized already: not twice
-                heard = self._past_confirmed(s.said, heard)
-            words = final_words(s.confirmed, s.tail, heard, s.speech_end or track.heard)
-            cut = track.final_until
-        self._emit_final(s, words, reason.value if reason is not None else "close")
-        s.confirmed, s.tail, s.heard_words, s.said = [], [], None, []
-        s.drop_audio_before(min(cut, s.now))
-        s.hypothesis_until = s.audio_start
-        s.finalize = None
-        if reason == FinalizeReason.ENDPOINT:
-            s.in_utterance = False
-            self._send(s, SpeechEnded(round(s.speech_end or track.heard, 3)))
-        elif reason == FinalizeReason.CLOSE:
-            s.in_utterance = False
-        self._track_speech(s, track)
-
-    def _emit_final(self, s: Stream, words: list[Word], reason: str) -> None:
-        s.last_interim = ""
-        if not words:
-            return
-        speaker = None
-        if s.speakers is not None and self.speakers is not None:
-            words = self.speakers.label_now(s.speakers, words)  # its windows were read off-thread
-            speaker = dominant(words)
-        text = join_words(words)
-        final = Final(
-            s.segment_id,
-            text,
-            words[0].start,
-            words[-1].end,
-            list(words),
-            s.language or s.options.language,
-            reason,
-            speaker,
-        )
-        if self.sink is not None:
-            try:
-                self.sink.commit(s.id, final, self.wm.name)  # durable before it is sent (_send)
-            except Exception as e:  # the store cannot take it: this stream ends, no other
-                self._store_failed(s, e)
-                return
-        self._send(s, final)
-        self.metrics.finals.labels(reason).inc()
-        if reason != "sentence":  # the others end where speech (or the client's audio) ended
-            ended = s.speech_end if s.speech_end is not None else words[-1].end
-            self.metrics.end_to_final.labels(reason).observe(time.monotonic() - s.arrived_at(ended))
-        s.prompt.extend(self.wm.tokenizer.encode(" " + final.text))
-        s.segment_id += 1
-        s.finals += 1
-
-    def _store_failed(self, s: Stream, e: Exception) -> None:
-        """A final the store would not take: the client hears so after the finals already
-        stored (``_send`` keeps the order), and the stream ends; it is never sent unstored."""
-        if isinstance(e, VoxError):
-            log.error("final not stored: %s", e.message, extra={"stream_id": s.id, "tenant": s.tenant})
-            error = StoreUnavailableError(e.message) if not isinstance(e, StoreUnavailableError) else e
-        else:
-            log.exception("final not stored", extra={"stream_id": s.id, "tenant": s.tenant})
-            error = StoreUnavailableError(f"the transcript store failed: {e.__class__.__name__}")
-        self._send(s, Error(error.code, error.message + "; this stream ends after its stored finals"))
-        s.status = StreamStatus.FINISHED
+    def _deliver(self, s: Stream) -> None:
+        self.delivery.deliver(s, s.utterance.take_events())
 
     # ---------------- finish: model-free finals, closing streams ----------------
     def _finish(self) -> bool:
         changed = False
         for s in list(self.streams.values()):
-            track = self._tracks[s.id]
+            u = s.utterance
             if s.is_finished:
                 changed = True
-            elif s.finalize is not None and self._reading_is_fresh(s):
-                self._finalize(s, track)
+            elif u.final_is_fresh:
+                u.finalize()
+                self._interpret(s)
                 changed = True
-            elif s.closing and s.finalize is None and s.inbox_empty() and not track.decisions:
-                if s.in_utterance:
-                    self._request_final(s, track, FinalizeReason.CLOSE, s.now)
-                else:
+            elif s.closing and u.phase != Phase.ENDING and s.inbox_empty() and not u.pending_decisions:
+                if u.close():
                     if s.status == StreamStatus.CLOSING:
-                        self._send(s, Closed(round(s.now, 3), s.finals))
-                    s.status = StreamStatus.FINISHED
+                        self.delivery.closed(s)
+                    s.finish()
                 changed = True
             if s.is_finished:
-                gone = [key for key, (stream, _, _) in self._live.items() if stream is s]
+                gone = [key for key, live in self._live.items() if live.stream is s]
                 self.executor.cancel(gone)
                 for key in gone:
                     del self._live[key]
                 with self._lock:
                     self.streams.pop(s.id, None)
-                    self._tracks.pop(s.id, None)
-                self._close_in_store(s)
+                self.delivery.close_in_store(s)
         return changed
-
-    def _close_in_store(self, s: Stream) -> None:
-        """Mark the stream closed in the store; its finals are already there, so a store that
-        cannot take the mark only costs the ``closed`` time (logged)."""
-        if self.sink is None:
-            return
-        try:
-            self.sink.close_stream(s.id, round(s.now, 3))
-        except Exception as e:
-            log.warning("stream's end not stored: %s", e, extra={"stream_id": s.id, "tenant": s.tenant})
-
-    def _observe(self, kind: str, phase: str, size: int, samples: int) -> None:
-        """Metrics of one admission (``encode``) or decode step (``decode``)."""
-        timing, m = self.executor.timing, self.metrics
-        seconds = timing.encode_s if phase == "encode" else timing.decode_s
-        if phase == "encode":
-            m.batch_size.labels(kind).observe(size)
-            self._admitted_s += seconds
-        m.step_seconds.labels(phase).observe(seconds)
-        m.model_seconds.labels(kind).inc(seconds)
-        self._model_s += seconds
-        if kind == "recording":
-            self._recording_audio_s += samples / SAMPLE_RATE
-
-    def _send(self, s: Stream, event: Event) -> None:
-        """Events reach the client in order, and none before the finals ahead of it are stored."""
-        if self.sink is None:
-            s.emit(event)
-        elif s.status < StreamStatus.ABORTING:  # nobody listens to an aborted stream
-            self.sink.deliver(s.id, partial(s.post, event))
-
-    def _record(self, started: float, finished: int) -> None:
-        self.stats.steps += 1
-        m = self.metrics
-        if self._model_s:
-            m.step_seconds.labels("total").observe(time.perf_counter() - started)
-            m.observe_work(self._model_s, self._ingested_s + self._recording_audio_s)
-        elif self._ingested_s:
-            m.observe_work(0.0, self._ingested_s)
-        self._model_s = self._recording_audio_s = 0.0
-        if finished:
-            lags = [s.lag for s in list(self.streams.values())]
-            for lag in lags:
-                m.stream_lag.observe(lag)
-            self.stats.last_step_s = time.perf_counter() - started

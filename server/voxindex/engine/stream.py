@@ -1,7 +1,9 @@
-"""One live stream's whole state: its input, its VAD, its unfinished utterance and its output.
+"""One live stream: its input (the inbox its handler fills), its output (the events its handler
+sends), its status, and its utterance (``utterance.Utterance``, the scheduler thread's).
 
-Handlers (asyncio) only call ``push_audio``, ``request_flush``, ``request_close``, ``abort``
-and read ``events``; every other field belongs to the scheduler thread.
+Handlers (asyncio) only call ``push_audio``, ``request_flush``, ``set_keyterms``,
+``add_context``, ``request_close``, ``abort`` and read ``events``; the scheduler takes the inbox,
+posts events and moves the status on through the methods here: every field is written here.
 """
 
 from __future__ import annotations
@@ -18,14 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
-from voxindex.engine.align import Word
 from voxindex.engine.events import Event, Interim
-from voxindex.engine.prompting import PROMPT_TOKENS, PromptBuilder, Prompting
-from voxindex.engine.speakers import SpeakerTrack
-from voxindex.engine.vad import SpeechTracker, VadState
+from voxindex.engine.prompting import Prompting
+from voxindex.engine.speakers.history import SpeakerHistory
+from voxindex.engine.types import StreamOptions
+from voxindex.engine.utterance import Utterance
 
-PREROLL_S = 0.8  # audio kept before detected speech: onsets are soft, VAD needs ~100 ms, and Whisper
-# misreads a first word it hears with too little before it ("old-sposed", BENCHMARKS.md "accuracy")
 MAX_PENDING_EVENTS = 500  # past this a stalled client loses superseded interims, never finals
 
 
@@ -38,32 +38,11 @@ class StreamStatus(enum.IntEnum):
     FINISHED = 3
 
 
-@dataclass(frozen=True)
-class StreamOptions:
-    sample_rate: int = SAMPLE_RATE
-    encoding: str = "pcm_s16le"
-    language: str | None = None
-    interim_results: bool = True
-    endpointing_ms: int = 500
-    vad: bool = True
-    diarize: bool = False  # speaker labels on words and finals (engine/speakers.py)
-    task: str = "transcribe"  # or "translate" (multilingual models): English text
-    keyterms: tuple[str, ...] = ()  # names and terms to listen for (engine/prompting.py)
-    context: str = ""  # conversation context the stream starts with
-    record: bool = False  # keep the stream's audio (index/stream_audio.py), deleted with the stream
-
-
-class FinalizeReason(enum.Enum):
-    ENDPOINT = "endpoint"
-    FLUSH = "flush"
-    CLOSE = "close"
-    WINDOW = "window"
-
-
 @dataclass
 class Stream:
     options: StreamOptions
     loop: asyncio.AbstractEventLoop
+    utterance: Utterance = field(repr=False)  # the scheduler thread's: what is being said
     max_inbox_s: float = 30.0
     opened_at: float = field(default_factory=time.monotonic)
     tenant: str = "default"
@@ -82,45 +61,16 @@ class Stream:
     _full: bool = False  # ``room`` was cleared: the engine must set it again (on the handler's loop)
 
     # -- scheduler side --
-    received: int = 0  # samples ingested by the engine (16 kHz), i.e. stream time * 16000
-    # the audio held, ``_buffer[_lo:_hi]`` (``audio``): appends amortise to O(new samples) where
-    # re-concatenating copied the whole utterance at every ingest
-    _buffer: Float32Array = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
-    _lo: int = 0
-    _hi: int = 0
-    audio_start: float = 0.0  # stream time of audio[0]
-    vad: VadState = field(default_factory=VadState, repr=False)
-    tracker: SpeechTracker = field(default_factory=lambda: SpeechTracker(0.5))
-    in_utterance: bool = False
-    finalize: FinalizeReason | None = None
-    speech_end: float | None = None  # when the utterance being finalized stopped being voiced
-    confirmed: list[Word] = field(default_factory=list)  # words two readings agreed on: never retracted
-    tail: list[Word] = field(default_factory=list)  # the latest reading past the confirmed words
-    # the latest reading's words from audio_start (the whole utterance as far as it heard), or
-    # None when that reading was rejected: the final's words come from here (policy.final_words)
-    heard_words: list[Word] | None = None
-    said: list[Word] = field(default_factory=list)  # last words of sentences finalized mid-utterance
-    hypothesis_until: float = 0.0  # stream time the latest reading had heard up to
-    language: str | None = None
-    prompt: deque[int] = field(default_factory=lambda: deque(maxlen=PROMPT_TOKENS))
-    segment_id: int = 0
-    finals: int = 0
-    last_interim: str = ""
-    onset_arrived: float | None = None  # arrival of the utterance's first audio, until its first interim
-    speakers: SpeakerTrack | None = None  # diarized streams: voice windows, clusters, labels
+    speakers: SpeakerHistory | None = None  # diarized streams: voice windows, clusters, labels
     # key terms and context (set by the handler, read by the scheduler: replaced whole)
     prompting: Prompting = field(default_factory=Prompting)
-    prompter: PromptBuilder | None = None  # the scheduler's token prompt for ``prompting``
-    prompt_epoch: int = 0  # the ``prompting.epoch`` the own past text in ``prompt`` follows
 
     def __post_init__(self) -> None:
         self.prompting = Prompting(self.options.keyterms)
         if self.options.context:
             self.prompting = self.prompting.with_context(self.options.context)
-        self.prompt_epoch = self.prompting.epoch
-        self.tracker = SpeechTracker(self.options.endpointing_ms / 1000)
         if self.options.diarize:
-            self.speakers = SpeakerTrack()
+            self.speakers = SpeakerHistory()
         self.room.set()
 
     # ---------------- handler side ----------------
@@ -172,8 +122,12 @@ class Stream:
 
     @property
     def now(self) -> float:
-        """Stream time of the newest ingested sample."""
-        return self.received / SAMPLE_RATE
+        """Stream time of the newest sample the engine took."""
+        return self.utterance.audio.now
+
+    @property
+    def finals(self) -> int:
+        return self.utterance.finals
 
     @property
     def has_inbox(self) -> bool:
@@ -188,10 +142,7 @@ class Stream:
     @property
     def lag(self) -> float:
         """Audio heard but not yet read by the model (what admission control watches)."""
-        pending = self.inbox_seconds
-        if self.in_utterance or self.finalize is not None:
-            pending += max(0.0, self.now - max(self.hypothesis_until, self.audio_start))
-        return pending
+        return self.inbox_seconds + self.utterance.unread_s
 
     @property
     def behind(self) -> float:
@@ -227,10 +178,14 @@ class Stream:
         with self._lock:
             return next((when for end, when in self._arrivals if end >= sample), time.monotonic())
 
+    @property
+    def flush_requested(self) -> bool:
+        return self.flush_at is not None
+
     def take_flush(self) -> bool:
         """Whether a flush is due: requested, and the audio sent before it is ingested."""
         with self._lock:
-            if self.flush_at is None or self.received < self.flush_at:
+            if self.flush_at is None or self.utterance.received < self.flush_at:
                 return False
             self.flush_at = None
             return True
@@ -254,36 +209,13 @@ class Stream:
         with contextlib.suppress(RuntimeError):  # the handler's loop is closed: nobody is listening
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
-    @property
-    def audio(self) -> Float32Array:
-        """The audio held, from stream time ``audio_start``."""
-        return self._buffer[self._lo : self._hi]
+    def finish(self) -> None:
+        with self._lock:
+            self.status = StreamStatus.FINISHED
 
-    def append_audio(self, samples: Float32Array) -> None:
-        n = samples.size
-        if self._hi + n > self._buffer.size:  # a new buffer: views handed out stay valid
-            held = self._hi - self._lo
-            grown = np.empty(max(2 * (held + n), 5 * SAMPLE_RATE), np.float32)
-            grown[:held] = self.audio
-            self._buffer, self._lo, self._hi = grown, 0, held
-        self._buffer[self._hi : self._hi + n] = samples
-        self._hi += n
-        self.received += n
-
-    def drop_audio_before(self, t: float) -> None:
-        """Forget audio before stream time ``t`` (bounded memory)."""
-        cut = round((t - self.audio_start) * SAMPLE_RATE)
-        if cut > 0:
-            self._lo += cut
-            if self._lo > self._hi:  # dropped past what arrived: the next audio starts later
-                self._buffer, self._lo, self._hi = np.zeros(0, np.float32), 0, 0
-            self.audio_start += cut / SAMPLE_RATE
-        start = round(self.audio_start * SAMPLE_RATE)
-        with self._lock:  # arrival times are kept only for audio still held
+    def forget_arrivals_before(self, t: float) -> None:
+        """Arrival times are kept only for audio the utterance still holds (bounded memory)."""
+        start = round(t * SAMPLE_RATE)
+        with self._lock:
             while len(self._arrivals) > 1 and self._arrivals[0][0] < start:
                 self._arrivals.popleft()
-
-    def audio_between(self, start: float, end: float) -> Float32Array:
-        a = max(0, round((start - self.audio_start) * SAMPLE_RATE))
-        b = max(a, round((end - self.audio_start) * SAMPLE_RATE))
-        return self.audio[a:b]

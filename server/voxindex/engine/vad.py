@@ -1,4 +1,4 @@
-"""Silero VAD, batched across streams, and the per-stream speech/silence tracker.
+"""Silero VAD, batched across streams, and the per-stream endpointer (speech starts and ends).
 
 Silero's 16 kHz network (its TorchScript export, from the ``silero-vad`` wheel) takes its
 recurrent state as an input, so one model serves every stream: each step runs one call per
@@ -94,7 +94,7 @@ class Vad:
 
 
 @dataclass
-class SpeechTracker:
+class Endpointer:
     """Turns per-chunk probabilities into speech start and end times, with hysteresis.
 
     ``endpointing_s`` of continuous silence after speech ends an utterance.

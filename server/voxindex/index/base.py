@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from voxindex.engine.events import Final
+from voxindex.index.records import Filters, Segment, StreamRecord
 from voxindex.index.search import Hit, Mode
-from voxindex.index.store import Filters, Segment, Store, StreamRecord
+from voxindex.index.sqlite import Store
 
 
 @dataclass(frozen=True)

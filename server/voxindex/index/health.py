@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxindex.errors import InvalidRequestError, StoreUnavailableError
-from voxindex.index.store import Store
+from voxindex.index.sqlite import Store
 
 GiB = 1 << 30
 DEFAULT_RESERVE = (GiB, 5.0)  # 1 GiB or 5 % of the filesystem, whichever is smaller

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from voxindex.index.embed import Embedder
-from voxindex.index.store import Store
+from voxindex.index.sqlite import Store
 from voxindex.index.vectors import VectorIndex
 
 log = logging.getLogger("voxindex.index")

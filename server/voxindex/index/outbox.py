@@ -18,7 +18,8 @@ from collections import deque
 from collections.abc import Callable
 
 from voxindex.errors import StoreUnavailableError
-from voxindex.index.store import OutboxRow, Store
+from voxindex.index.records import OutboxRow
+from voxindex.index.sqlite import Store
 
 log = logging.getLogger("voxindex.index")
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from voxindex.index.embed import Embedder
-from voxindex.index.store import Filters, Segment, Store
+from voxindex.index.records import Filters, Segment
+from voxindex.index.sqlite import Store
 from voxindex.index.vectors import VectorIndex
 
 RRF_K = 60  # the usual constant of reciprocal rank fusion

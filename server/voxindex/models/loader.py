@@ -6,7 +6,6 @@ import copy
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,43 +15,12 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 from voxindex.errors import CheckpointFormatError, ModelNotFoundError
 from voxindex.models.convert import state_dict_from_ct2, whisper_config_from_ct2
 from voxindex.models.ct2 import read_checkpoint
-from voxindex.models.precision import bfloat16_encoder, choose_cpu_precision, quantize
+from voxindex.models.precision import bfloat16_encoder, quantize
 from voxindex.models.registry import Ct2Source, TransformersSource, resolve
 from voxindex.models.tokenizer import WhisperTokenizer
+from voxindex.models.whisper import WhisperModel
 
 log = logging.getLogger("voxindex.models")
-
-
-@dataclass
-class WhisperModel:
-    """Everything the engine needs about one loaded model. The scheduler is its only user."""
-
-    name: str
-    model: WhisperForConditionalGeneration
-    tokenizer: WhisperTokenizer
-    device: torch.device
-    dtype: torch.dtype
-    alignment_heads: list[tuple[int, int]]
-    suppress_tokens: list[int]
-    compute_type: str = "float32"
-    encoder_dtype: torch.dtype | None = None  # the encoder's own dtype when it differs ("bfloat16")
-
-    @property
-    def multilingual(self) -> bool:
-        return int(self.model.config.vocab_size) >= 51865
-
-    @property
-    def languages(self) -> frozenset[str]:
-        """The language codes the model reads (and, multilingual, translates into English)."""
-        return frozenset(self.tokenizer.special.languages) if self.multilingual else frozenset({"en"})
-
-    @property
-    def n_mels(self) -> int:
-        return int(self.model.config.num_mel_bins)
-
-    @property
-    def max_target_positions(self) -> int:
-        return int(self.model.config.max_target_positions)
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -70,25 +38,23 @@ def pick_device(requested: str = "auto") -> torch.device:
 COMPUTE_TYPES = ("auto", "float32", "float16", "int8", "bfloat16")
 
 
-def load_model(
+def load_checkpoint(
     name: str, device: str = "auto", cache_dir: Path | None = None, compute_type: str = "auto"
 ) -> WhisperModel:
     """Resolve, load and place a model.
 
-    ``compute_type`` "auto" is float16 on CUDA; on a CPU, int8 (dynamic quantization of every
-    linear layer, as CTranslate2 does) where it hears the bundled recordings as well as float32
-    on this processor, else float32 (``precision.choose_cpu_precision``); where the processor has
-    AMX, a bfloat16 encoder beside a float32 decoder ("bfloat16") if it hears as well. int8 is
-    about twice as fast as float32, the bfloat16 encoder 2.6× (BENCHMARKS.md). Attention stays in
-    float. (The engine decodes with its own runner; the transformers decoder stays eager for the
-    reference path, whose word alignment reads its cross-attention weights.)
+    ``compute_type`` "auto" is float16 on CUDA and float32 on a CPU here; ``voxindex.loading``
+    then judges, on a CPU, whether int8 (dynamic quantization of every linear layer, as
+    CTranslate2 does) or a bfloat16 encoder hears the bundled recordings as well (it needs the
+    transcriber, which models/ does not import). Attention stays in float. (The engine decodes
+    with its own runner; the transformers decoder stays eager for the reference path, whose word
+    alignment reads its cross-attention weights.)
     """
     if compute_type not in COMPUTE_TYPES:
         raise ModelNotFoundError(
             f"compute type must be one of {', '.join(COMPUTE_TYPES)}, got {compute_type!r}"
         )
     target = pick_device(device)
-    measure = compute_type == "auto" and target.type == "cpu"
     if compute_type == "auto":
         compute_type = "float16" if target.type == "cuda" else "float32"
     if compute_type in ("int8", "bfloat16") and target.type != "cpu":
@@ -104,12 +70,10 @@ def load_model(
     module.to(device=target, dtype=dtype)
     module.train(False)
     module.requires_grad_(False)
-    wm = WhisperModel(name, model, tokenizer, target, dtype, heads, suppress, compute_type)
-    if measure:
-        return choose_cpu_precision(wm, cache_dir)
+    loaded = WhisperModel(name, model, tokenizer, target, dtype, heads, suppress, compute_type)
     if compute_type == "bfloat16":
-        return bfloat16_encoder(wm)
-    return quantize(wm) if compute_type == "int8" else wm
+        return bfloat16_encoder(loaded)
+    return quantize(loaded) if compute_type == "int8" else loaded
 
 
 def _use_sdpa_in_encoder(model: WhisperForConditionalGeneration) -> None:

@@ -24,6 +24,7 @@ import logging
 import platform
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +34,7 @@ import torch
 from voxindex.samples import samples
 
 if TYPE_CHECKING:
-    from voxindex.models.loader import WhisperModel
+    from voxindex.models.whisper import WhisperModel
 
 log = logging.getLogger("voxindex.models")
 
@@ -58,10 +59,10 @@ class Verdict:
         )
 
 
-def quantize(wm: WhisperModel, keep_original: bool = False) -> WhisperModel:
+def quantize(model: WhisperModel, keep_original: bool = False) -> WhisperModel:
     """A float32 CPU model with every linear layer dynamically quantized to int8 (in place,
     unless ``keep_original``: then a copy)."""
-    q = copy.deepcopy(wm) if keep_original else wm
+    q = copy.deepcopy(model) if keep_original else model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's notice that eager quantization moves to torchao
         torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
@@ -71,12 +72,12 @@ def quantize(wm: WhisperModel, keep_original: bool = False) -> WhisperModel:
     return q
 
 
-def bfloat16_encoder(wm: WhisperModel) -> WhisperModel:
+def bfloat16_encoder(model: WhisperModel) -> WhisperModel:
     """A float32 CPU model with its encoder in bfloat16 (in place)."""
-    wm.model.model.encoder.to(torch.bfloat16)
-    wm.encoder_dtype = torch.bfloat16
-    wm.compute_type = "bfloat16"
-    return wm
+    model.model.model.encoder.to(torch.bfloat16)
+    model.encoder_dtype = torch.bfloat16
+    model.compute_type = "bfloat16"
+    return model
 
 
 def amx_available() -> bool:
@@ -84,17 +85,19 @@ def amx_available() -> bool:
     return "amx_bf16" in _cpu_name().split()
 
 
-def choose_cpu_precision(wm: WhisperModel, cache_dir: Path | None) -> WhisperModel:
-    """``wm`` (float32, CPU), its bfloat16-encoder or its int8 copy, whichever the bundled
-    recordings say."""
-    cached = _cache_path(wm, cache_dir)
+def choose_cpu_precision(
+    model: WhisperModel, cache_dir: Path | None, count_errors: Callable[[WhisperModel], int]
+) -> WhisperModel:
+    """``model`` (float32, CPU), its bfloat16-encoder or its int8 copy, whichever makes the fewest
+    word errors (``count_errors``: reading the bundled recordings) says."""
+    cached = _cache_path(model, cache_dir)
     verdict = _read(cached)
     int8: WhisperModel | None = None
     if verdict is None:
-        int8 = quantize(wm, keep_original=True)
-        verdict = compare(int8, wm)
+        int8 = quantize(model, keep_original=True)
+        verdict = compare(int8, model, count_errors)
         if amx_available():
-            errors = count_errors(bfloat16_encoder(copy.deepcopy(wm)))
+            errors = count_errors(bfloat16_encoder(copy.deepcopy(model)))
             keep = errors <= verdict.float32_errors + TOLERANCE_WORDS
             verdict = Verdict(
                 "bfloat16" if keep else verdict.compute_type,
@@ -106,33 +109,22 @@ def choose_cpu_precision(wm: WhisperModel, cache_dir: Path | None) -> WhisperMod
         _write(cached, verdict)
     if verdict.compute_type == "bfloat16":
         log.info("compute type bfloat16 (encoder; decoder float32): %s", verdict.reason)
-        return bfloat16_encoder(wm)
+        return bfloat16_encoder(model)
     if verdict.compute_type == "float32":
         log.warning("compute type float32: int8 is less accurate on this processor (%s)", verdict.reason)
-        return wm
+        return model
     log.info("compute type int8: %s", verdict.reason)
-    return int8 or quantize(wm)
+    return int8 or quantize(model)
 
 
-def compare(int8: WhisperModel, float32: WhisperModel) -> Verdict:
+def compare(
+    int8: WhisperModel, float32: WhisperModel, count_errors: Callable[[WhisperModel], int]
+) -> Verdict:
     """Read the bundled recordings with both models and count word errors."""
-
     errors = [count_errors(int8), count_errors(float32)]
     keep = errors[0] <= errors[1] + TOLERANCE_WORDS
-    words = sum(len(_words(s.transcript)) for s in samples())
+    words = sum(len(words_of(s.transcript)) for s in samples())
     return Verdict("int8" if keep else "float32", errors[0], errors[1], words)
-
-
-def count_errors(wm: WhisperModel) -> int:
-    """Word errors reading the bundled recordings offline."""
-    from voxindex.audio import decode_file
-    from voxindex.transcribe import OfflineTranscriber
-
-    transcriber = OfflineTranscriber(wm)
-    return sum(
-        word_errors(_words(s.transcript), _words(transcriber.transcribe(decode_file(s.path)).text))
-        for s in samples()
-    )
 
 
 def word_errors(reference: list[str], hypothesis: list[str]) -> int:
@@ -145,18 +137,18 @@ def word_errors(reference: list[str], hypothesis: list[str]) -> int:
     return row[-1]
 
 
-def _words(text: str) -> list[str]:
+def words_of(text: str) -> list[str]:
     """Lower case, no punctuation, digits as words: "10 of Clubs." → ["ten", "of", "clubs"]."""
     words = re.findall(r"[a-z0-9']+", text.lower())
     return [_NUMBERS[int(w)] if w.isdigit() and int(w) < len(_NUMBERS) else w for w in words]
 
 
-def _cache_path(wm: WhisperModel, cache_dir: Path | None) -> Path | None:
+def _cache_path(model: WhisperModel, cache_dir: Path | None) -> Path | None:
     if cache_dir is None:
         return None
     engine = torch.backends.quantized.engine
     machine = f"{platform.machine()} {_cpu_name()} torch {torch.__version__} {engine}"
-    key = hashlib.sha256(f"{wm.name}|{machine}|v2".encode()).hexdigest()[:16]  # v2: bfloat16 tried
+    key = hashlib.sha256(f"{model.name}|{machine}|v2".encode()).hexdigest()[:16]  # v2: bfloat16 tried
     return cache_dir / f"precision-{key}.json"
 
 

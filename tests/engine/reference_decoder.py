@@ -1,122 +1,60 @@
 """The reference decoder: batched greedy decoding through transformers' decoder module.
 
-The engine decodes with ``runner.Runner`` (static KV cache, slots, logit rules as tensor ops);
-this path stays so tests and ``benchmarks/decode_step.py`` can check the runner against it.
-Every row carries its own prompt, language and timestamp mode; rows are left-padded to a
-common prefix length and masked. Logit rules follow OpenAI's decoder (suppress special
-tokens and blanks at the start, paired and monotonic timestamps), row by row in Python.
-The decode options, hypotheses and logit constants here are shared with the runner.
+The engine decodes with ``voxindex.engine.runner.Runner`` (static KV cache, slots, logit rules as
+tensor ops); this path is kept here so tests and ``benchmarks/decode_step.py`` can check the
+runner against it. Every row carries its own prompt, language and timestamp mode; rows are
+left-padded to a common prefix length and masked. Logit rules follow OpenAI's decoder (suppress
+special tokens and blanks at the start, paired and monotonic timestamps), row by row in Python.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import torch
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from voxindex.engine.encoder import encode
 from voxindex.engine.mel import N_FRAMES
-from voxindex.models.loader import WhisperModel
-
-MAX_INITIAL_TIMESTAMP_S = 1.0
-TIMESTAMP_RESOLUTION_S = 0.02
-# A row whose tail repeats the same n-gram this many times is in a loop and is stopped early.
-LOOP_REPEATS = 4
-LOOP_MAX_NGRAM = 12
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """What to decode for one row of a batch."""
-
-    prompt: tuple[int, ...] = ()
-    language: str | None = None  # None: English-only model or English; "auto": detect
-    task: str = "transcribe"  # or "translate": English text of any language (multilingual models)
-    timestamps: bool = False
-    max_tokens: int = 224
-    align: bool = False
-    num_frames: int = N_FRAMES  # mel frames holding real audio, for alignment
-
-
-@dataclass
-class Hypothesis:
-    """The decoded tokens of one row and what the policy needs to judge them."""
-
-    tokens: list[int]
-    token_logprobs: list[float]
-    no_speech_prob: float
-    language: str | None
-    looped: bool = False
-    # (alignment heads, rows, frames/2): cross-attention of the query predicting each token (+ eot)
-    attention: torch.Tensor | None = field(default=None, repr=False)
-    # best minus second-best logit at each step, when asked for (to tell near-ties in tests)
-    margins: list[float] | None = field(default=None, repr=False)
-
-    @property
-    def avg_logprob(self) -> float:
-        return sum(self.token_logprobs) / max(1, len(self.token_logprobs))
-
-
-def logit_constants(wm: WhisperModel) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """(suppressed tokens, tokens blank at the start) as vocabulary masks, the first timestamp
-    token and end of text."""
-    tok = wm.tokenizer
-    sp = tok.special
-    vocab = int(wm.model.config.vocab_size)
-    suppress = torch.zeros(vocab, dtype=torch.bool)
-    ids = [i for i in wm.suppress_tokens if 0 <= i < vocab] or tok.non_speech_tokens()
-    suppress[ids] = True
-    suppress[sp.eot + 1 : sp.timestamp_begin] = True  # sot, languages, tasks, no_speech, no_timestamps
-    blank = torch.zeros(vocab, dtype=torch.bool)
-    blank[[*tok.encode(" "), sp.eot]] = True
-    return suppress, blank, sp.timestamp_begin, sp.eot
-
-
-def sot_sequence(
-    wm: WhisperModel, language: str | None, timestamps: bool, task: str = "transcribe"
-) -> list[int]:
-    sp = wm.tokenizer.special
-    seq = [sp.sot]
-    if wm.multilingual:
-        seq += [
-            sp.languages.get(language or "en", sp.languages["en"]),
-            sp.translate if task == "translate" else sp.transcribe,
-        ]
-    if not timestamps:
-        seq.append(sp.no_timestamps)
-    return seq
+from voxindex.engine.runner.vocabulary import (
+    LOOP_MAX_NGRAM,
+    LOOP_REPEATS,
+    MAX_INITIAL_TIMESTAMP_S,
+    TIMESTAMP_RESOLUTION_S,
+    logit_constants,
+    sot_sequence,
+)
+from voxindex.engine.types import DecodeOptions, Hypothesis
+from voxindex.models.whisper import WhisperModel
 
 
 class Decoder:
     """The reference decode path (see the module's docstring)."""
 
-    def __init__(self, wm: WhisperModel, record_margins: bool = False) -> None:
-        self.wm = wm
-        self.tok = wm.tokenizer
-        suppress, blank, self.timestamp_begin, _ = logit_constants(wm)
-        self.suppress = suppress.to(wm.device)
+    def __init__(self, model: WhisperModel, record_margins: bool = False) -> None:
+        self.model = model
+        self.tok = model.tokenizer
+        suppress, blank, self.timestamp_begin, _ = logit_constants(model)
+        self.suppress = suppress.to(model.device)
         self.blank_ids = blank.nonzero()[:, 0].tolist()
-        self.max_positions = wm.max_target_positions
+        self.max_positions = model.max_target_positions
         self.record_margins = record_margins
 
     def encode(self, mels: torch.Tensor, frames: int = N_FRAMES) -> torch.Tensor:
-        return encode(self.wm, mels, frames)
+        return encode(self.model, mels, frames)
 
     def sot_sequence(self, language: str | None, timestamps: bool, task: str = "transcribe") -> list[int]:
-        return sot_sequence(self.wm, language, timestamps, task)
+        return sot_sequence(self.model, language, timestamps, task)
 
     @torch.inference_mode()
     def detect_language(self, encoder_out: torch.Tensor) -> list[str]:
         """Most likely language per row, from the logits after ``<|startoftranscript|>``."""
         sp = self.tok.special
-        if not self.wm.multilingual:
+        if not self.model.multilingual:
             return ["en"] * encoder_out.shape[0]
-        ids = torch.full((encoder_out.shape[0], 1), sp.sot, device=self.wm.device)
-        hidden = self.wm.model.model.decoder(
+        ids = torch.full((encoder_out.shape[0], 1), sp.sot, device=self.model.device)
+        hidden = self.model.model.model.decoder(
             input_ids=ids, encoder_hidden_states=encoder_out
         ).last_hidden_state
-        logits = self.wm.model.proj_out(hidden[:, -1]).float()
+        logits = self.model.model.proj_out(hidden[:, -1]).float()
         codes = list(sp.languages)
         lang_ids = torch.tensor([sp.languages[c] for c in codes], device=logits.device)
         best = logits[:, lang_ids].argmax(dim=-1).tolist()
@@ -126,7 +64,7 @@ class Decoder:
     def decode(self, encoder_out: torch.Tensor, options: list[DecodeOptions]) -> list[Hypothesis]:
         """Greedy-decode every row of ``encoder_out`` (B, frames, d) under its own options."""
         batch = len(options)
-        device = self.wm.device
+        device = self.model.device
         sp = self.tok.special
         languages: list[str | None] = [o.language for o in options]
         auto_rows = [i for i, o in enumerate(options) if o.language == "auto"]
@@ -134,7 +72,7 @@ class Decoder:
             detected = self.detect_language(encoder_out[auto_rows])
             for row, code in zip(auto_rows, detected, strict=True):
                 languages[row] = code
-        if not self.wm.multilingual:
+        if not self.model.multilingual:
             languages = [None] * batch
 
         prefixes = []
@@ -153,7 +91,7 @@ class Decoder:
         ids, mask = ids.to(device), mask.to(device)
         budget = [min(o.max_tokens, self.max_positions - width - 1) for o in options]
         max_steps = max(1, max(budget))
-        align = any(o.align for o in options) and bool(self.wm.alignment_heads)
+        align = any(o.align for o in options) and bool(self.model.alignment_heads)
         frames = max(o.num_frames for o in options) // 2
 
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
@@ -167,7 +105,7 @@ class Decoder:
         step_ids, positions = ids, (mask.cumsum(-1) - 1).clamp(min=0)
 
         for step in range(max_steps):
-            out = self.wm.model.model.decoder(
+            out = self.model.model.model.decoder(
                 input_ids=step_ids,
                 attention_mask=mask,
                 position_ids=positions,
@@ -178,15 +116,15 @@ class Decoder:
             )
             hidden = out.last_hidden_state
             if step == 0:
-                ns = self.wm.model.proj_out(hidden[torch.arange(batch), sot_index.to(device)]).float()
+                ns = self.model.model.proj_out(hidden[torch.arange(batch), sot_index.to(device)]).float()
                 no_speech = ns.softmax(-1)[:, sp.no_speech].tolist()
             if align:
                 heads = [
                     out.cross_attentions[layer][:, head, -1, :frames]
-                    for layer, head in self.wm.alignment_heads
+                    for layer, head in self.model.alignment_heads
                 ]
                 attn_rows.append(torch.stack(heads, dim=1).to(torch.float16).cpu())
-            logits = self.wm.model.proj_out(hidden[:, -1]).float()
+            logits = self.model.model.proj_out(hidden[:, -1]).float()
             logits = self._apply_rules(logits, tokens, options, first=step == 0)
             if self.record_margins:
                 top = logits.topk(2, dim=-1).values

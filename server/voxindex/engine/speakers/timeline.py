@@ -12,7 +12,7 @@ import dataclasses
 from collections import deque
 from dataclasses import dataclass
 
-from voxindex.engine.align import Word
+from voxindex.engine.types import Word
 
 MERGE_GAP_S = 0.3  # spans of one speaker closer than this become one
 

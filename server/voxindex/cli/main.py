@@ -191,14 +191,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "transcribe":
             return _transcribe(args, settings)
         if args.command == "serve":
-            from voxindex.api.app import serve
+            from voxindex.serve import serve
 
             serve(settings)
             return 0
         if args.command == "search":
             return _search(args, settings)
         if args.command == "stream":
-            from voxindex.stream_cli import stream
+            from voxindex.cli.stream import stream
 
             if (args.file is None) == (not args.mic):
                 print("error: invalid_request: give a FILE or --mic", file=sys.stderr)
@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             token = args.token or settings.token
             return stream(args.url, token, args.file, fast=args.fast, mic=args.mic)
         if args.command == "index":
-            from voxindex.upload import index_files
+            from voxindex.cli.index_files import index_files
 
             return index_files(
                 args.url, args.token or settings.token, args.files, wait=args.wait, as_json=args.json
@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "keys":
             return _keys(args, settings)
         if args.command == "bench":
-            from voxindex.bench import run_bench
+            from voxindex.cli.bench import run_bench
 
             return run_bench(settings, args.url, args.streams, args.seconds, args.json, args.flush_after)
     except AudioDecodeError as e:
@@ -240,7 +240,7 @@ def _fail(e: VoxError) -> None:
 def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
     from voxindex.api.transcripts import clock
     from voxindex.audio import decode_file
-    from voxindex.models.loader import load_model
+    from voxindex.loading import load_model
     from voxindex.transcribe import OfflineTranscriber
 
     # Decode every file first: a bad file fails fast, before the model is loaded.
@@ -357,6 +357,3 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
         print(line if len(line) <= width else line[: width - 1] + "…")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,7 +25,7 @@ import numpy as np
 
 from voxindex.audio import SAMPLE_RATE, Float32Array, decode_file
 from voxindex.config import Settings
-from voxindex.models.loader import WhisperModel
+from voxindex.models.whisper import WhisperModel
 from voxindex.samples import samples
 
 GAP_S = 0.8
@@ -225,7 +225,7 @@ def _start_server(settings: Settings, model: WhisperModel | None = None) -> tupl
 
     import uvicorn
 
-    from voxindex.api.app import create_app, wait_ready
+    from voxindex.serve import create_app, wait_ready
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,101 +5,42 @@ Writes: each replica keeps its own durable copy in local SQLite (``catalog``, wi
 and an outbox row per write in the same transaction; ``Outbox`` sends them to Milvus in order
 and a stream's final is sent only once Milvus acknowledged it. Reads (search, streams,
 transcripts) go to Milvus. Hybrid search is Milvus's own: a BM25 function on the text and a
-dense MiniLM vector, fused by reciprocal rank (RRF), both filtered by tenant, stream and time.
-"""
+dense MiniLM vector, fused by reciprocal rank (RRF), both filtered by tenant, stream and time."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
-from voxindex.engine.align import Word, word_dict
 from voxindex.engine.events import Final
-from voxindex.errors import InvalidRequestError, StoreUnavailableError
+from voxindex.engine.types import Word, word_dict
+from voxindex.errors import StoreUnavailableError
 from voxindex.index.base import IndexStats
-from voxindex.index.embed import DIMENSION, Embedder
+from voxindex.index.embed import Embedder
+from voxindex.index.milvus.collections import connect
+from voxindex.index.milvus.expressions import (
+    CANDIDATES,
+    QUERY_LIMIT,
+    SEGMENT_FIELDS,
+    STATS_TTL_S,
+    STREAM_FIELDS,
+    MilvusUrl,
+    expression,
+    literal,
+    segment_key,
+)
 from voxindex.index.outbox import Outbox
+from voxindex.index.records import Filters, OutboxRow, Segment, StreamRecord
 from voxindex.index.search import RRF_K, Hit, Mode
-from voxindex.index.store import STORE_FILE, Filters, OutboxRow, Segment, Store, StreamRecord
+from voxindex.index.sqlite import STORE_FILE, Store
 
 log = logging.getLogger("voxindex.index")
-
-CANDIDATES = 50  # hits taken from each side before fusion
-QUERY_LIMIT = 16_384  # Milvus's largest query window
-STATS_TTL_S = 5.0
-
-
-@dataclass(frozen=True)
-class MilvusUrl:
-    uri: str  # http://host:port
-    collection: str
-    token: str | None
-
-    @classmethod
-    def parse(cls, url: str) -> MilvusUrl:
-        """``milvus://host:port/collection[?token=user:password]``."""
-        parts = urlparse(url)
-        collection = parts.path.strip("/") or "voxindex"
-        if parts.scheme != "milvus" or not parts.hostname:
-            raise InvalidRequestError(f"store URL must look like milvus://host:19530/collection, got {url!r}")
-        if not collection.replace("_", "").isalnum() or not collection[0].isalpha():
-            raise InvalidRequestError(f"collection name {collection!r}: letters, digits and _ only")
-        token = parse_qs(parts.query).get("token", [None])[0]
-        return cls(f"http://{parts.hostname}:{parts.port or 19530}", collection, token)
-
-
-def segment_key(stream_id: str, segment_index: int) -> int:
-    """A segment's primary key in Milvus, the same on every replica and every retry (idempotent
-    upserts): 63 bits of a hash of stream id and index. Stream ids are unique across replicas."""
-    digest = hashlib.blake2b(f"{stream_id}/{segment_index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
-
-
-def literal(value: str) -> str:
-    """A string literal for a Milvus filter expression."""
-    return json.dumps(value)
-
-
-def expression(filters: Filters) -> str:
-    terms = ['stream_id != ""']
-    if filters.tenant is not None:
-        terms.append(f"tenant == {literal(filters.tenant)}")
-    if filters.stream_id is not None:
-        terms.append(f"stream_id == {literal(filters.stream_id)}")
-    if filters.since is not None:
-        terms.append(f"created >= {float(filters.since)!r}")
-    if filters.until is not None:
-        terms.append(f"created < {float(filters.until)!r}")
-    if filters.speaker is not None:
-        terms.append(f"speaker == {int(filters.speaker)}")
-    return " and ".join(terms)
-
-
-SEGMENT_FIELDS = [
-    "id",
-    "stream_id",
-    "tenant",
-    "segment_index",
-    "start",
-    "end",
-    "text",
-    "words",
-    "language",
-    "model",
-    "created",
-    "recording",
-    "speaker",
-]
-STREAM_FIELDS = ["stream_id", "tenant", "model", "created", "closed", "metadata"]
 
 
 class MilvusIndex:
@@ -152,83 +93,7 @@ class MilvusIndex:
             raise
 
     def _connect(self) -> Any:
-        from pymilvus import MilvusClient
-
-        client = MilvusClient(uri=self.url.uri, token=self.url.token or "", timeout=self.timeout_s)
-        if not client.has_collection(self.segments_collection):
-            self._create_segments(client)
-        elif "speaker" not in {
-            f["name"] for f in client.describe_collection(self.segments_collection)["fields"]
-        }:
-            from pymilvus import DataType  # a collection made before speaker labels existed
-
-            client.add_collection_field(self.segments_collection, "speaker", DataType.INT64, nullable=True)
-        if not client.has_collection(self.streams_collection):
-            self._create_streams(client)
-        for name in (self.segments_collection, self.streams_collection):
-            client.load_collection(name)  # a restarted Milvus holds them released
-        return client
-
-    def _add_speaker_field(self, client: Any) -> None:
-        """A collection made before speaker labels existed gains the (nullable) field."""
-        from pymilvus import DataType
-
-        fields = {f["name"] for f in client.describe_collection(self.segments_collection)["fields"]}
-        if "speaker" not in fields:
-            client.add_collection_field(self.segments_collection, "speaker", DataType.INT64, nullable=True)
-
-    def _create_segments(self, client: Any) -> None:
-        from pymilvus import DataType, Function, FunctionType, MilvusClient
-
-        s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        s.add_field("id", DataType.INT64, is_primary=True)
-        s.add_field("stream_id", DataType.VARCHAR, max_length=128)
-        s.add_field("tenant", DataType.VARCHAR, max_length=256)
-        s.add_field("segment_index", DataType.INT64)
-        s.add_field("start", DataType.DOUBLE)
-        s.add_field("end", DataType.DOUBLE)
-        s.add_field("text", DataType.VARCHAR, max_length=8192, enable_analyzer=True)
-        s.add_field("words", DataType.VARCHAR, max_length=65535)
-        s.add_field("language", DataType.VARCHAR, max_length=16)
-        s.add_field("model", DataType.VARCHAR, max_length=256)
-        s.add_field("created", DataType.DOUBLE)
-        s.add_field("recording", DataType.BOOL)
-        s.add_field("replica", DataType.VARCHAR, max_length=128)
-        s.add_field("speaker", DataType.INT64, nullable=True)  # a diarized segment's dominant label
-        s.add_field("vector", DataType.FLOAT_VECTOR, dim=DIMENSION)
-        s.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        s.add_function(
-            Function(
-                name="text_bm25",
-                function_type=FunctionType.BM25,
-                input_field_names=["text"],
-                output_field_names=["sparse"],
-            )
-        )
-        index = client.prepare_index_params()
-        index.add_index("vector", index_type="AUTOINDEX", metric_type="COSINE")
-        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-        client.create_collection(
-            self.segments_collection, schema=s, index_params=index, consistency_level="Strong"
-        )
-
-    def _create_streams(self, client: Any) -> None:
-        from pymilvus import DataType, MilvusClient
-
-        s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        s.add_field("stream_id", DataType.VARCHAR, max_length=128, is_primary=True)
-        s.add_field("tenant", DataType.VARCHAR, max_length=256)
-        s.add_field("model", DataType.VARCHAR, max_length=256)
-        s.add_field("created", DataType.DOUBLE)
-        s.add_field("closed", DataType.DOUBLE)  # -1 while open
-        s.add_field("metadata", DataType.VARCHAR, max_length=4096)
-        s.add_field("replica", DataType.VARCHAR, max_length=128)
-        s.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus requires a vector field
-        index = client.prepare_index_params()
-        index.add_index("unused", index_type="FLAT", metric_type="L2")
-        client.create_collection(
-            self.streams_collection, schema=s, index_params=index, consistency_level="Strong"
-        )
+        return connect(self.url, self.segments_collection, self.streams_collection, self.timeout_s)
 
     # ---------------- writes: local first, then the outbox ----------------
     def open_stream(self, stream_id: str, model: str, tenant: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from voxindex.config import Settings
 from voxindex.errors import InvalidRequestError
 from voxindex.index.base import TranscriptIndex
-from voxindex.index.store import STORE_FILE, Store
+from voxindex.index.sqlite import STORE_FILE, Store
 
 
 def local_dir(settings: Settings) -> Path:
@@ -31,7 +31,7 @@ def open_index(settings: Settings, device: str = "cpu") -> TranscriptIndex:
     ``device``: where the engine runs; on "cuda" embeddings (and FAISS search) use the GPU."""
     url = settings.store.strip()
     if url.startswith("sqlite://"):
-        from voxindex.index.service import LiveIndex
+        from voxindex.index.live import LiveIndex
 
         return LiveIndex.open(local_dir(settings), settings.ivf_threshold, device)
     if url.startswith("milvus://"):

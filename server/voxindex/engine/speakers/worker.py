@@ -20,8 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 from voxindex.audio import Float32Array
-from voxindex.engine.align import Word
-from voxindex.engine.speakers import Speakers, SpeakerTrack
+from voxindex.engine.speakers.history import SpeakerHistory
+from voxindex.engine.speakers.labeller import Speakers
+from voxindex.engine.types import Word
 
 log = logging.getLogger("voxindex.engine")
 
@@ -30,7 +31,7 @@ BATCH_S = 0.25  # windows gather this long into one encoder call
 
 @dataclass
 class _Hear:
-    track: SpeakerTrack
+    track: SpeakerHistory
     chunks: Float32Array
     probs: Float32Array
     ends: npt.NDArray[np.float64]
@@ -58,13 +59,13 @@ class SpeakerWorker:
             self._thread.join(timeout=5)
 
     def hear(
-        self, track: SpeakerTrack, chunks: Float32Array, probs: Float32Array, ends: npt.NDArray[np.float64]
+        self, track: SpeakerHistory, chunks: Float32Array, probs: Float32Array, ends: npt.NDArray[np.float64]
     ) -> None:
         with self._cv:
             self._inbox.append(_Hear(track, chunks, probs, ends))
             self._cv.notify()
 
-    def label_now(self, track: SpeakerTrack, words: list[Word]) -> list[Word]:
+    def label_now(self, track: SpeakerHistory, words: list[Word]) -> list[Word]:
         """A final's words with their speakers, now (engine thread)."""
         with self._cv:
             mine = [item for item in self._inbox if item.track is track]

@@ -1,46 +1,22 @@
-"""Speaker labels for live streams (online) and recordings (whole file).
-
-Live: a diarized stream's voiced audio (VAD chunks of 32 ms, silence left out) is read in
-windows of ``WINDOW_S`` every ``HOP_S`` of voice, never across a pause. ``Speakers.embed`` runs
-the speaker encoder over every stream's due windows in one batch, on the model's device (the
-speaker worker calls it, off the engine's thread). A window labels the middle of its span (its
-edges belong to the windows before and after), so a change of speaker moves the labels within
-~``HOP_S``. When a final is made, ``label`` reads the voice not yet windowed (one short window)
-and ``SpeakerTrack.resolve`` assigns the windows read since the last final together, so the
-final carries labels for all its words without waiting for later audio.
-
-Recordings: ``diarize_recording`` reads the whole file's voiced windows, clusters them all at
-once (agglomerative, better than online: every window sees every other), and returns the
-timeline the recording's segments are labelled from.
-"""
+"""One diarized stream's speaker history: its voice windows, clusters and labelled timeline."""
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from voxindex.audio import Float32Array
-from voxindex.engine.align import Word
-from voxindex.engine.clusters import (
-    GROUP,
-    MAX_SPEAKERS,
+from voxindex.engine.speakers.clusters import (
     NEW_ALONE,
     OnlineClusters,
     Vector,
     cluster_offline,
-    softmax_share,
 )
-from voxindex.engine.speaker_labels import Timeline
-from voxindex.engine.vad import CHUNK, CHUNK_S
-from voxindex.errors import SpeakersUnavailableError
-from voxindex.models.speaker import SpeakerEncoder
-
-log = logging.getLogger("voxindex.engine")
+from voxindex.engine.speakers.timeline import Timeline
+from voxindex.engine.vad import CHUNK_S
 
 WINDOW_S = 1.2
 HOP_S = 0.4
@@ -66,7 +42,7 @@ class Window:
 
 
 @dataclass
-class SpeakerTrack:
+class SpeakerHistory:
     """One diarized stream's speakers: recent voice, clusters (centroids only), the windows read
     since the last final, and the labels."""
 
@@ -170,111 +146,12 @@ class SpeakerTrack:
 
     def _write(self, w: Window, speaker: int, e: Vector) -> None:
         confidence = self.clusters.confidence(speaker, e)
-        self._labelled = _label_window(self.timeline, w, self._labelled, speaker, confidence)
+        self._labelled = label_window(self.timeline, w, self._labelled, speaker, confidence)
 
 
-def _label_window(timeline: Timeline, w: Window, labelled: float, speaker: int, confidence: float) -> float:
+def label_window(timeline: Timeline, w: Window, labelled: float, speaker: int, confidence: float) -> float:
     """Label the chunks of ``w`` after ``labelled`` up to its ``through``; the new last label."""
     fresh = w.ends[(w.ends > labelled) & (w.ends <= w.through)]
     for end in fresh:
         timeline.add(end - CHUNK_S, end, speaker, confidence)
     return float(fresh[-1]) if fresh.size else labelled
-
-
-class Speakers:
-    """The speaker encoder and the batched work over every diarized stream."""
-
-    def __init__(self, encoder: SpeakerEncoder) -> None:
-        self.encoder = encoder
-        self._due: list[tuple[SpeakerTrack, Window]] = []
-
-    def hear(
-        self, track: SpeakerTrack, chunks: Float32Array, probs: Float32Array, ends: npt.NDArray[np.float64]
-    ) -> None:
-        self._due += [(track, w) for w in track.hear(chunks, probs, ends)]
-
-    def embed(self) -> int:
-        """Embed every window due, in one batch, and place each in its stream. Returns how many."""
-        due, self._due = self._due, []
-        if not due:
-            return 0
-        for (track, w), e in zip(due, self.embeddings([w.audio for _, w in due]), strict=True):
-            w.embedding = e
-            w.audio = w.audio[:0]  # only the embedding is kept
-            track.read.append(w)
-        return len(due)
-
-    def label(self, track: SpeakerTrack, words: list[Word]) -> list[Word]:
-        """A final's words with their speakers (the voice not yet windowed is read first)."""
-        self.embed()
-        until = words[-1].end if words else float("inf")
-        w = track.tail() if track.needs_tail(until) else None
-        if w is not None:
-            w.embedding = self.embeddings([w.audio])[0]
-            track.read.append(w)
-        track.resolve(until)
-        labelled = track.timeline.label(words)
-        if words:
-            track.timeline.forget_before(words[-1].end - FORGET_S)
-        return labelled
-
-    def embeddings(self, clips: list[Float32Array]) -> list[Vector]:
-        """Unit embeddings of clips (padded to the longest by repetition of nothing: zeros at
-        the front, which the LSTM's final state forgets)."""
-        n = max(c.size for c in clips)
-        batch = np.zeros((len(clips), n), np.float32)
-        for i, c in enumerate(clips):
-            batch[i, n - c.size :] = c
-        out = self.encoder(torch.from_numpy(batch)).float().cpu().numpy()
-        return list(out)
-
-
-def diarize_recording(
-    speakers: Speakers,
-    audio: Float32Array,
-    speech: npt.NDArray[np.float32],
-    join: float = GROUP,
-    max_speakers: int = MAX_SPEAKERS,
-) -> Timeline:
-    """A whole recording's speaker timeline: voiced windows (``speech``: VAD probability per
-    chunk), embedded in batches, clustered all at once."""
-    n = min(len(speech), audio.size // CHUNK)
-    chunks = audio[: n * CHUNK].reshape(n, CHUNK)
-    ends = np.arange(1, n + 1, dtype=np.float64) * CHUNK_S
-    track = SpeakerTrack()
-    windows = track.hear(chunks, speech[:n], ends)
-    tail = track.tail()
-    if tail is not None:
-        windows.append(tail)
-    timeline = Timeline()
-    if not windows:
-        return timeline
-    vectors: list[Vector] = []
-    for i in range(0, len(windows), 64):
-        vectors += speakers.embeddings([w.audio for w in windows[i : i + 64]])
-    embeddings = np.stack(vectors)
-    step = max(1, -(-len(windows) // MAX_OFFLINE_WINDOWS))
-    sample = cluster_offline(embeddings[::step], join, max_speakers)
-    centroids = np.stack(
-        [embeddings[::step][np.array(sample) == k].mean(axis=0) for k in range(max(sample) + 1)]
-    )
-    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    sims = embeddings @ centroids.T
-    labels = sims.argmax(axis=1)
-    labelled = -1.0
-    for w, k, row in zip(windows, labels, sims, strict=True):
-        confidence = softmax_share(row, int(k)) if len(row) > 1 else 1.0
-        labelled = _label_window(timeline, w, labelled, int(k), confidence)
-    return timeline
-
-
-def load_speakers(device: torch.device) -> Speakers | None:
-    """The speaker encoder on ``device``, warmed up; None (logged) where its weights are not
-    installed: streams asking for ``diarize`` then get ``speakers_unavailable``."""
-    try:
-        speakers = Speakers(SpeakerEncoder(device))
-    except SpeakersUnavailableError as e:
-        log.warning("speaker labels unavailable: %s", e.message)
-        return None
-    speakers.embeddings([np.zeros(WINDOW_CHUNKS * CHUNK, np.float32)] * 2)
-    return speakers

@@ -11,8 +11,9 @@ from voxindex.engine.events import Final
 from voxindex.index.base import IndexStats
 from voxindex.index.embed import Embedder
 from voxindex.index.indexer import Indexer
+from voxindex.index.records import Filters, Segment, StreamRecord
 from voxindex.index.search import Hit, Mode, Searcher
-from voxindex.index.store import STORE_FILE, Filters, Segment, Store, StreamRecord
+from voxindex.index.sqlite import STORE_FILE, Store
 
 
 @dataclass

@@ -1,0 +1,326 @@
+"""One stream's utterance as a state machine: VAD decisions → start and end → confirmed words
+and tail → the ``Final``.
+
+The scheduler feeds it audio with VAD decisions (``hear``), readings (``read``) and turns
+(``interpret``, ``close``), asks it what it needs (``needs_final_reading``, ``wants_interim``,
+``window``) and takes the events it emits (``take_events``). It never reads the model and never
+touches the store; everything about one utterance's life is here:
+
+- QUIET → SPEAKING when the endpointer hears a run of speech (``SpeechStarted``); audio before
+  the pre-roll is forgotten;
+- SPEAKING: each accepted reading confirms the words two readings agree on (LocalAgreement-2)
+  and shows the rest as the tail (``Interim``); in long unbroken speech, whole confirmed
+  sentences become finals;
+- SPEAKING → ENDING when the utterance should end (``Ending``): the endpointer's silence, a
+  flush, the close of the stream, or a window about to overflow. Where a turn detector decides
+  that speech ended, it decides here, in ``_end_of_speech``;
+- ENDING → QUIET (or SPEAKING again, after a flush or a full window) with the ``Final``, made
+  from a reading that heard the whole utterance (``policy.final_words``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from voxindex.audio import SAMPLE_RATE, Float32Array
+from voxindex.engine.events import Event, Final, Interim, SpeechEnded, SpeechStarted
+from voxindex.engine.held_audio import HeldAudio
+from voxindex.engine.policy import agreed_prefix, final_words, join_words, last_sentence_end, past_confirmed
+from voxindex.engine.prompting import StreamPrompt
+from voxindex.engine.reading import MAX_WINDOW_AUDIO_S, Reading
+from voxindex.engine.types import StreamOptions, Word
+from voxindex.engine.vad import CHUNK, CHUNK_S, Endpointer, VadState
+
+PREROLL_S = 0.8  # audio kept before detected speech: onsets are soft, VAD needs ~100 ms, and Whisper
+# misreads a first word it hears with too little before it ("old-sposed", BENCHMARKS.md "accuracy")
+MAX_UTTERANCE_S = 25.0  # force a final before the window (30 s) is full
+SENTENCE_FINAL_AFTER_S = 8.0  # in long unbroken speech, finalize confirmed sentences past this
+ENDPOINT_TAIL_S = 0.3  # audio kept after the last voiced chunk when reading an ended utterance
+FRESH_MARGIN_S = 0.1  # a reading that heard this far past the end of speech serves as the final
+
+
+class Phase(enum.IntEnum):
+    QUIET = 0  # no utterance
+    SPEAKING = 1  # an utterance is heard; interim readings follow it
+    ENDING = 2  # its end is decided; the final waits for a reading of the whole utterance
+
+
+class Ending(enum.Enum):
+    """Why an utterance ends (a ``Final``'s ``reason``)."""
+
+    ENDPOINT = "endpoint"
+    FLUSH = "flush"
+    CLOSE = "close"
+    WINDOW = "window"
+
+
+class Emitted(NamedTuple):
+    """An event, and the stream time its latency is measured from (the onset of speech for an
+    utterance's first interim, the end of speech for a final), if any."""
+
+    event: Event
+    since: float | None = None
+
+
+class Utterance:
+    def __init__(self, options: StreamOptions, prompt: StreamPrompt) -> None:
+        self.options = options
+        self.prompt = prompt  # own past text after the key terms and context
+        self.audio = HeldAudio()
+        self.vad = VadState()  # the VAD network's state for this stream
+        self.endpointer = Endpointer(options.endpointing_ms / 1000)
+        self.phase = Phase.QUIET
+        self.ending: Ending | None = None  # set while ENDING
+        self.speech_end: float | None = None  # when the ending utterance stopped being voiced
+        self.language: str | None = None  # detected ("auto"), else the stream's
+        self.segment_id = 0
+        self.finals = 0
+        # VAD decisions not yet interpreted: (probability, chunk end time)
+        self._decisions: deque[tuple[float, float]] = deque()
+        self._vad_samples = 0
+        self._seen = -1  # ``audio.received`` when decisions were last interpreted
+        self.heard = 0.0  # stream time up to which decisions are interpreted
+        self._final_until = 0.0  # the end of the audio the final reading reads
+        self._confirmed: list[Word] = []  # words two readings agreed on: never retracted
+        self._tail: list[Word] = []  # the latest reading past the confirmed words
+        # the latest reading's words from audio.start (the whole utterance as far as it heard),
+        # or None when that reading was rejected: the final's words come from here
+        self._heard_words: list[Word] | None = None
+        self._said: list[Word] = []  # last words of sentences finalized mid-utterance
+        self.read_until = 0.0  # stream time the latest reading had heard up to
+        self._last_interim = ""
+        self._onset: float | None = None  # the utterance's start, until its first interim
+        self._events: list[Emitted] = []
+
+    # ---------------- what the scheduler asks ----------------
+    @property
+    def received(self) -> int:
+        return self.audio.received
+
+    @property
+    def pending_decisions(self) -> int:
+        return len(self._decisions)
+
+    @property
+    def has_news(self) -> bool:
+        """Whether decisions wait or audio came since they were last interpreted."""
+        return bool(self._decisions) or self.audio.received != self._seen
+
+    @property
+    def unread_s(self) -> float:
+        """Audio of the utterance heard but not yet read by the model."""
+        if self.phase == Phase.QUIET:
+            return 0.0
+        return max(0.0, self.audio.now - max(self.read_until, self.audio.start))
+
+    @property
+    def final_is_fresh(self) -> bool:
+        """Whether the latest reading already heard the whole ending utterance and was
+        accepted, so the final needs no model call."""
+        return (
+            self.ending == Ending.ENDPOINT
+            and self.speech_end is not None
+            and self._heard_words is not None
+            and self.read_until >= self.speech_end + FRESH_MARGIN_S
+        )
+
+    @property
+    def needs_final_reading(self) -> bool:
+        return self.phase == Phase.ENDING and not self.final_is_fresh
+
+    def wants_interim(self, interval: float) -> bool:
+        """Whether ``interval`` seconds of speech arrived since the latest reading."""
+        return (
+            self.phase == Phase.SPEAKING and self.heard - max(self.read_until, self.audio.start) >= interval
+        )
+
+    def interim_is_stale(self, reading_end: float) -> bool:
+        """Whether an interim reading in flight (of audio up to ``reading_end``) is of no use
+        now that the utterance is ending: it is, unless it hears the end of speech."""
+        if self.phase != Phase.ENDING:
+            return False
+        hears_end = reading_end >= (self.speech_end or 0.0) + FRESH_MARGIN_S
+        return not (self.ending == Ending.ENDPOINT and hears_end)
+
+    def window(self) -> tuple[float, float]:
+        """The stream times the next reading reads: the utterance so far, or for a final up to
+        just past where speech ended."""
+        until = self._final_until if self.phase == Phase.ENDING else self.heard
+        return self.audio.start, min(until, self.audio.start + MAX_WINDOW_AUDIO_S, self.audio.now)
+
+    def take_events(self) -> list[Emitted]:
+        events, self._events = self._events, []
+        return events
+
+    # ---------------- fed by the scheduler ----------------
+    def hear(self, audio: Float32Array, probs: Float32Array | None) -> Float32Array:
+        """New audio and its VAD probabilities, one per whole 32 ms chunk (``None``: no VAD,
+        every chunk is speech). Returns the probabilities."""
+        self.audio.append(audio)
+        if probs is None:
+            n = (self._vad_samples % CHUNK + audio.size) // CHUNK
+            probs = np.ones(n, np.float32)
+        first = self._vad_samples // CHUNK
+        for k, prob in enumerate(probs):
+            self._decisions.append((float(prob), (first + k + 1) * CHUNK / SAMPLE_RATE))
+        self._vad_samples += len(probs) * CHUNK
+        return probs
+
+    def chunks_of(
+        self, probs: Float32Array
+    ) -> tuple[Float32Array, Float32Array, npt.NDArray[np.float64]] | None:
+        """The latest ``hear``'s whole chunks (chunks × 512 samples), their probabilities and end
+        times (what the speaker windows read), or None if that audio is no longer held."""
+        first = self._vad_samples - len(probs) * CHUNK
+        audio = self.audio.between(first / SAMPLE_RATE, self._vad_samples / SAMPLE_RATE)
+        if audio.size != len(probs) * CHUNK:
+            return None
+        ends = (first / CHUNK + np.arange(1, len(probs) + 1, dtype=np.float64)) * CHUNK_S
+        # copies: a view would keep the stream's old buffer alive
+        return audio.reshape(-1, CHUNK).copy(), probs.copy(), ends
+
+    def interpret(self, flush: bool = False) -> None:
+        """Interpret queued VAD decisions, pausing while the utterance awaits its final; a
+        ``flush`` ends the utterance being heard."""
+        self._seen = self.audio.received
+        while self.phase != Phase.ENDING and self._decisions:
+            prob, t = self._decisions.popleft()
+            self.heard = t
+            began, ended = self.endpointer.update(prob, t)
+            if began is not None:
+                self._start(began)
+            if ended is not None and self.phase == Phase.SPEAKING:
+                self._end_of_speech(ended)
+            elif self.phase == Phase.SPEAKING and t - self.audio.start >= MAX_UTTERANCE_S:
+                self._end(Ending.WINDOW, t)
+        if self.phase == Phase.QUIET:
+            self.audio.drop_before(self.heard - PREROLL_S)
+        if flush and self.phase == Phase.SPEAKING:
+            self._end(Ending.FLUSH, self.heard)
+
+    def close(self) -> bool:
+        """The stream's audio is over and interpreted: end the utterance being heard. Returns
+        whether nothing is left to finalize."""
+        if self.phase == Phase.SPEAKING:
+            self._end(Ending.CLOSE, self.audio.now)
+            return False
+        return self.phase == Phase.QUIET
+
+    def read(self, reading: Reading, reading_end: float, final: bool) -> bool:
+        """A reading of the audio up to ``reading_end``. ``final``: it was scheduled for the
+        ending utterance. An interim reading admitted before the utterance ended only updates
+        the interim; the final gets a reading of its own (or this one, if it already heard the
+        end: ``final_is_fresh``). Returns whether it made the final."""
+        self.read_until = reading_end
+        if reading.language and self.options.language in (None, "auto"):
+            self.language = self.language or reading.language
+        self._heard_words = None if reading.rejected else reading.words
+        if final and self.phase == Phase.ENDING:
+            self.finalize()
+            return True
+        if not reading.rejected:  # a rejected reading heard nothing: the interim stands
+            new = past_confirmed(self._confirmed, reading.words)
+            agreed = agreed_prefix(self._tail, new)
+            self._confirmed += new[:agreed]
+            self._tail = new[agreed:]
+            self._send_interim()
+            if self.phase == Phase.SPEAKING:
+                self._finalize_long_sentences()
+        return False
+
+    def finalize(self) -> None:
+        """Send the ending utterance's final from the latest reading (``policy.final_words``)."""
+        ending = self.ending
+        if ending == Ending.WINDOW and self._confirmed:
+            # the confirmed words, and whole sentences the window's reading heard past them;
+            # keep the rest for the next segment: it may end in a word cut in half
+            heard = self._heard_words
+            rest = past_confirmed(self._confirmed, heard) if heard else self._tail
+            sentences = last_sentence_end(rest) if heard else 0
+            words, rest = self._confirmed + rest[:sentences], rest[sentences:]
+            cut = rest[0].start if rest else self._final_until
+        else:
+            heard = self._heard_words
+            if heard is not None and self._said:  # a sentence was finalized already: not twice
+                heard = past_confirmed(self._said, heard)
+            words = final_words(self._confirmed, self._tail, heard, self.speech_end or self.heard)
+            cut = self._final_until
+        self._emit_final(words, ending.value if ending is not None else "close", self.speech_end)
+        self._forget_words()
+        self.audio.drop_before(min(cut, self.audio.now))
+        self.read_until = self.audio.start
+        self.ending = None
+        if ending in (Ending.ENDPOINT, Ending.CLOSE):
+            self.phase = Phase.QUIET
+            if ending == Ending.ENDPOINT:
+                self._emit(SpeechEnded(round(self.speech_end or self.heard, 3)))
+        else:
+            self.phase = Phase.SPEAKING
+
+    # ---------------- transitions ----------------
+    def _start(self, began: float) -> None:
+        self.phase = Phase.SPEAKING
+        self.audio.drop_before(max(self.audio.start, began - PREROLL_S))
+        self._forget_words()
+        self.read_until = self.audio.start
+        self._onset = began
+        self._emit(SpeechStarted(round(began, 3)))
+
+    def _end_of_speech(self, ended: float) -> None:
+        """The endpointer heard ``endpointing_ms`` of silence after speech that stopped at
+        ``ended``: the utterance ends there."""
+        self._end(Ending.ENDPOINT, ended)
+
+    def _end(self, why: Ending, until: float) -> None:
+        self.phase, self.ending = Phase.ENDING, why
+        self.speech_end = until
+        self._final_until = until + (ENDPOINT_TAIL_S if why == Ending.ENDPOINT else 0.0)
+
+    def _forget_words(self) -> None:
+        self._confirmed, self._tail, self._heard_words, self._said = [], [], None, []
+
+    # ---------------- events ----------------
+    def _emit(self, event: Event, since: float | None = None) -> None:
+        self._events.append(Emitted(event, since))
+
+    def _send_interim(self) -> None:
+        words = self._confirmed + self._tail
+        text = join_words(words)
+        if not self.options.interim_results or not text or text == self._last_interim:
+            return
+        self._last_interim = text
+        onset, self._onset = self._onset, None
+        interim = Interim(self.segment_id, text, words[0].start, words[-1].end, join_words(self._confirmed))
+        self._emit(interim, onset)
+
+    def _finalize_long_sentences(self) -> None:
+        """In long unbroken speech, send confirmed whole sentences as finals rather than wait."""
+        if self.heard - self.audio.start < SENTENCE_FINAL_AFTER_S:
+            return
+        n = last_sentence_end(self._confirmed)
+        if n:
+            self._emit_final(self._confirmed[:n], "sentence", None)
+            self._said = self._confirmed[max(0, n - 5) : n]
+            self._confirmed = self._confirmed[n:]
+            self._heard_words = self._confirmed + self._tail  # what the reading heard past the sentence
+            self.audio.drop_before(self._heard_words[0].start if self._heard_words else self._said[-1].end)
+
+    def _emit_final(self, words: list[Word], reason: str, speech_end: float | None) -> None:
+        self._last_interim = ""
+        if not words:
+            return
+        language = self.language or self.options.language
+        final = Final(
+            self.segment_id, join_words(words), words[0].start, words[-1].end, list(words), language, reason
+        )
+        # the others end where speech (or the client's audio) ended
+        since = None if reason == "sentence" else (speech_end if speech_end is not None else words[-1].end)
+        self._emit(final, since)
+        self.prompt.said(final.text)
+        self.segment_id += 1
+        self.finals += 1
