@@ -77,9 +77,6 @@ class WhisperTokenizer:
         """Decoded text of one token (may be a partial UTF-8 sequence, shown as U+FFFD)."""
         return str(self._tok.decode([token_id], skip_special_tokens=False))
 
-    def is_timestamp(self, token_id: int) -> bool:
-        return token_id >= self.special.timestamp_begin
-
     def non_speech_tokens(self) -> list[int]:
         """Ids that would spell speaker tags, sound-effect brackets and music notes (as OpenAI's)."""
         symbols = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』')
