@@ -79,7 +79,7 @@ def test_silence_ends_the_utterance_and_its_final_comes_from_a_reading_of_the_wh
     hear(u, 0.0, 20)  # 0.64 s of silence
     assert u.phase == Phase.ENDING and u.ending == Ending.ENDPOINT
     assert u.needs_final_reading  # the interims never heard the end
-    start, until = u.window()
+    _start, until = u.window()
     assert until == pytest.approx(u.speech_end + 0.3)  # just past the end of speech
     assert u.read(Reading(words(("Ten", 0.4), ("of", 0.8), ("clubs.", 1.2))), until, final=True)
     final, ended = events(u)
