@@ -356,4 +356,3 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
         line = f"{hit['score']:7.4f}  {source:<13} {clock(hit['start']):<12}  {hit['text']}"
         print(line if len(line) <= width else line[: width - 1] + "…")
     return 0
-
