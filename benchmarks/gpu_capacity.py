@@ -60,6 +60,8 @@ from voxindex.engine.events import Closed, Error, Final, Interim  # noqa: E402
 from voxindex.engine.executor import window_frames  # noqa: E402
 from voxindex.engine.mel import LogMel  # noqa: E402
 from voxindex.engine.runner import BUCKETS, NEG, Runner  # noqa: E402
+from voxindex.engine.runner.batch import PersistentBatch  # noqa: E402
+from voxindex.engine.runner.sampler import Sampler  # noqa: E402
 from voxindex.engine.scheduler import Scheduler  # noqa: E402
 from voxindex.engine.types import StreamOptions  # noqa: E402
 from voxindex.loading import load_model  # noqa: E402
@@ -138,48 +140,50 @@ def plan(
 
 
 # ---------------- models ----------------
-class ScriptedRunner(Runner):
-    """A runner whose readings say real transcript tokens, as many as the length model gives
+class ScriptedSampler(Sampler):
+    """The sampler, choosing the tokens of a real transcript, as many as the length model gives
     (random weights would say anything for any length). Everything the step computes is
     computed; the logits are replaced just before the rules choose."""
 
-    script: torch.Tensor  # (slots, budget) tokens
-    length: torch.Tensor  # (slots,) tokens each reading says before end of text
+    def __init__(self, model: WhisperModel, batch: PersistentBatch) -> None:
+        super().__init__(model, batch)
+        self.script = batch.declare((batch.capacity, batch.budget_len), torch.long)  # tokens to say
+        self.length = batch.declare((batch.capacity,), torch.long)  # tokens before end of text
+
+    def __call__(
+        self, logits: torch.Tensor, attention: torch.Tensor, width: int, frames: int, full: bool
+    ) -> torch.Tensor:
+        count = self.batch.count[:width]
+        said = self.script[:width].gather(1, count.clamp(max=self.script.shape[1] - 1)[:, None])[:, 0]
+        target = torch.where(count < self.length[:width], said, self.eot)
+        forced = torch.full_like(logits, NEG).scatter_(1, target[:, None], 0.0)
+        return super().__call__(forced, attention, width, frames, full)
+
+
+class ScriptedRunner(Runner):
+    """A runner whose readings say real transcript tokens (``ScriptedSampler``)."""
 
     def setup(self, corpus: list[int], tokens_per_second: float) -> None:
+        self.sampler = scripted = ScriptedSampler(self.model, self.batch)
         banned = set(self.model.suppress_tokens)
-        said = [t for t in corpus if t < self.eot and t not in banned]  # tokens the rules allow
-        said = said * (1 + 2 * self.history.shape[1] // max(1, len(said)))
+        said = [t for t in corpus if t < scripted.eot and t not in banned]  # tokens the rules allow
+        said = said * (1 + 2 * self.batch.budget_len // max(1, len(said)))
         self.corpus = torch.tensor(said, device=self.model.device)
         self.rate = tokens_per_second
-        self.script = torch.zeros_like(self.history)
-        self.length = torch.zeros_like(self.count)
         self.rng = np.random.default_rng(0)
 
     def admit(self, encoded: torch.Tensor, options: list[Any]) -> list[int]:
         first = len(self.rows)
         keys = super().admit(encoded, options)
-        budget = self.script.shape[1] - 1
+        scripted = self.sampler
+        assert isinstance(scripted, ScriptedSampler)
+        budget = scripted.script.shape[1] - 1
         for j, opt in enumerate(options):
             n = min(budget, max(1, round(self.rate * opt.num_frames / 100)))
             start = int(self.rng.integers(0, len(self.corpus) - n))
-            self.script[first + j, :n] = self.corpus[start : start + n]
-            self.length[first + j] = n
+            scripted.script[first + j, :n] = self.corpus[start : start + n]
+            scripted.length[first + j] = n
         return keys
-
-    def _move(self, src: int, dst: int) -> None:
-        super()._move(src, dst)
-        self.script[dst] = self.script[src]
-        self.length[dst] = self.length[src]
-
-    def _choose(
-        self, logits: torch.Tensor, attention: torch.Tensor, width: int, frames: int, full: bool
-    ) -> None:
-        count = self.count[:width]
-        said = self.script[:width].gather(1, count.clamp(max=self.script.shape[1] - 1)[:, None])[:, 0]
-        target = torch.where(count < self.length[:width], said, self.eot)
-        forced = torch.full_like(logits, NEG).scatter_(1, target[:, None], 0.0)
-        super()._choose(forced, attention, width, frames, full)
 
 
 def random_model(name: str, bundle: Path | None, device: torch.device) -> WhisperModel:

@@ -41,12 +41,12 @@ def test_an_int8_model_that_hears_worse_is_refused_and_the_verdict_is_cached(
     verdict = precision.compare(damaged, float32, count_errors)
     assert verdict.compute_type == "float32" and verdict.int8_errors > verdict.float32_errors + 1
 
-    monkeypatch.setattr(precision, "compare", lambda int8, f32: verdict)
+    monkeypatch.setattr(precision, "compare", lambda int8, f32, count: verdict)
     monkeypatch.setattr(precision, "amx_available", lambda: False)  # int8 against float32 only
     chosen = precision.choose_cpu_precision(float32, tmp_path, count_errors)
     assert chosen is float32 and chosen.compute_type == "float32"
 
-    def must_not_run(int8: WhisperModel, f32: WhisperModel) -> precision.Verdict:
+    def must_not_run(int8: WhisperModel, f32: WhisperModel, count: object) -> precision.Verdict:
         raise AssertionError("the cached verdict should have been used")
 
     monkeypatch.setattr(precision, "compare", must_not_run)  # a second start reads the cache

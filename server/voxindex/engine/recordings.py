@@ -127,7 +127,7 @@ class RecordingWork:
     segments: int = 0  # segments committed so far (their index continues from here)
     cancelled: bool = False
     detected: str | None = None
-    speakers: Timeline | None = None  # the whole file's speaker labels (engine/speakers.py)
+    speakers: Timeline | None = None  # the whole file's speaker labels (engine/speakers/)
     task: str = "transcribe"  # or "translate": English text
 
     @property

@@ -54,7 +54,7 @@ class PersistentBatch:
         self._declared: list[_Declared] = []
         n, h, d, t = shape.layers, shape.heads, shape.head_dim, shape.max_tokens
         self.budget_len = t // 2 + 1  # the most tokens a row may generate, plus end of text
-        new = self._declare
+        new = self.declare
         self.k = new((n, slots, h, t, d), dtype, slot_dim=1, used={3: "keys"})
         self.v = new((n, slots, h, t, d), dtype, slot_dim=1, used={3: "keys"})
         # cross-attention keys are stored transposed (head_dim × frames): a step's q·K is then a
@@ -81,7 +81,7 @@ class PersistentBatch:
         self.choice = new((slots,), torch.long)  # the token each row chose at the last step
         self.arange = torch.arange(slots, device=device)
 
-    def _declare(
+    def declare(
         self,
         size: tuple[int, ...],
         dtype: torch.dtype,
@@ -89,6 +89,7 @@ class PersistentBatch:
         used: dict[int, str] | None = None,
         fill: int = 0,
     ) -> torch.Tensor:
+        """A new per-slot tensor, moved and reset with its row from now on."""
         tensor = torch.full(size, fill, device=self.device, dtype=dtype)
         self._declared.append(_Declared(tensor, slot_dim, tuple((used or {}).items())))
         return tensor

@@ -49,8 +49,10 @@ class SpeakerHistory:
     clusters: OnlineClusters = field(default_factory=OnlineClusters)
     timeline: Timeline = field(default_factory=Timeline)
     read: list[Window] = field(default_factory=list)  # embedded, not labelled yet (this utterance)
-    _audio: deque[Float32Array] = field(default_factory=lambda: deque(maxlen=WINDOW_CHUNKS))
-    _ends: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW_CHUNKS))
+    # the current stretch of voice, long enough for a final's tail window ending before the
+    # newest chunks (a full window is the last WINDOW_CHUNKS of it)
+    _audio: deque[Float32Array] = field(default_factory=lambda: deque(maxlen=2 * WINDOW_CHUNKS))
+    _ends: deque[float] = field(default_factory=lambda: deque(maxlen=2 * WINDOW_CHUNKS))
     _since: int = 0  # voiced chunks since the last window
     _labelled: float = -1.0  # end time of the last labelled chunk
     _unread: bool = False  # voice arrived since the last window
@@ -73,38 +75,52 @@ class SpeakerHistory:
             self._ends.append(float(end))
             self._since += 1
             self._unread = True
-            if len(self._audio) == WINDOW_CHUNKS and self._since >= HOP_CHUNKS:
+            if len(self._audio) >= WINDOW_CHUNKS and self._since >= HOP_CHUNKS:
                 due.append(self._window(tail=False))
         return due
 
     def tail(self) -> Window | None:
-        """The voice heard since the last window, read now (a final is being made)."""
-        if not self._unread or len(self._audio) * CHUNK_S < MIN_TAIL_S:
+        """The voice of the stretch a pause ended, heard since its last window."""
+        if not self._unread or min(len(self._audio), WINDOW_CHUNKS) * CHUNK_S < MIN_TAIL_S:
             return None
         return self._window(tail=True)
 
     def _window(self, tail: bool) -> Window:
         self._since = 0
         self._unread = False
-        ends = np.array(self._ends)
+        ends = np.array(self._ends)[-WINDOW_CHUNKS:]
         # a full window labels its middle: the chunks up to HOP_CHUNKS before its end
         through = ends[-1] if tail or len(ends) <= HOP_CHUNKS else ends[-1 - HOP_CHUNKS]
-        return Window(np.concatenate(list(self._audio)), ends, float(through))
+        return Window(np.concatenate(list(self._audio)[-WINDOW_CHUNKS:]), ends, float(through))
 
-    def needs_tail(self, until: float) -> bool:
-        """Whether the voice up to ``until`` (a final's end) has no window labelling it yet."""
-        covered = max([w.through for w in self.read] + [self._labelled])
-        return covered < until - CHUNK_S
+    def final_tail(self, until: float) -> Window | None:
+        """For a final ending at ``until``: the stretch's last window of voice up to ``until``
+        (as the pause after it would read it), where no window ``resolve(until)`` takes labels
+        that voice yet. It depends only on the audio up to ``until``, never on how much was
+        heard after it when the final is made, and leaves the stretch's hop windows as they were."""
+        covered = max([w.through for w in self.read if _heard_by(w, until)] + [self._labelled])
+        ends = list(self._ends)
+        last = max((i for i, end in enumerate(ends) if end <= until), default=None)
+        if covered >= until - CHUNK_S or last is None or ends[last] <= covered:
+            return None
+        first = max(0, last + 1 - WINDOW_CHUNKS)
+        if (last + 1 - first) * CHUNK_S < MIN_TAIL_S:
+            return None
+        if last == len(ends) - 1:  # the pause after it needs no window of its own
+            self._unread = False
+        audio = list(self._audio)[first : last + 1]
+        return Window(np.concatenate(audio), np.array(ends[first : last + 1]), float(ends[last]))
 
     def resolve(self, until: float = float("inf")) -> None:
-        """Label the windows read since the last final that start before ``until`` (the rest,
-        heard past the final, wait for the next one), all at once: each joins the speaker
+        """Label the windows read since the last final whose voice ends by ``until`` (the rest
+        wait for the next final: which of them were heard when a final is made depends on
+        timing, and a final's labels must not), all at once: each joins the speaker
         it is at least ``join`` alike; the rest are grouped among themselves, and a group
         unlike every known speaker is a new one (a lone window only if clearly unlike: one
         across a change of speaker resembles both a little). A single window whose neighbours
         agree on another speaker takes theirs."""
-        windows = [w for w in self.read if w.ends[0] <= until]
-        self.read = [w for w in self.read if w.ends[0] > until]
+        windows = [w for w in self.read if _heard_by(w, until)]
+        self.read = [w for w in self.read if not _heard_by(w, until)]
         if not windows:
             return
         embeddings = np.stack([w.embedding for w in windows if w.embedding is not None])
@@ -155,3 +171,8 @@ def label_window(timeline: Timeline, w: Window, labelled: float, speaker: int, c
     for end in fresh:
         timeline.add(end - CHUNK_S, end, speaker, confidence)
     return float(fresh[-1]) if fresh.size else labelled
+
+
+def _heard_by(w: Window, until: float) -> bool:
+    """Whether all of the window's voice was spoken by ``until`` (a final's end)."""
+    return bool(w.ends[-1] <= until)

@@ -61,7 +61,7 @@ class Speakers:
         """A final's words with their speakers (the voice not yet windowed is read first)."""
         self.embed()
         until = words[-1].end if words else float("inf")
-        w = track.tail() if track.needs_tail(until) else None
+        w = track.final_tail(until)
         if w is not None:
             w.embedding = self.embeddings([w.audio])[0]
             track.read.append(w)
