@@ -30,7 +30,7 @@ from voxindex.api.auth import Authenticator, AuthError, ForbiddenError
 from voxindex.api.limits import ConnectLimits, RateLimitedError
 from voxindex.api.protocol import Control, int_param, message_type, query_list
 from voxindex.api.services import Services
-from voxindex.api.session import authorize, opened, refused, serve_stream
+from voxindex.api.session import authorize, opened, ready, refused, serve_stream
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
 from voxindex.engine import prompting
@@ -38,7 +38,7 @@ from voxindex.engine.events import Closed, Error, Event, Final, Interim, SpeechE
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream
 from voxindex.engine.types import StreamOptions
-from voxindex.errors import CapacityError, InvalidRequestError, NotReadyError, QuotaError, VoxError
+from voxindex.errors import CapacityError, InvalidRequestError, QuotaError, VoxError
 from voxindex.languages import ENGLISH
 
 router = APIRouter()
@@ -277,12 +277,9 @@ class DeepgramCodec:
 @router.websocket("/v1/listen")
 async def listen_route(ws: WebSocket) -> None:
     """Deepgram's live protocol (docs/compatibility.md)."""
-    services: Services | None = ws.app.state.services
-    if services is None:
-        ws.app.state.metrics.streams_refused.labels("not_ready").inc()
-        await refuse(ws, NotReadyError("the server is starting; connect again shortly"))
-        return
-    await deepgram_stream(ws, services)
+    services = await ready(ws, refuse)
+    if services is not None:
+        await deepgram_stream(ws, services)
 
 
 async def deepgram_stream(ws: WebSocket, services: Services) -> None:

@@ -26,13 +26,13 @@ from voxindex.api.protocol import (
     to_wire,
 )
 from voxindex.api.services import Services
-from voxindex.api.session import authorize, opened, refused, serve_stream
+from voxindex.api.session import authorize, opened, ready, refused, serve_stream
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
 from voxindex.engine.events import Error, Event, Ready
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream
-from voxindex.errors import InvalidRequestError, NotReadyError, VoxError
+from voxindex.errors import InvalidRequestError, VoxError
 
 router = APIRouter()
 
@@ -48,12 +48,9 @@ class NativeCodec:
 @router.websocket("/v1/stream")
 async def stream_route(ws: WebSocket) -> None:
     """The native protocol (docs/protocol.md)."""
-    services: Services | None = ws.app.state.services
-    if services is None:
-        ws.app.state.metrics.streams_refused.labels("not_ready").inc()
-        await refuse(ws, NotReadyError("the server is starting; connect again shortly"))
-        return
-    await native_stream(ws, services)
+    services = await ready(ws, refuse)
+    if services is not None:
+        await native_stream(ws, services)
 
 
 async def native_stream(ws: WebSocket, services: Services) -> None:

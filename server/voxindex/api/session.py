@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from starlette.types import Message
@@ -33,13 +34,14 @@ from voxindex.api.protocol import (
     Control,
     ProtocolViolation,
 )
+from voxindex.api.services import Services
 from voxindex.audio import SAMPLE_RATE, Float32Array, PcmDecoder
 from voxindex.config import Settings
 from voxindex.engine.events import Closed, Error, Event
 from voxindex.engine.prompting import PromptUpdate
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream
-from voxindex.errors import CapacityError, InvalidRequestError, VoxError
+from voxindex.errors import CapacityError, InvalidRequestError, NotReadyError, VoxError
 from voxindex.index.stream_audio import OpusWriter, StreamAudio
 from voxindex.logs import log_context
 from voxindex.metrics import Metrics
@@ -58,6 +60,16 @@ class Codec(Protocol):
     def render(self, event: Event) -> list[dict[str, Any]]:
         """The messages (zero or more) that tell the client about ``event``."""
         ...
+
+
+async def ready(ws: WebSocket, refuse: Callable[[WebSocket, VoxError], Awaitable[None]]) -> Services | None:
+    """The running server's services, or None once the stream is refused (``refuse``: the
+    protocol's way) with ``not_ready`` while the server starts."""
+    services: Services | None = ws.app.state.services
+    if services is None:
+        ws.app.state.metrics.streams_refused.labels("not_ready").inc()
+        await refuse(ws, NotReadyError("the server is starting; connect again shortly"))
+    return services
 
 
 def authorize(
