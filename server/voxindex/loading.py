@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from voxindex.audio import decode_file
-from voxindex.models.loader import load_checkpoint, pick_device
+from voxindex.models.loader import load_checkpoint
 from voxindex.models.precision import choose_cpu_precision, word_errors, words_of
 from voxindex.models.whisper import WhisperModel
 from voxindex.samples import samples
@@ -25,7 +25,7 @@ def load_model(
     float32; where the processor has AMX, a bfloat16 encoder beside a float32 decoder if it
     hears as well (``precision.choose_cpu_precision``; BENCHMARKS.md has the speeds)."""
     model = load_checkpoint(name, device, cache_dir, compute_type)
-    if compute_type == "auto" and pick_device(device).type == "cpu":
+    if compute_type == "auto" and model.device.type == "cpu":
         return choose_cpu_precision(model, cache_dir, count_errors)
     return model
 

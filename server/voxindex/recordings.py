@@ -25,7 +25,7 @@ from voxindex.config import Settings
 from voxindex.engine.recordings import Recordings, RecordingWork, plan_windows
 from voxindex.engine.speakers.labeller import Speakers, diarize_recording
 from voxindex.engine.vad import Vad, VadState
-from voxindex.errors import AudioDecodeError, StoreUnavailableError
+from voxindex.errors import AudioDecodeError, StoreUnavailableError, VoxError
 from voxindex.index.base import TranscriptIndex
 from voxindex.index.health import StoreHealth
 from voxindex.index.records import RecordingRecord
@@ -180,8 +180,14 @@ class NoRoomError(StoreUnavailableError):
     """The data directory cannot hold the media (HTTP 507)."""
 
 
+class RecordingGoneError(VoxError):
+    """The recording was deleted while it was being added (HTTP 404)."""
+
+    code = "not_found"
+
+
 def _missing(recording_id: str) -> RecordingRecord:
-    raise StoreUnavailableError(f"recording {recording_id} vanished from the store as it was added")
+    raise RecordingGoneError(f"no recording {recording_id}")
 
 
 def probe(path: Path, filename: str) -> None:

@@ -17,7 +17,7 @@ from voxindex.api.services import running
 from voxindex.errors import AudioDecodeError, VoxError
 from voxindex.index.records import RecordingRecord
 from voxindex.languages import check_task
-from voxindex.recordings import NoRoomError, RecordingService
+from voxindex.recordings import NoRoomError, RecordingGoneError, RecordingService
 
 router = APIRouter()
 MAX_FILES_PER_REQUEST = 20
@@ -25,6 +25,11 @@ MAX_FILES_PER_REQUEST = 20
 
 def _no_room(e: NoRoomError) -> ApiError:
     return ApiError(507, e.code, e.message)
+
+
+def _refused(e: AudioDecodeError | RecordingGoneError) -> ApiError:
+    """Media the decoder cannot read (400), or a recording deleted as it was added (404)."""
+    return ApiError(400 if isinstance(e, AudioDecodeError) else 404, e.code, e.message)
 
 
 def _service(request: Request) -> RecordingService:
@@ -68,9 +73,9 @@ async def create_recordings(request: Request) -> JSONResponse:
             raise _no_room(e) from None
         try:
             records.append(await service.add(tmp, name, principal.tenant, task))
-        except AudioDecodeError as e:
+        except (AudioDecodeError, RecordingGoneError) as e:
             tmp.unlink(missing_ok=True)
-            raise ApiError(400, e.code, e.message) from None
+            raise _refused(e) from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -107,9 +112,9 @@ async def _import(request: Request, service: RecordingService, tenant: str, task
         raise _no_room(e) from None
     try:
         return await service.add(copy, path.name, tenant, task)
-    except AudioDecodeError as e:
+    except (AudioDecodeError, RecordingGoneError) as e:
         copy.unlink(missing_ok=True)
-        raise ApiError(400, e.code, e.message) from None
+        raise _refused(e) from None
     except BaseException:
         copy.unlink(missing_ok=True)
         raise

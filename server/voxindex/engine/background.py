@@ -28,13 +28,14 @@ class Background:
         self.stats, self._observe = stats, observe
         self._batch: RecordingBatch | None = None
 
-    def admit(self, live_first: bool) -> bool:
-        """Admit the next batch of windows, unless one is in flight or ``live_first`` (live
-        readings wait for slots, or a final is pending). Returns whether it did anything."""
+    def admit(self, live_first: Callable[[], bool]) -> bool:
+        """Admit the next batch of windows, unless one is in flight or ``live_first()`` (live
+        readings wait for slots, or a final is pending: asked only when windows wait, it scans
+        every stream). Returns whether it did anything."""
         if self.recordings is None or self._batch is not None:
             return False
         self.recordings.finish_empty()
-        if not self.recordings.pending() or live_first:
+        if not self.recordings.pending() or live_first():
             return False
         cost = self.stats.recording_cost
         n = 1 if cost <= 0 else max(1, int(self.step_budget_s / cost))  # measure one first

@@ -208,8 +208,7 @@ class Scheduler:
             streams = [s for s in list(self.streams.values()) if not s.is_finished]
             ingested = self._ingest(streams)
             admitted = self._admit(self._schedule(streams))
-            ending = any(s.utterance.phase == Phase.ENDING for s in streams)
-            background = self.background.admit(self._waiting > 0 or ending)
+            background = self.background.admit(lambda: self._waiting > 0 or _any_ending(streams))
         readings = self._execute()
         for live, reading in readings:
             self._update(live, reading)
@@ -239,7 +238,6 @@ class Scheduler:
         by_id = {s.id: p for (s, _), p in zip(gated, probs, strict=True)}
         for s, audio in heard:
             p = s.utterance.hear(audio, by_id.get(s.id))
-            s.forget_arrivals_before(s.utterance.audio.start)
             if s.speakers is not None and self.speakers is not None and len(p):
                 self._hear_speakers(s, p)
         # a stream with no new audio has nothing to interpret, unless decisions wait (behind a
@@ -383,8 +381,9 @@ class Scheduler:
         if s.is_finished or s.id not in self.streams:
             return
         if s.utterance.read(reading, live.job.end, live.final):
-            self._interpret(s)  # decisions held back while the final was due
-        self._deliver(s)
+            self._interpret(s)  # decisions held back while the final was due; delivers
+        else:
+            self._deliver(s)
 
     def _deliver(self, s: Stream) -> None:
         self.delivery.deliver(s, s.utterance.take_events())
@@ -415,3 +414,8 @@ class Scheduler:
                     self.streams.pop(s.id, None)
                 self.delivery.close_in_store(s)
         return changed
+
+
+def _any_ending(streams: list[Stream]) -> bool:
+    """Whether a final is pending on any of ``streams``."""
+    return any(s.utterance.phase == Phase.ENDING for s in streams)

@@ -152,8 +152,12 @@ class Stream:
         return max(0.0, min(self.lag, (time.monotonic() - self.opened_at) - read_until))
 
     def take_inbox(self, max_samples: int) -> Float32Array:
-        """Move up to ``max_samples`` from the inbox to the engine."""
+        """Move up to ``max_samples`` from the inbox to the engine. Arrival times are kept only
+        for audio the utterance still holds (bounded memory)."""
+        start = round(self.utterance.audio.start * SAMPLE_RATE)
         with self._lock:
+            while len(self._arrivals) > 1 and self._arrivals[0][0] < start:
+                self._arrivals.popleft()
             taken: list[Float32Array] = []
             n = 0
             while self._inbox and n < max_samples:
@@ -212,10 +216,3 @@ class Stream:
     def finish(self) -> None:
         with self._lock:
             self.status = StreamStatus.FINISHED
-
-    def forget_arrivals_before(self, t: float) -> None:
-        """Arrival times are kept only for audio the utterance still holds (bounded memory)."""
-        start = round(t * SAMPLE_RATE)
-        with self._lock:
-            while len(self._arrivals) > 1 and self._arrivals[0][0] < start:
-                self._arrivals.popleft()

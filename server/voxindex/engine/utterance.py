@@ -235,17 +235,15 @@ class Utterance:
 
     def finalize(self) -> None:
         """Send the ending utterance's final from the latest reading (``policy.final_words``)."""
-        ending = self.ending
+        ending, heard = self.ending, self._heard_words
         if ending == Ending.WINDOW and self._confirmed:
             # the confirmed words, and whole sentences the window's reading heard past them;
             # keep the rest for the next segment: it may end in a word cut in half
-            heard = self._heard_words
             rest = past_confirmed(self._confirmed, heard) if heard else self._tail
             sentences = last_sentence_end(rest) if heard else 0
             words, rest = self._confirmed + rest[:sentences], rest[sentences:]
             cut = rest[0].start if rest else self._final_until
         else:
-            heard = self._heard_words
             if heard is not None and self._said:  # a sentence was finalized already: not twice
                 heard = past_confirmed(self._said, heard)
             words = final_words(self._confirmed, self._tail, heard, self.speech_end or self.heard)
