@@ -32,6 +32,7 @@ class Settings:
     step_budget_s: float = 0.6
     max_queue_s: float = 30.0
     threads: int = 0
+    turn_evidence: str = "fused"  # fused | acoustic | silence: what ends a turn (benchmarks/turns.py)
     log_level: str = "info"
     log_format: str = "text"  # text | json (one JSON object per line, for log shippers)
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is trusted ("*": any)

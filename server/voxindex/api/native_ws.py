@@ -18,30 +18,44 @@ from voxindex.api.auth import Authenticator
 from voxindex.api.limits import ConnectLimits
 from voxindex.api.protocol import (
     SUBPROTOCOL,
+    Configure,
     Control,
     close_code,
     parse_control,
     parse_options,
     subprotocol_token,
     to_wire,
+    turn_message,
 )
 from voxindex.api.services import Services
 from voxindex.api.session import authorize, opened, ready, refused, serve_stream
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
-from voxindex.engine.events import Error, Event, Ready
+from voxindex.engine.events import Configured, Error, Event, Ready, TurnInfo
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream
+from voxindex.engine.types import TurnOptions
 from voxindex.errors import InvalidRequestError, VoxError
 
 router = APIRouter()
 
 
 class NativeCodec:
+    def __init__(self, turns: TurnOptions | None = None) -> None:
+        self.turns = turns  # a turn-taking stream's thresholds, as configured so far
+
     def control(self, text: str) -> Control:
-        return parse_control(text)
+        control = parse_control(text, self.turns)
+        if isinstance(control, Configure) and control.turns is not None:
+            self.turns = control.turns
+        return control
 
     def render(self, event: Event) -> list[dict[str, Any]]:
+        if isinstance(event, TurnInfo):
+            message = turn_message(event)
+            return [message] if message is not None else []
+        if isinstance(event, Configured):
+            return []  # the native protocol does not acknowledge configure
         return [to_wire(event)]
 
 
@@ -72,7 +86,8 @@ async def native_stream(ws: WebSocket, services: Services) -> None:
         json.dumps(to_wire(Ready(stream.id, scheduler.model.name, stream.options.sample_rate)))
     )
     pcm = PcmDecoder(stream.options.encoding, stream.options.sample_rate)
-    await serve_stream(ws, stream, scheduler, settings, NativeCodec(), pcm, draining, audio)
+    codec = NativeCodec(stream.options.turns)
+    await serve_stream(ws, stream, scheduler, settings, codec, pcm, draining, audio)
 
 
 async def refuse(ws: WebSocket, error: VoxError) -> None:

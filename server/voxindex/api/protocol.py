@@ -7,22 +7,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from voxindex.audio import PCM_ENCODINGS
 from voxindex.engine import prompting
 from voxindex.engine.events import (
     Closed,
+    Error,
     Event,
     Final,
     Interim,
     Ready,
     SpeechEnded,
     SpeechStarted,
+    TurnEvent,
+    TurnInfo,
 )
 from voxindex.engine.prompting import PromptUpdate
-from voxindex.engine.types import StreamOptions, word_dict
+from voxindex.engine.types import StreamOptions, TurnOptions, word_dict
 from voxindex.errors import CapacityError, InvalidRequestError, QuotaError, VoxError
 from voxindex.languages import ENGLISH, check_language, check_task
 
@@ -69,7 +72,17 @@ CLOSE_RATE_LIMITED = 4429  # a rate or quota limit
 SUBPROTOCOL = "voxindex"  # echoed when offered; a token may ride along as "bearer.<token>"
 
 
-Control = Literal["flush", "keepalive", "close"] | PromptUpdate
+@dataclass(frozen=True)
+class Configure:
+    """A mid-stream change of key terms and turn thresholds; ``error``: refused (nothing changes,
+    the client is told)."""
+
+    keyterms: tuple[str, ...] | None = None
+    turns: TurnOptions | None = None
+    error: str | None = None
+
+
+Control = Literal["flush", "keepalive", "close"] | PromptUpdate | Configure
 
 
 def parse_options(params: Mapping[str, str], languages: frozenset[str]) -> StreamOptions:
@@ -77,7 +90,8 @@ def parse_options(params: Mapping[str, str], languages: frozenset[str]) -> Strea
     field. ``languages``: what the model reads (``WhisperModel.languages``)."""
     known = {
         "sample_rate", "encoding", "language", "interim_results", "endpointing_ms", "vad", "diarize",
-        "task", "keyterms", "context", "record",
+        "task", "keyterms", "context", "record", "turns", "eot_threshold", "eager_eot_threshold",
+        "eot_timeout_ms",
     }  # fmt: skip
     unknown = sorted(set(params) - known - {"access_token"})
     if unknown:
@@ -113,7 +127,43 @@ def parse_options(params: Mapping[str, str], languages: frozenset[str]) -> Strea
         keyterms=prompting.keyterms(query_list(params, "keyterms")),
         context=prompting.context_item(params.get("context", "")),
         record=_bool(params, "record", False),
+        turns=turn_options(params) if _bool(params, "turns", False) else None,
     )
+
+
+EOT_THRESHOLDS = (0.5, 1.0)
+EAGER_THRESHOLDS = (0.3, 0.9)
+EOT_TIMEOUTS_MS = (500, 60_000)
+
+
+def turn_options(params: Mapping[str, Any], base: TurnOptions | None = None) -> TurnOptions:
+    """Turn thresholds (Deepgram Flux's names and ranges), over ``base``: ``eot_threshold``
+    0.5..1.0 (default 0.7; 1.0: only ``eot_timeout_ms`` or a forced end ends a turn),
+    ``eager_eot_threshold`` 0.3..0.9 and at most ``eot_threshold`` (off unless given),
+    ``eot_timeout_ms`` 500..60000 (default 5000). InvalidRequestError names a bad one."""
+    base = base or TurnOptions()
+    eot = _number(params, "eot_threshold", EOT_THRESHOLDS, base.eot_threshold)
+    eager = _number(params, "eager_eot_threshold", EAGER_THRESHOLDS, base.eager_threshold)
+    timeout = _number(params, "eot_timeout_ms", EOT_TIMEOUTS_MS, base.eot_timeout_s * 1000)
+    if eager is not None and eot is not None and eager > eot:
+        raise InvalidRequestError(f"eager_eot_threshold ({eager:g}) must not exceed eot_threshold ({eot:g})")
+    assert eot is not None and timeout is not None
+    return TurnOptions(eot_threshold=eot, eager_threshold=eager, eot_timeout_s=timeout / 1000)
+
+
+def _number(
+    params: Mapping[str, Any], name: str, bounds: tuple[float, float], default: float | None
+) -> float | None:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise InvalidRequestError(f"{name} must be a number, got {str(raw)[:20]!r}") from None
+    if isinstance(raw, bool) or not bounds[0] <= value <= bounds[1]:
+        raise InvalidRequestError(f"{name} must be {bounds[0]:g}..{bounds[1]:g}, got {str(raw)[:20]}")
+    return value
 
 
 def query_list(params: Mapping[str, str], name: str) -> list[str]:
@@ -180,19 +230,29 @@ def message_type(text: str) -> str:
     return str(message_object(text)["type"])
 
 
-def parse_control(text: str) -> Control:
+TURN_FIELDS = ("eot_threshold", "eager_eot_threshold", "eot_timeout_ms")
+
+
+def parse_control(text: str, turns: TurnOptions | None = None) -> Control:
     """The native control message in a text frame. ProtocolViolation for a frame that is not a
     JSON object with a string ``type``; InvalidRequestError for a type this server does not know
-    or a ``configure`` / ``context`` message with bad fields."""
+    or a ``configure`` / ``context`` message with bad fields. ``turns``: a turn-taking stream's
+    thresholds, which ``configure`` may change."""
     message = message_object(text)
     kind = str(message["type"])
     if kind == "configure":
-        if "keyterms" not in message:
+        changes_turns = any(name in message for name in TURN_FIELDS)
+        if "keyterms" not in message and not changes_turns:
             raise InvalidRequestError('configure takes "keyterms": a list of strings')
-        terms = message["keyterms"]
-        if not isinstance(terms, list):
+        if changes_turns and turns is None:
+            raise InvalidRequestError("turn thresholds apply to streams opened with turns=true")
+        terms = message.get("keyterms")
+        if terms is not None and not isinstance(terms, list):
             raise InvalidRequestError("keyterms must be a list of strings")
-        return PromptUpdate(keyterms=prompting.keyterms(terms))
+        keyterms = prompting.keyterms(terms) if terms is not None else None
+        if not changes_turns:
+            return PromptUpdate(keyterms=keyterms)
+        return Configure(keyterms, turn_options(message, turns))
     if kind == "context":
         return PromptUpdate(context=prompting.context_item(message.get("text")))
     if kind not in CONTROL_TYPES:
@@ -225,4 +285,31 @@ def to_wire(event: Event) -> dict[str, Any]:
         return {"type": "speech_ended", "time": event.time}
     if isinstance(event, Closed):
         return {"type": "closed", "duration": event.duration, "segments": event.segments}
-    return {"type": "error", "code": event.code, "message": event.message}
+    if isinstance(event, Error):
+        return {"type": "error", "code": event.code, "message": event.message}
+    raise TypeError(f"{type(event).__name__} has no single native message")
+
+
+TURN_TYPES = {
+    TurnEvent.STARTED: "turn_started",
+    TurnEvent.EAGER_END: "eager_end_of_turn",
+    TurnEvent.RESUMED: "turn_resumed",
+    TurnEvent.END: "end_of_turn",
+}
+
+
+def turn_message(turn: TurnInfo) -> dict[str, Any] | None:
+    """A turn event as the native message (docs/protocol.md, "Turns"); None for an update,
+    which the native protocol's interims already tell."""
+    kind = TURN_TYPES.get(turn.event)
+    if kind is None:
+        return None
+    return {
+        "type": kind,
+        "turn_index": turn.index,
+        "start": turn.start,
+        "end": turn.end,
+        "transcript": turn.text,
+        "words": [word_dict(w) for w in turn.words],
+        "end_of_turn_probability": turn.end_of_turn_probability,
+    }

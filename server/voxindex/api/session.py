@@ -31,13 +31,14 @@ from voxindex.api.protocol import (
     CLOSE_RATE_LIMITED,
     CLOSE_SERVICE_RESTART,
     CLOSE_TRY_AGAIN,
+    Configure,
     Control,
     ProtocolViolation,
 )
 from voxindex.api.services import Services
 from voxindex.audio import SAMPLE_RATE, Float32Array, PcmDecoder
 from voxindex.config import Settings
-from voxindex.engine.events import Closed, Error, Event
+from voxindex.engine.events import Closed, Configured, Error, Event
 from voxindex.engine.prompting import PromptUpdate
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream
@@ -287,6 +288,12 @@ async def _read_frames(
                 stream.set_keyterms(kind.keyterms)
             if kind.context is not None:
                 stream.add_context(kind.context)
+        elif isinstance(kind, Configure):
+            if kind.error is None and kind.keyterms is not None:
+                stream.set_keyterms(kind.keyterms)
+            if kind.error is None and kind.turns is not None:
+                stream.configure_turns(kind.turns)
+            stream.emit(Configured(kind.keyterms, kind.turns, kind.error))
         elif kind == "flush":
             stream.request_flush()
         elif kind == "close":

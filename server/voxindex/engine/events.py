@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
-from voxindex.engine.types import Word
+from voxindex.engine.types import TurnOptions, Word
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,41 @@ class SpeechEnded:
     time: float
 
 
+class TurnEvent(enum.Enum):
+    """What a ``TurnInfo`` says (Deepgram Flux's event names on ``/v2/listen``)."""
+
+    STARTED = "StartOfTurn"  # the user started speaking
+    UPDATE = "Update"  # the turn's transcript so far (about every 0.25 s of audio)
+    EAGER_END = "EagerEndOfTurn"  # probably done: an agent may start its reply now
+    RESUMED = "TurnResumed"  # not done after all: the eager end is withdrawn
+    END = "EndOfTurn"  # done: the turn's final transcript
+
+
+@dataclass(frozen=True)
+class TurnInfo:
+    """A turn-taking stream's view of its current turn (``StreamOptions.turns``)."""
+
+    event: TurnEvent
+    index: int  # turns of the stream, from 0
+    start: float  # the turn's audio: stream times
+    end: float
+    words: list[Word] = field(default_factory=list)
+    end_of_turn_probability: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.word for w in self.words)
+
+
+@dataclass(frozen=True)
+class Configured:
+    """A client's mid-stream change took effect (``error``: it was refused; nothing changed)."""
+
+    keyterms: tuple[str, ...] | None = None
+    turns: TurnOptions | None = None
+    error: str | None = None
+
+
 @dataclass(frozen=True)
 class Closed:
     duration: float
@@ -57,4 +93,4 @@ class Error:
     message: str
 
 
-Event = Ready | SpeechStarted | Interim | Final | SpeechEnded | Closed | Error
+Event = Ready | SpeechStarted | Interim | Final | SpeechEnded | TurnInfo | Configured | Closed | Error

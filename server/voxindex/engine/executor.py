@@ -7,6 +7,7 @@ The executor knows nothing of streams or queues; the scheduler hands it windows 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -30,7 +31,10 @@ from voxindex.engine.prompting import echoes_prompt
 from voxindex.engine.reading import Job, Reading
 from voxindex.engine.runner import Runner
 from voxindex.engine.types import DecodeOptions, Hypothesis, Word
+from voxindex.models.tokenizer import WhisperTokenizer
 from voxindex.models.whisper import WhisperModel
+
+CLOSING_MARKS = (".", "?", "!")
 
 log = logging.getLogger("voxindex.engine")
 
@@ -213,4 +217,13 @@ class Executor:
             for w in words
             if w.word
         ]
-        return Reading(words, [t for t in tokens if t < tok.special.eot], hyp.language)
+        text_tokens = [t for t in tokens if t < tok.special.eot]
+        return Reading(words, text_tokens, hyp.language, closing=_closing(tok, tokens, hyp.token_logprobs))
+
+
+def _closing(tok: WhisperTokenizer, tokens: list[int], logprobs: list[float]) -> float | None:
+    """The probability of the text's closing mark (its last text token, if "." "?" or "!")."""
+    for i in range(min(len(tokens), len(logprobs)) - 1, -1, -1):
+        if tokens[i] < tok.special.eot:
+            return math.exp(logprobs[i]) if tok.decode([tokens[i]]).strip() in CLOSING_MARKS else None
+    return None

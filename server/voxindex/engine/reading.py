@@ -33,6 +33,8 @@ class Reading:
     tokens: list[int] = field(default_factory=list)
     language: str | None = None
     rejected: str | None = None  # "silence" or "hallucination": the words are empty
+    # the probability the decoder gave the mark that closes the text (".", "?", "!"), if one does
+    closing: float | None = None
 
     @property
     def text(self) -> str:

@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import replace
 from typing import NamedTuple
 
 import torch
@@ -36,6 +37,8 @@ from voxindex.engine.speakers.labeller import Speakers
 from voxindex.engine.speakers.worker import SpeakerWorker
 from voxindex.engine.stats import StepMeter, StepStats, moving_average
 from voxindex.engine.stream import Stream, StreamStatus
+from voxindex.engine.turns.acoustic import SmartTurn
+from voxindex.engine.turns.worker import AcousticWorker, PauseWorker, hear_pauses
 from voxindex.engine.types import StreamOptions
 from voxindex.engine.utterance import Phase, Utterance
 from voxindex.engine.vad import CHUNK, Vad, VadState
@@ -83,6 +86,8 @@ class Scheduler:
         self.max_batch = settings.max_batch if settings.batching else 1
         self.executor = Executor(model, slots=self.max_batch)
         self.vad = Vad(model.device)
+        smart_turn = SmartTurn.load(model.device, settings.threads or torch.get_num_threads())
+        self.turns: PauseWorker = AcousticWorker(smart_turn, self.wake)  # the end-of-turn model
         self.sink = sink
         self.delivery = Delivery(sink, model.name, self.metrics, self.speakers)
         self.recordings = recordings
@@ -108,6 +113,7 @@ class Scheduler:
         self._running = True
         if self.speakers is not None:
             self.speakers.start()
+        self.turns.start()
         self._thread = threading.Thread(target=self._loop, name="voxindex-engine", daemon=True)
         self._thread.start()
 
@@ -125,6 +131,7 @@ class Scheduler:
             self._thread.join(timeout=5)
         if self.speakers is not None:
             self.speakers.stop()
+        self.turns.stop()
 
     def wake(self) -> None:
         with self._wake:
@@ -143,6 +150,8 @@ class Scheduler:
         stream_id = uuid.uuid4().hex
         if self.settings.replica_id:  # which replica served it, visible in every id
             stream_id = f"{self.settings.replica_id}-{stream_id}"
+        if options.turns is not None:
+            options = replace(options, turns=replace(options.turns, evidence=self.settings.turn_evidence))
         utterance = Utterance(options, StreamPrompt(self.model.tokenizer))
         with self._lock:
             if len(self.streams) >= self.settings.max_streams:
@@ -239,24 +248,19 @@ class Scheduler:
         for s, audio in heard:
             p = s.utterance.hear(audio, by_id.get(s.id))
             if s.speakers is not None and self.speakers is not None and len(p):
-                self._hear_speakers(s, p)
+                self.speakers.hear_chunks(s.speakers, s.utterance.chunks_of(p))
         # a stream with no new audio has nothing to interpret, unless decisions wait (behind a
         # final) or a flush was asked for: at a thousand streams, skipping it is most of a turn
         for s in streams:
             if s.utterance.has_news or s.flush_requested:
                 self._interpret(s)
+        for s in hear_pauses(self.turns, streams):
+            self._deliver(s)
         return bool(heard)
 
     def _interpret(self, s: Stream) -> None:
-        s.utterance.interpret(flush=s.take_flush())
+        s.utterance.interpret(flush=s.take_flush(), turns=s.take_turn_options())
         self._deliver(s)
-
-    def _hear_speakers(self, s: Stream, probs: Float32Array) -> None:
-        """Hand a diarized stream's new VAD chunks, with their audio, to the speaker windows."""
-        assert s.speakers is not None and self.speakers is not None
-        chunks = s.utterance.chunks_of(probs)
-        if chunks is not None:  # held (always, while ingesting)
-            self.speakers.hear(s.speakers, *chunks)
 
     def _ingest_room(self, s: Stream) -> int:
         """Audio the engine takes from a stream's inbox this step: at most MAX_INGEST_S ahead of
@@ -274,7 +278,8 @@ class Scheduler:
         self._drop_stale_interims()
         busy = {id(live.stream) for live in self._live.values()}
         idle = [s for s in streams if id(s) not in busy]
-        urgent = [s for s in idle if s.utterance.needs_final_reading]
+        # finals, and turns' pauses (a pause's reading is the final if the turn ends there)
+        urgent = [s for s in idle if s.utterance.needs_final_reading or s.utterance.needs_pause_reading]
         interval = self._interim_interval(streams)
         ready = [s for s in idle if s.utterance.wants_interim(interval)]
         ready.sort(key=lambda s: (s.behind, s.lag), reverse=True)  # real-time clients before floods

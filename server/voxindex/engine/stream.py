@@ -23,7 +23,7 @@ from voxindex.audio import SAMPLE_RATE, Float32Array
 from voxindex.engine.events import Event, Interim
 from voxindex.engine.prompting import Prompting
 from voxindex.engine.speakers.history import SpeakerHistory
-from voxindex.engine.types import StreamOptions
+from voxindex.engine.types import StreamOptions, TurnOptions
 from voxindex.engine.utterance import Utterance
 
 MAX_PENDING_EVENTS = 500  # past this a stalled client loses superseded interims, never finals
@@ -56,6 +56,7 @@ class Stream:
     _inbox_samples: int = 0
     _pushed: int = 0  # samples ever queued
     flush_at: int | None = None  # a flush applies once the engine has ingested this many samples
+    _turn_options: TurnOptions | None = None  # new turn thresholds, not yet taken by the engine
     _arrivals: deque[tuple[int, float]] = field(default_factory=deque, repr=False)  # (samples, monotonic)
     room: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _full: bool = False  # ``room`` was cleared: the engine must set it again (on the handler's loop)
@@ -99,6 +100,11 @@ class Stream:
         if text:
             with self._lock:
                 self.prompting = self.prompting.with_context(text)
+
+    def configure_turns(self, options: TurnOptions) -> None:
+        """New turn thresholds (a turn-taking stream), for the judgements from now on."""
+        with self._lock:
+            self._turn_options = options
 
     def request_close(self) -> None:
         with self._lock:
@@ -193,6 +199,13 @@ class Stream:
                 return False
             self.flush_at = None
             return True
+
+    def take_turn_options(self) -> TurnOptions | None:
+        if self._turn_options is None:  # read without the lock: set at most once per message
+            return None
+        with self._lock:
+            options, self._turn_options = self._turn_options, None
+        return options
 
     def inbox_empty(self) -> bool:
         with self._lock:

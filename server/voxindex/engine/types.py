@@ -67,6 +67,21 @@ class Hypothesis:
 
 
 @dataclass(frozen=True)
+class TurnOptions:
+    """A stream that asks for turn-taking (``/v2/listen``, ``turns=true`` on ``/v1/stream``):
+    its turn ends where the end-of-turn probability (engine/turns/) reaches ``eot_threshold``,
+    an eager end is announced at ``eager_threshold`` (None: never), and ``eot_timeout_s`` of
+    silence ends a turn whatever the probability says."""
+
+    eot_threshold: float = 0.7
+    eager_threshold: float | None = None
+    eot_timeout_s: float = 5.0
+    # what decides (the server's setting, for benchmarks/turns.py): "fused" (acoustic, words and
+    # silence), "acoustic" (Smart Turn alone) or "silence" (today's endpointing: 500 ms of it)
+    evidence: str = "fused"
+
+
+@dataclass(frozen=True)
 class StreamOptions:
     """What a client asked of its stream (validated by the protocol adapters)."""
 
@@ -81,3 +96,4 @@ class StreamOptions:
     keyterms: tuple[str, ...] = ()  # names and terms to listen for (engine/prompting.py)
     context: str = ""  # conversation context the stream starts with
     record: bool = False  # keep the stream's audio (index/stream_audio.py), deleted with the stream
+    turns: TurnOptions | None = None  # turn events; None: utterances end at ``endpointing_ms`` of silence

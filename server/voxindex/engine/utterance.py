@@ -12,8 +12,9 @@ touches the store; everything about one utterance's life is here:
   and shows the rest as the tail (``Interim``); in long unbroken speech, whole confirmed
   sentences become finals;
 - SPEAKING → ENDING when the utterance should end (``Ending``): the endpointer's silence, a
-  flush, the close of the stream, or a window about to overflow. Where a turn detector decides
-  that speech ended, it decides here, in ``_end_of_speech``;
+  flush, the close of the stream, or a window about to overflow; on a turn-taking stream
+  (``StreamOptions.turns``) the end of the speaker's turn (``turns.turn.Turn`` judges each
+  pause; an utterance is then a turn, and pauses inside it end nothing);
 - ENDING → QUIET (or SPEAKING again, after a flush or a full window) with the ``Final``, made
   from a reading that heard the whole utterance (``policy.final_words``).
 """
@@ -33,7 +34,8 @@ from voxindex.engine.held_audio import HeldAudio
 from voxindex.engine.policy import agreed_prefix, final_words, join_words, last_sentence_end, past_confirmed
 from voxindex.engine.prompting import StreamPrompt
 from voxindex.engine.reading import MAX_WINDOW_AUDIO_S, Reading
-from voxindex.engine.types import StreamOptions, Word
+from voxindex.engine.turns.turn import ACOUSTIC_WINDOW_S, READ_AFTER_S, Turn
+from voxindex.engine.types import StreamOptions, TurnOptions, Word
 from voxindex.engine.vad import CHUNK, CHUNK_S, Endpointer, VadState
 
 PREROLL_S = 0.8  # audio kept before detected speech: onsets are soft, VAD needs ~100 ms, and Whisper
@@ -54,6 +56,7 @@ class Ending(enum.Enum):
     """Why an utterance ends (a ``Final``'s ``reason``)."""
 
     ENDPOINT = "endpoint"
+    TURN = "end_of_turn"  # a turn-taking stream's turn is over
     FLUSH = "flush"
     CLOSE = "close"
     WINDOW = "window"
@@ -73,7 +76,10 @@ class Utterance:
         self.prompt = prompt  # own past text after the key terms and context
         self.audio = HeldAudio()
         self.vad = VadState()  # the VAD network's state for this stream
-        self.endpointer = Endpointer(options.endpointing_ms / 1000)
+        # a turn-taking stream's utterance is a turn: silence alone ends it only at the timeout
+        self.turn = Turn(options.turns, self._emit) if options.turns is not None else None
+        silence = options.turns.eot_timeout_s if options.turns is not None else options.endpointing_ms / 1000
+        self.endpointer = Endpointer(silence)
         self.phase = Phase.QUIET
         self.ending: Ending | None = None  # set while ENDING
         self.speech_end: float | None = None  # when the ending utterance stopped being voiced
@@ -121,20 +127,32 @@ class Utterance:
     @property
     def final_is_fresh(self) -> bool:
         """Whether the latest reading already heard the whole ending utterance and was
-        accepted, so the final needs no model call."""
-        return (
-            self.ending == Ending.ENDPOINT
-            and self.speech_end is not None
-            and self._heard_words is not None
-            and self.read_until >= self.speech_end + FRESH_MARGIN_S
-        )
+        accepted (or the turn's pause was read), so the final needs no model call."""
+        if self.ending not in (Ending.ENDPOINT, Ending.TURN) or self.speech_end is None:
+            return False
+        if self.turn is not None and self.turn.final_words(self.speech_end) is not None:
+            return True
+        return self._heard_words is not None and self.read_until >= self.speech_end + FRESH_MARGIN_S
 
     @property
     def needs_final_reading(self) -> bool:
         return self.phase == Phase.ENDING and not self.final_is_fresh
 
+    @property
+    def needs_pause_reading(self) -> bool:
+        """Whether a turn's pause waits for a reading of the turn up to it (as urgent as a final:
+        it is the final if the turn ends there)."""
+        return self.phase == Phase.SPEAKING and self.turn is not None and self.turn.needs_reading
+
+    @property
+    def needs_acoustic(self) -> bool:
+        return self.phase == Phase.SPEAKING and self.turn is not None and self.turn.needs_acoustic
+
     def wants_interim(self, interval: float) -> bool:
-        """Whether ``interval`` seconds of speech arrived since the latest reading."""
+        """Whether ``interval`` seconds of speech arrived since the latest reading (never while
+        a turn's pause waits for its reading or has it: nothing new was said)."""
+        if self.turn is not None and (self.turn.frozen or self.turn.needs_reading):
+            return False
         return (
             self.phase == Phase.SPEAKING and self.heard - max(self.read_until, self.audio.start) >= interval
         )
@@ -142,16 +160,27 @@ class Utterance:
     def interim_is_stale(self, reading_end: float) -> bool:
         """Whether an interim reading in flight (of audio up to ``reading_end``) is of no use
         now that the utterance is ending: it is, unless it hears the end of speech."""
+        if self.phase == Phase.SPEAKING and self.needs_pause_reading:
+            assert self.turn is not None and self.turn.pause is not None
+            return reading_end < self.turn.pause.speech_end + READ_AFTER_S - 1e-6
         if self.phase != Phase.ENDING:
             return False
         hears_end = reading_end >= (self.speech_end or 0.0) + FRESH_MARGIN_S
-        return not (self.ending == Ending.ENDPOINT and hears_end)
+        return not (self.ending in (Ending.ENDPOINT, Ending.TURN) and hears_end)
 
     def window(self) -> tuple[float, float]:
         """The stream times the next reading reads: the utterance so far, or for a final up to
         just past where speech ended."""
         until = self._final_until if self.phase == Phase.ENDING else self.heard
         return self.audio.start, min(until, self.audio.start + MAX_WINDOW_AUDIO_S, self.audio.now)
+
+    def acoustic_clip(self) -> tuple[float, Float32Array]:
+        """The audio the acoustic model reads for the turn's pause (the turn's last 8 s up to
+        now), and where that pause's speech ended: its result is for that pause only."""
+        assert self.turn is not None and self.turn.pause is not None
+        self.turn.pause.asked = True
+        clip = self.audio.between(max(self.audio.start, self.heard - ACOUSTIC_WINDOW_S), self.heard)
+        return self.turn.pause.speech_end, clip
 
     def take_events(self) -> list[Emitted]:
         events, self._events = self._events, []
@@ -184,9 +213,11 @@ class Utterance:
         # copies: a view would keep the stream's old buffer alive
         return audio.reshape(-1, CHUNK).copy(), probs.copy(), ends
 
-    def interpret(self, flush: bool = False) -> None:
+    def interpret(self, flush: bool = False, turns: TurnOptions | None = None) -> None:
         """Interpret queued VAD decisions, pausing while the utterance awaits its final; a
-        ``flush`` ends the utterance being heard."""
+        ``flush`` ends the utterance being heard; ``turns``: new turn thresholds."""
+        if turns is not None:
+            self.configure(turns)
         self._seen = self.audio.received
         while self.phase != Phase.ENDING and self._decisions:
             prob, t = self._decisions.popleft()
@@ -198,10 +229,26 @@ class Utterance:
                 self._end_of_speech(ended)
             elif self.phase == Phase.SPEAKING and t - self.audio.start >= MAX_UTTERANCE_S:
                 self._end(Ending.WINDOW, t)
+            elif self.phase == Phase.SPEAKING and self.turn is not None:
+                self.turn.heard(t, self.endpointer.last_voice, self._confirmed + self._tail)
+                self._judge_turn()
         if self.phase == Phase.QUIET:
             self.audio.drop_before(self.heard - PREROLL_S)
         if flush and self.phase == Phase.SPEAKING:
             self._end(Ending.FLUSH, self.heard)
+
+    def hear_acoustic(self, probability: float | None, speech_end: float) -> None:
+        """The acoustic model's end-of-turn probability for the pause after speech that ended at
+        ``speech_end`` (None: no model runs); a pause that is over by now ignores it."""
+        if self.turn is not None and self.phase == Phase.SPEAKING:
+            self.turn.acoustic(probability, speech_end)
+            self._judge_turn()
+
+    def configure(self, turns: TurnOptions) -> None:
+        """New turn thresholds, from the next judgement on."""
+        if self.turn is not None:
+            self.turn.configure(turns)
+            self.endpointer.endpointing_s = turns.eot_timeout_s
 
     def close(self) -> bool:
         """The stream's audio is over and interpreted: end the utterance being heard. Returns
@@ -231,6 +278,8 @@ class Utterance:
             self._send_interim()
             if self.phase == Phase.SPEAKING:
                 self._finalize_long_sentences()
+        if self.needs_pause_reading and not self.interim_is_stale(reading_end):
+            self._read_pause(reading)
         return False
 
     def finalize(self) -> None:
@@ -244,18 +293,22 @@ class Utterance:
             words, rest = self._confirmed + rest[:sentences], rest[sentences:]
             cut = rest[0].start if rest else self._final_until
         else:
-            if heard is not None and self._said:  # a sentence was finalized already: not twice
-                heard = past_confirmed(self._said, heard)
-            words = final_words(self._confirmed, self._tail, heard, self.speech_end or self.heard)
+            until = self.speech_end if self.speech_end is not None else self.heard
+            read = self.turn.final_words(until) if self.turn is not None else None
+            words = read if read is not None else self._final_candidate(heard, until)
             cut = self._final_until
         self._emit_final(words, ending.value if ending is not None else "close", self.speech_end)
         self._forget_words()
         self.audio.drop_before(min(cut, self.audio.now))
         self.read_until = self.audio.start
         self.ending = None
-        if ending in (Ending.ENDPOINT, Ending.CLOSE):
+        turn_over = self.turn is not None and ending in (Ending.TURN, Ending.FLUSH, Ending.CLOSE)
+        if turn_over and self.turn is not None:
+            self.turn.end(self.speech_end if self.speech_end is not None else self.heard)
+            self.endpointer.in_speech = False  # what is said next is a new turn, from its start
+        if ending in (Ending.ENDPOINT, Ending.CLOSE) or turn_over:
             self.phase = Phase.QUIET
-            if ending == Ending.ENDPOINT:
+            if ending in (Ending.ENDPOINT, Ending.TURN):
                 self._emit(SpeechEnded(round(self.speech_end or self.heard, 3)))
         else:
             self.phase = Phase.SPEAKING
@@ -268,11 +321,32 @@ class Utterance:
         self.read_until = self.audio.start
         self._onset = began
         self._emit(SpeechStarted(round(began, 3)))
+        if self.turn is not None:
+            self.turn.begin(round(began, 3))
 
     def _end_of_speech(self, ended: float) -> None:
-        """The endpointer heard ``endpointing_ms`` of silence after speech that stopped at
-        ``ended``: the utterance ends there."""
-        self._end(Ending.ENDPOINT, ended)
+        """The endpointer heard ``endpointing_ms`` of silence (a turn's ``eot_timeout``) after
+        speech that stopped at ``ended``: the utterance (the turn) ends there."""
+        self._end(Ending.TURN if self.turn is not None else Ending.ENDPOINT, ended)
+
+    def _read_pause(self, reading: Reading) -> None:
+        """A reading that heard the turn's pause: the words the turn ends with if it ends there."""
+        assert self.turn is not None and self.turn.pause is not None
+        heard = self._heard_words
+        words = self._final_candidate(heard, self.turn.pause.speech_end)
+        same_end = bool(words and heard and words[-1] == heard[-1])  # the reading's closing mark
+        self.turn.read(words, reading.closing if same_end else None)
+        self._judge_turn()
+
+    def _judge_turn(self) -> None:
+        if self.turn is not None and self.turn.pause is not None and self.turn.judge(self.heard):
+            self._end(Ending.TURN, self.turn.pause.speech_end)
+
+    def _final_candidate(self, heard: list[Word] | None, speech_end: float) -> list[Word]:
+        """The final's words from the latest reading (``policy.final_words``)."""
+        if heard is not None and self._said:  # a sentence was finalized already: not twice
+            heard = past_confirmed(self._said, heard)
+        return final_words(self._confirmed, self._tail, heard, speech_end)
 
     def _end(self, why: Ending, until: float) -> None:
         self.phase, self.ending = Phase.ENDING, why
@@ -319,6 +393,8 @@ class Utterance:
         # the others end where speech (or the client's audio) ended
         since = None if reason == "sentence" else (speech_end if speech_end is not None else words[-1].end)
         self._emit(final, since)
+        if self.turn is not None:
+            self.turn.finalized(final.words)
         self.prompt.said(final.text)
         self.segment_id += 1
         self.finals += 1

@@ -65,6 +65,16 @@ class SpeakerWorker:
             self._inbox.append(_Hear(track, chunks, probs, ends))
             self._cv.notify()
 
+    def hear_chunks(
+        self,
+        track: SpeakerHistory,
+        chunks: tuple[Float32Array, Float32Array, npt.NDArray[np.float64]] | None,
+    ) -> None:
+        """A diarized stream's new VAD chunks with their audio (``Utterance.chunks_of``), if held
+        (always, while ingesting)."""
+        if chunks is not None:
+            self.hear(track, *chunks)
+
     def label_now(self, track: SpeakerHistory, words: list[Word]) -> list[Word]:
         """A final's words with their speakers, now (engine thread)."""
         with self._cv:

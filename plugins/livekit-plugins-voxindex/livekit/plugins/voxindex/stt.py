@@ -3,7 +3,13 @@
 
 Events follow the server's: ``speech_started`` → START_OF_SPEECH, ``interim`` →
 INTERIM_TRANSCRIPT, ``final`` → FINAL_TRANSCRIPT (word timings, ``speech_end_time``),
-``speech_ended`` → END_OF_SPEECH, always paired. Key terms (``keyterms=``, ``update_options``
+``speech_ended`` → END_OF_SPEECH, always paired. With ``turn_detection=True`` the server decides
+when the user's turn is over (its end-of-turn model: docs/protocol.md, "Turns"), for
+``AgentSession(turn_detection="stt")``: ``turn_started`` → START_OF_SPEECH, ``interim`` →
+INTERIM_TRANSCRIPT, ``eager_end_of_turn`` → PREFLIGHT_TRANSCRIPT (preemptive generation may start),
+``turn_resumed`` → INTERIM_TRANSCRIPT (the preflight is stale), ``end_of_turn`` →
+FINAL_TRANSCRIPT with the whole turn, then END_OF_SPEECH; a pause inside a sentence ends nothing.
+Key terms (``keyterms=``, ``update_options``
 and the framework's session key terms) and conversation items (``chat_context``: each new turn
 of the agent or the user) go to the server as control messages on the live stream, without a
 reconnect; they prime the next utterances (docs/protocol.md, "Key terms and context").
@@ -75,6 +81,10 @@ class STTOptions:
     diarization: bool = False
     task: Literal["transcribe", "translate"] = "transcribe"
     keyterms: list[str] = field(default_factory=list)  # the caller's and the session's, merged
+    turn_detection: bool = False  # the server's turns (``turns=true``) drive the speech events
+    eot_threshold: float = 0.7
+    eager_eot_threshold: float | None = None
+    eot_timeout_ms: int = 5000
 
     def stream_url(self) -> str:
         base = self.base_url.rstrip("/")
@@ -94,6 +104,12 @@ class STTOptions:
             query["task"] = self.task
         if self.keyterms:
             query["keyterms"] = self.keyterms
+        if self.turn_detection:
+            query["turns"] = "true"
+            query["eot_threshold"] = self.eot_threshold
+            query["eot_timeout_ms"] = self.eot_timeout_ms
+            if self.eager_eot_threshold is not None:
+                query["eager_eot_threshold"] = self.eager_eot_threshold
         return f"{base}/v1/stream?{urlencode(query, doseq=True)}"
 
     def headers(self) -> dict[str, str]:
@@ -114,6 +130,10 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
         diarization: bool = False,
         keyterms: list[str] | None = None,
         task: Literal["transcribe", "translate"] = "transcribe",
+        turn_detection: bool = False,
+        eot_threshold: float = 0.7,
+        eager_eot_threshold: float | None = None,
+        eot_timeout_ms: int = 5000,
         http_session: aiohttp.ClientSession | None = None,
     ) -> None:
         """
@@ -133,7 +153,17 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
             task: ``"translate"`` gives English text of speech in any language (multilingual
                 models); ``SpeechData.language`` is then "en" and ``source_languages`` holds
                 the language spoken.
+            turn_detection: the server tells when the user's turn is over (its acoustic and
+                lexical end-of-turn model), for ``AgentSession(turn_detection="stt")``: one
+                FINAL_TRANSCRIPT and END_OF_SPEECH per turn, PREFLIGHT_TRANSCRIPT on an eager
+                end; ``endpointing_ms`` is then unused.
+            eot_threshold: end-of-turn probability that ends a turn (0.5..1.0).
+            eager_eot_threshold: probability that sends an eager end (0.3..0.9, at most
+                ``eot_threshold``) for preemptive generation; None: none.
+            eot_timeout_ms: silence that ends a turn whatever the probability (500..60000).
         """
+        if eager_eot_threshold is not None and eager_eot_threshold > eot_threshold:
+            raise ValueError("eager_eot_threshold must not exceed eot_threshold")
         super().__init__(
             capabilities=stt.STTCapabilities(
                 streaming=True,
@@ -163,6 +193,10 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
             diarization=diarization,
             task=task,
             keyterms=list(dict.fromkeys(keyterms or [])),
+            turn_detection=turn_detection,
+            eot_threshold=eot_threshold,
+            eager_eot_threshold=eager_eot_threshold,
+            eot_timeout_ms=eot_timeout_ms,
         )
         self._user_keyterms = list(self._opts.keyterms)
         self._session_keyterms: list[str] = []
@@ -208,12 +242,27 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
         interim_results: NotGivenOr[bool] = NOT_GIVEN,
         endpointing_ms: NotGivenOr[int] = NOT_GIVEN,
         keyterms: NotGivenOr[list[str]] = NOT_GIVEN,
+        eot_threshold: NotGivenOr[float] = NOT_GIVEN,
+        eager_eot_threshold: NotGivenOr[float | None] = NOT_GIVEN,
+        eot_timeout_ms: NotGivenOr[int] = NOT_GIVEN,
     ) -> None:
         """Change options; live streams reconnect with them (no audio is lost), except key
-        terms, which apply to the live streams' next readings without a reconnect."""
+        terms and turn thresholds, which apply to the live streams' next readings and pauses
+        without a reconnect."""
         if is_given(keyterms):
             self._user_keyterms = list(keyterms)
             self._set_keyterms()
+        thresholds: dict[str, Any] = {}
+        if is_given(eot_threshold):
+            self._opts.eot_threshold = thresholds["eot_threshold"] = eot_threshold
+        if is_given(eager_eot_threshold):
+            self._opts.eager_eot_threshold = eager_eot_threshold
+            thresholds["eager_eot_threshold"] = eager_eot_threshold
+        if is_given(eot_timeout_ms):
+            self._opts.eot_timeout_ms = thresholds["eot_timeout_ms"] = eot_timeout_ms
+        if thresholds and self._opts.turn_detection:
+            for stream in self._streams:
+                stream._set_thresholds(thresholds)
         if is_given(language):
             self._opts.language = language
         if is_given(interim_results):
@@ -335,6 +384,10 @@ class SpeechStream(stt.RecognizeStream):
     def _set_keyterms(self, keyterms: list[str]) -> None:
         self._opts.keyterms = list(keyterms)  # a reconnect sends them in its URL
         self._controls.put_nowait({"type": "configure", "keyterms": self._opts.keyterms})
+
+    def _set_thresholds(self, thresholds: dict[str, Any]) -> None:
+        self._opts = replace(self._opts, **{k: v for k, v in thresholds.items()})  # for a reconnect
+        self._controls.put_nowait({"type": "configure", **thresholds})
 
     def _push_context(self, text: str) -> None:
         self._controls.put_nowait({"type": "context", "text": text})
@@ -503,6 +556,9 @@ class SpeechStream(stt.RecognizeStream):
 
     def _on_event(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
+        if self._opts.turn_detection:
+            self._on_turn_event(kind, message)
+            return
         if kind == "speech_started":
             self._start_of_speech(float(message["time"]))
         elif kind == "interim" and message.get("text"):
@@ -527,6 +583,39 @@ class SpeechStream(stt.RecognizeStream):
             self._report_usage()
         elif kind == "speech_ended":
             self._end_of_speech(float(message["time"]))
+
+    def _on_turn_event(self, kind: Any, message: dict[str, Any]) -> None:
+        """The server's turns drive the speech events (``turn_detection=True``)."""
+        if kind == "turn_started":
+            self._start_of_speech(float(message["start"]))
+        elif kind == "interim" and message.get("text") and self._speaking:
+            self._send_transcript(stt.SpeechEventType.INTERIM_TRANSCRIPT, message)
+        elif kind in ("eager_end_of_turn", "turn_resumed") and message.get("transcript") and self._speaking:
+            kind_of = (
+                stt.SpeechEventType.PREFLIGHT_TRANSCRIPT
+                if kind == "eager_end_of_turn"
+                else stt.SpeechEventType.INTERIM_TRANSCRIPT
+            )
+            self._send_transcript(kind_of, {**message, "text": message["transcript"]})
+        elif kind == "end_of_turn":
+            self._start_of_speech(float(message["start"]))
+            if message.get("transcript"):
+                self._send_transcript(
+                    stt.SpeechEventType.FINAL_TRANSCRIPT, {**message, "text": message["transcript"]}
+                )
+            self._report_usage()
+            self._end_of_speech(float(message["end"]))
+
+    def _send_transcript(self, kind: stt.SpeechEventType, message: dict[str, Any]) -> None:
+        final = kind == stt.SpeechEventType.FINAL_TRANSCRIPT
+        self._event_ch.send_nowait(
+            stt.SpeechEvent(
+                type=kind,
+                request_id=self._request_id,
+                alternatives=[self._speech_data(message)],
+                speech_end_time=self._wall_time(float(message["end"])) if final else None,
+            )
+        )
 
     def _speech_data(self, message: dict[str, Any]) -> stt.SpeechData:
         offset = self.start_time_offset + self._earlier_s
