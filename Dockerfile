@@ -26,11 +26,13 @@ ENV PATH=/opt/venv/bin:$PATH
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 COPY pyproject.toml README.md /src/
 COPY server /src/server
-# faiss-cpu and faiss-gpu-cu12 are one `faiss` module: with the gpu extra, the GPU build stays
 RUN pip install --no-deps "resemblyzer==0.1.4"  # speaker encoder weights only (diarize)
+RUN pip install --no-deps "pipecat-ai==1.14.0"  # Smart Turn v3.2's weights only (end of turn)
+# faiss-cpu and faiss-gpu-cu12 are one `faiss` module, onnxruntime and onnxruntime-gpu one
+# `onnxruntime`: with the gpu extra, the GPU builds stay (Smart Turn then runs on the GPU)
 RUN pip install "/src[${EXTRAS}]" \
- && case ",${EXTRAS}," in *,gpu,*) pip uninstall -y faiss-cpu \
-      && pip install --no-deps --force-reinstall "faiss-gpu-cu12>=1.8" ;; esac
+ && case ",${EXTRAS}," in *,gpu,*) pip uninstall -y faiss-cpu onnxruntime \
+      && pip install --no-deps --force-reinstall "faiss-gpu-cu12>=1.8" "onnxruntime-gpu>=1.17" ;; esac
 # Bake the model in: convert the packaged tiny.en weights once, at build time, into the cache
 # the server reads, and check that it transcribes its own sample.
 ENV VOXINDEX_CACHE_DIR=/opt/voxindex/cache

@@ -60,6 +60,9 @@ $pip install --quiet -e clients/python  # voxindex_client: `voxindex stream` is 
 # the speaker encoder's weights (diarize): only its weights file is read, so none of its
 # dependencies (librosa, webrtcvad, which compiles C) are installed
 $pip install --quiet --no-deps "resemblyzer==0.1.4"
+# Smart Turn v3.2's weights (end of turn, engine/turns/): only its ONNX file is read, so none of
+# pipecat's runtime is installed
+$pip install --quiet --no-deps "pipecat-ai==1.14.0"
 if [ "$extras" = "test" ]; then  # the LiveKit plugin of plugins/, tested against the server
   $pip install --quiet -e plugins/livekit-plugins-voxindex
 fi

@@ -9,6 +9,7 @@ pauses of 100 ms or more inside a turn, ``end`` is where its last loud frame end
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,7 @@ def build(spec: Spec, synth: Callable[[str], Float32Array] | None = None) -> Tur
     else:
         audio = decode_file(spec.source)
         bounds = [0, *(round(c * SAMPLE_RATE) for c in spec.cuts), audio.size]
-        parts = [audio[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        parts = [audio[a:b] for a, b in itertools.pairwise(bounds)]
     assert len(parts) == len(spec.pauses) + 1, spec.name
     pieces = [parts[0]]
     for pause, part in zip(spec.pauses, parts[1:], strict=True):
@@ -149,7 +150,7 @@ def measure(audio: Float32Array) -> tuple[float, tuple[tuple[float, float], ...]
     first, last = runs[0][0], runs[-1][1]
     holds = tuple(
         (a / 100, b / 100)
-        for (_, a), (b, _) in zip(runs, runs[1:], strict=False)
+        for (_, a), (b, _) in itertools.pairwise(runs)
         if (b - a) / 100 >= MIN_HOLD_S and a - first >= 20
     )
     return last / 100, holds

@@ -254,3 +254,87 @@ async def test_keyterm_updates_and_conversation_items_reach_a_live_stream(
     await stt.aclose()
     assert len({e.request_id for e in run.finals()}) == 1  # one server stream: no reconnect
     assert not run.errors
+
+
+# ---------------- the server's turns drive the agent's (turn_detection="stt") ----------------
+async def test_turn_detection_gives_one_final_and_end_of_speech_per_turn(keyed_server: KeyedServer) -> None:
+    from tests.turn_corpus import HUMAN, build, session
+
+    amiable, forward = (build(next(s for s in HUMAN if s.name == n)) for n in ("amiable", "forward"))
+    audio, _ = session([amiable, forward], gap_s=2.0)  # "He might even have | 1.2 s | been …"
+    stt = voxindex.STT(
+        base_url=keyed_server.url, api_key=keyed_server.api_key, turn_detection=True, eager_eot_threshold=0.4
+    )
+    run = Run()
+    stream = stt.stream()
+    collector = asyncio.create_task(collect(stt, stream, run))
+    await push(stream, audio)
+    stream.end_input()
+    await asyncio.wait_for(collector, 60)
+    await stt.aclose()
+    kinds = [k for k in run.kinds() if k != Kind.PREFLIGHT_TRANSCRIPT]
+    assert_paired(kinds)
+    assert kinds.count(Kind.START_OF_SPEECH) == kinds.count(Kind.FINAL_TRANSCRIPT) == 2, kinds
+    assert Kind.INTERIM_TRANSCRIPT in kinds
+    finals = [e.alternatives[0].text for e in run.finals()]
+    assert corpus_wer([(amiable.text, finals[0]), (forward.text, finals[1])]) <= 0.2
+    # FINAL then END_OF_SPEECH, each turn; an eager end (if any) said what the final says
+    for final in run.finals():
+        after = run.events[run.events.index(final) + 1 :]
+        assert next(e.type for e in after if e.type != Kind.RECOGNITION_USAGE) == Kind.END_OF_SPEECH
+        assert final.speech_end_time is not None and run.started < final.speech_end_time <= final.created_at
+        before = run.events[: run.events.index(final)]
+        preflights = [e for e in before if e.type == Kind.PREFLIGHT_TRANSCRIPT]
+        if preflights and preflights[-1] is before[-1]:
+            assert preflights[-1].alternatives[0].text == final.alternatives[0].text
+    assert not run.errors
+    # livekit-agents' own recognition path, as AgentSession(turn_detection="stt") runs it
+    ended, preemptive = await recognize(run.events)
+    assert ended == finals  # one end of turn per turn, none at the pause mid-sentence
+    assert preemptive and set(preemptive) <= {
+        *finals,
+        *(e.alternatives[0].text for e in run.events if e.alternatives),
+    }
+
+
+async def recognize(events: list[lk_stt.SpeechEvent]) -> tuple[list[str], list[str]]:
+    """Feed the plugin's events to livekit-agents' ``AudioRecognition`` in STT turn-detection
+    mode (no LiveKit server, no room): the user turns it ends and the preemptive generations it
+    starts, by their transcripts."""
+    from livekit.agents import AgentSession, llm
+    from livekit.agents.voice.audio_recognition import AudioRecognition
+    from livekit.agents.voice.endpointing import BaseEndpointing
+
+    ended: list[str] = []
+    preemptive: list[str] = []
+
+    class Hooks:
+        interruption_by_audio_activity_enabled = False
+
+        def on_end_of_turn(self, info: Any) -> bool:
+            ended.append(info.new_transcript)
+            return True
+
+        def on_preemptive_generation(self, info: Any) -> None:
+            preemptive.append(info.new_transcript)
+
+        def retrieve_chat_ctx(self) -> llm.ChatContext:
+            return llm.ChatContext()
+
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kwargs: None
+
+    recognition = AudioRecognition(
+        AgentSession(),
+        hooks=Hooks(),  # type: ignore[arg-type]
+        endpointing=BaseEndpointing(0.0, 0.0),
+        stt=None,
+        vad=None,
+        interruption_detection=None,
+        turn_detection="stt",
+    )
+    for event in events:
+        await recognition._on_stt_event(event)
+        await asyncio.sleep(0.01)  # its end-of-turn task runs
+    await asyncio.sleep(0.2)
+    return ended, preemptive

@@ -8,9 +8,9 @@ of silence the acoustic model hears it (``needs_acoustic``, off the engine's thr
 both are in, every new chunk of silence re-judges it (fusion.end_of_turn_probability). At
 ``eager_threshold`` the turn's transcript goes out as ``EagerEndOfTurn``; at ``eot_threshold``
 the turn ends, its final being that same reading, so ``EndOfTurn`` waits for no model call and
-carries the eager transcript word for word. Voice before then resumes the turn (``TurnResumed`` if an eager end was sent).
-Pause words are frozen once read: the words an eager end showed are the words the turn ends
-with, unless it resumes.
+carries the eager transcript word for word. Voice before then resumes the turn
+(``TurnResumed`` if an eager end was sent). Pause words are frozen once read: the words an
+eager end showed are the words the turn ends with, unless it resumes.
 """
 
 from __future__ import annotations
