@@ -199,7 +199,7 @@ def serve(model: str, compute_type: str, evidence: str, data: Path) -> tuple[str
     from tests.api.conftest import ServerProcess
 
     env = {"VOXINDEX_TURN_EVIDENCE": evidence, "VOXINDEX_MAX_STREAMS": "16", "VOXINDEX_LOG_LEVEL": "warning"}
-    args = ["--no-auth", "--no-index", "--model", model, "--compute-type", compute_type]
+    args = ["--no-auth", "--model", model, "--compute-type", compute_type]
     server = ServerProcess(data / evidence, data / "cache", *args, env=env)
 
     def stop() -> None:

@@ -7,6 +7,9 @@ stream, so we measure (a) speech onset → first transcript message covering it 
 ``flush_after`` the client also sends ``{"type":"flush"}`` that many seconds after each
 utterance's speech ends, as a LiveKit agent does when its own VAD or turn detector decides the
 user stopped, and (c) flush → final is measured: the dead air before the agent can answer.
+With ``force_end_turn`` the streams are Deepgram Flux streams (``/v2/listen``, ``eot_threshold``
+1.0: only the client ends a turn) and the client sends ``ForceEndTurn`` instead: (c) is then
+ForceEndTurn → ``EndOfTurn``.
 """
 
 from __future__ import annotations
@@ -75,8 +78,15 @@ def build_audio(index: int, seconds: float) -> tuple[Float32Array, list[Utteranc
     return np.concatenate(parts), utterances
 
 
+FLUX = "/v2/listen?model=flux-general-en&encoding=linear16&sample_rate=16000&eot_threshold=1.0"
+
+
 async def drive(
-    url: str, audio: Float32Array, utterances: list[Utterance], flush_after: float | None = None
+    url: str,
+    audio: Float32Array,
+    utterances: list[Utterance],
+    flush_after: float | None = None,
+    force_end_turn: bool = False,
 ) -> StreamResult:
     import websockets
 
@@ -85,9 +95,13 @@ async def drive(
     messages: list[tuple[float, dict[str, Any]]] = []
     flushes = [u.end + flush_after for u in utterances] if flush_after is not None else []
     flushed: list[float] = []  # when each flush was sent, on the client's clock
-    async with websockets.connect(f"{url}/v1/stream", max_size=None) as ws:
+    flush, close = ("ForceEndTurn", "CloseStream") if force_end_turn else ("flush", "close")
+    headers = {"Authorization": "Token bench"} if force_end_turn else {}
+    async with websockets.connect(
+        url + (FLUX if force_end_turn else "/v1/stream"), additional_headers=headers
+    ) as ws:
         ready = json.loads(await ws.recv())
-        if ready.get("type") != "ready":
+        if ready.get("type") not in ("ready", "Connected"):
             raise RuntimeError(f"server refused the stream: {ready}")
         t0 = time.monotonic()
 
@@ -95,16 +109,26 @@ async def drive(
             for i in range(0, len(pcm), step):
                 await ws.send(pcm[i : i + step])
                 if len(flushed) < len(flushes) and (i + step) / 2 / SAMPLE_RATE >= flushes[len(flushed)]:
-                    await ws.send(json.dumps({"type": "flush"}))
+                    await ws.send(json.dumps({"type": flush}))
                     flushed.append(time.monotonic() - t0)
                 await asyncio.sleep(max(0.0, t0 + (i + step) / 2 / SAMPLE_RATE - time.monotonic()))
-            await ws.send(json.dumps({"type": "close"}))
+            await ws.send(json.dumps({"type": close}))
 
         sender = asyncio.create_task(send())
         async for raw in ws:
-            messages.append((time.monotonic() - t0, json.loads(raw)))
+            messages.append((time.monotonic() - t0, native(json.loads(raw))))
         sender.cancel()
     return score(messages, utterances, flushed)
+
+
+def native(message: dict[str, Any]) -> dict[str, Any]:
+    """A Flux turn message as the native message it is scored as: an ``Update`` is an interim, an
+    ``EndOfTurn`` the final."""
+    if message.get("type") != "TurnInfo":
+        return message
+    kind = {"Update": "interim", "EndOfTurn": "final"}.get(message["event"], "turn")
+    start, end = message["audio_window_start"], message["audio_window_end"]
+    return {"type": kind, "start": start, "end": end, "words": message["words"]}
 
 
 def score(
@@ -144,10 +168,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_level(
-    url: str, streams: int, seconds: float, flush_after: float | None = None
+    url: str, streams: int, seconds: float, flush_after: float | None = None, force_end_turn: bool = False
 ) -> dict[str, Any]:
     plans = [build_audio(i, seconds) for i in range(streams)]
-    results = await asyncio.gather(*(drive(url, a, u, flush_after) for a, u in plans))
+    results = await asyncio.gather(*(drive(url, a, u, flush_after, force_end_turn) for a, u in plans))
     flush = [x for r in results for x in r.flush_final]
     first = [x for r in results for x in r.first_transcript]
     final = [x for r in results for x in r.final]
@@ -173,6 +197,7 @@ def run_bench(
     seconds: float,
     as_json: bool,
     flush_after: float | None = None,
+    force_end_turn: bool = False,
 ) -> int:
     stop = None
     if url is None:  # a throwaway server: its transcripts go to a temporary data dir
@@ -183,12 +208,13 @@ def run_bench(
     report = []
     try:
         for n in levels:
-            row = asyncio.run(run_level(url, n, seconds, flush_after))
+            row = asyncio.run(run_level(url, n, seconds, flush_after, force_end_turn))
             report.append(row)
             if not as_json:
                 flush = row["flush_final_s"]
+                what = "ForceEndTurn→EndOfTurn" if force_end_turn else "flush→final"
                 flushed = (
-                    f"  flush→final p50/p95/p99 = {flush[50]:.2f}/{flush[95]:.2f}/{flush[99]:.2f} s"
+                    f"  {what} p50/p95/p99 = {flush[50]:.2f}/{flush[95]:.2f}/{flush[99]:.2f} s"
                     if flush
                     else ""
                 )

@@ -146,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="also send a flush this many seconds after each utterance ends and time flush → final",
     )
+    b.add_argument(
+        "--force-end-turn",
+        action="store_true",
+        help="with --flush-after: Deepgram Flux streams (/v2/listen), ForceEndTurn → EndOfTurn timed",
+    )
     b.add_argument("--no-batching", action="store_false", dest="batching", default=None)
     b.add_argument("--json", action="store_true")
     model_args(b)
@@ -218,7 +223,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             from voxindex.cli.bench import run_bench
 
-            return run_bench(settings, args.url, args.streams, args.seconds, args.json, args.flush_after)
+            if args.force_end_turn and args.flush_after is None:
+                _fail(VoxError("--force-end-turn needs --flush-after (when to send it)"))
+                return 2
+            return run_bench(
+                settings,
+                args.url,
+                args.streams,
+                args.seconds,
+                args.json,
+                args.flush_after,
+                args.force_end_turn,
+            )
     except AudioDecodeError as e:
         _fail(e)
         return EXIT_BAD_INPUT

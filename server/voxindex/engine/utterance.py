@@ -34,7 +34,7 @@ from voxindex.engine.held_audio import HeldAudio
 from voxindex.engine.policy import agreed_prefix, final_words, join_words, last_sentence_end, past_confirmed
 from voxindex.engine.prompting import StreamPrompt
 from voxindex.engine.reading import MAX_WINDOW_AUDIO_S, Reading
-from voxindex.engine.turns.turn import ACOUSTIC_WINDOW_S, READ_AFTER_S, Turn
+from voxindex.engine.turns.turn import ACOUSTIC_WINDOW_S, PAUSE_S, READ_AFTER_S, Pause, Turn
 from voxindex.engine.types import StreamOptions, TurnOptions, Word
 from voxindex.engine.vad import CHUNK, CHUNK_S, Endpointer, VadState
 
@@ -128,11 +128,15 @@ class Utterance:
     def final_is_fresh(self) -> bool:
         """Whether the latest reading already heard the whole ending utterance and was
         accepted (or the turn's pause was read), so the final needs no model call."""
-        if self.ending not in (Ending.ENDPOINT, Ending.TURN) or self.speech_end is None:
+        if self.ending not in (Ending.ENDPOINT, Ending.TURN, Ending.FLUSH) or self.speech_end is None:
             return False
         if self.turn is not None and self.turn.final_words(self.speech_end) is not None:
             return True
-        return self._heard_words is not None and self.read_until >= self.speech_end + FRESH_MARGIN_S
+        return (
+            self.ending != Ending.FLUSH
+            and self._heard_words is not None
+            and self.read_until >= self.speech_end + FRESH_MARGIN_S
+        )
 
     @property
     def needs_final_reading(self) -> bool:
@@ -160,8 +164,8 @@ class Utterance:
     def interim_is_stale(self, reading_end: float) -> bool:
         """Whether an interim reading in flight (of audio up to ``reading_end``) is of no use
         now that the utterance is ending: it is, unless it hears the end of speech."""
-        if self.phase == Phase.SPEAKING and self.needs_pause_reading:
-            assert self.turn is not None and self.turn.pause is not None
+        if self.turn is not None and self.turn.needs_reading and self.ending in (None, Ending.FLUSH):
+            assert self.turn.pause is not None
             return reading_end < self.turn.pause.speech_end + READ_AFTER_S - 1e-6
         if self.phase != Phase.ENDING:
             return False
@@ -231,11 +235,15 @@ class Utterance:
                 self._end(Ending.WINDOW, t)
             elif self.phase == Phase.SPEAKING and self.turn is not None:
                 self.turn.heard(t, self.endpointer.last_voice, self._confirmed + self._tail)
+                self._hold(self.turn.take_held(), t)
                 self._judge_turn()
         if self.phase == Phase.QUIET:
             self.audio.drop_before(self.heard - PREROLL_S)
         if flush and self.phase == Phase.SPEAKING:
-            self._end(Ending.FLUSH, self.heard)
+            # a turn forced to end in a pause ends where the voice stopped, with the pause's
+            # reading (done or in flight): no model call of its own
+            pause = self.turn.pause if self.turn is not None else None
+            self._end(Ending.FLUSH, pause.speech_end if pause is not None else self.heard)
 
     def hear_acoustic(self, probability: float | None, speech_end: float) -> None:
         """The acoustic model's end-of-turn probability for the pause after speech that ended at
@@ -278,7 +286,7 @@ class Utterance:
             self._send_interim()
             if self.phase == Phase.SPEAKING:
                 self._finalize_long_sentences()
-        if self.needs_pause_reading and not self.interim_is_stale(reading_end):
+        if self.turn is not None and self.turn.needs_reading and not self.interim_is_stale(reading_end):
             self._read_pause(reading)
         return False
 
@@ -338,7 +346,21 @@ class Utterance:
         self.turn.read(words, reading.closing if same_end else None)
         self._judge_turn()
 
+    def _hold(self, pause: Pause | None, resumed: float) -> None:
+        """The voice came back after a pause that was read: the words up to it are a final of the
+        turn (a segment), and the turn reads on from the pause, not from its start (the model
+        reads what follows with them as its prompt, a shorter window, sooner)."""
+        if pause is None or not pause.words:
+            return
+        self._emit_final(pause.words, "pause", None)
+        self._said = pause.words[-5:]
+        self._confirmed, self._tail, self._heard_words = [], [], None
+        self.audio.drop_before(max(pause.speech_end + CHUNK_S, resumed - CHUNK_S - PAUSE_S))
+        self.read_until = self.audio.start
+
     def _judge_turn(self) -> None:
+        if self.phase != Phase.SPEAKING:
+            return
         if self.turn is not None and self.turn.pause is not None and self.turn.judge(self.heard):
             self._end(Ending.TURN, self.turn.pause.speech_end)
 

@@ -53,6 +53,7 @@ class Turn:
         self.start = 0.0
         self.said: list[Word] = []  # finals this turn already sent (a full window, long sentences)
         self.pause: Pause | None = None
+        self.held: Pause | None = None  # a read pause the voice came back after: its words stand
         self.now = 0.0  # stream time of the latest chunk heard
         self._next_update = 0.0
         self._emit = emit
@@ -90,6 +91,8 @@ class Turn:
         pause = self.pause
         if pause is not None and last_voice > pause.speech_end:
             self.pause = None
+            if pause.words:
+                self.held = pause
             if pause.eager:
                 self._send(TurnEvent.RESUMED, t, self.said + words)
         if self.pause is None and t - last_voice >= READ_AFTER_S - 1e-9:
@@ -98,6 +101,10 @@ class Turn:
             self._next_update = t + UPDATE_EVERY_S
             shown = self.pause.words if self.pause is not None and self.pause.words is not None else words
             self._send(TurnEvent.UPDATE, t, self.said + shown)
+
+    def take_held(self) -> Pause | None:
+        held, self.held = self.held, None
+        return held
 
     def acoustic(self, probability: float | None, speech_end: float) -> None:
         if self.pause is not None and self.pause.speech_end == speech_end:
