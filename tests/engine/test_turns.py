@@ -90,7 +90,7 @@ def turn_stream(tokenizer: WhisperTokenizer, options: TurnOptions = EAGER) -> Ut
 
 def pause_read(u: Utterance, text: str, closing: float | None, acoustic: float) -> None:
     """The pause's reading (of the turn up to now) and the acoustic model's verdict come in."""
-    assert u.needs_pause_reading and not u.wants_interim(0.0)
+    assert u.needs_pause_reading() and not u.wants_interim(0.0)
     u.read(Reading(said(text), closing=closing), u.heard, final=False)
     hear(u, 0.0, 3)  # 96 ms more of silence: the acoustic model hears the pause from 100 ms
     assert u.needs_acoustic
@@ -256,3 +256,42 @@ def test_reading_knows_how_sure_the_decoder_was_of_the_closing_mark(tiny: object
     done = decode_file(FIXTURES / "goforward.wav")
     [reading] = executor.run([Job(audio=done, start=0.0)])
     assert reading.text.endswith(".") and reading.closing is not None and 0.5 < reading.closing <= 1.0
+
+
+def test_a_turn_forced_to_end_in_a_read_pause_ends_with_that_reading_at_once(
+    tokenizer: WhisperTokenizer,
+) -> None:
+    u = turn_stream(tokenizer, TurnOptions(eot_threshold=1.0))  # only the client ends turns
+    hear(u, 0.0, 1)
+    pause_read(u, "Go forward ten meters.", 0.9, 0.95)
+    hear(u, 0.0, 3, flush=True)  # ForceEndTurn, 0.2 s into the pause
+    assert u.phase == Phase.ENDING and u.final_is_fresh and not u.needs_final_reading
+    u.finalize()
+    [end] = [t for t in turn_events(u) if t.event == TurnEvent.END]
+    assert end.text == "Go forward ten meters." and end.end == pytest.approx(1.6, abs=0.04)
+
+
+def test_a_pause_the_voice_comes_back_after_is_a_final_and_the_turn_reads_on_from_it(
+    tokenizer: WhisperTokenizer,
+) -> None:
+    u = turn_stream(tokenizer)
+    hear(u, 0.0, 1)
+    pause_read(u, "I'd like to book a table for", None, 0.9)
+    hear(u, 0.0, 20)
+    hear(u, 0.9, 30)  # "four people on Friday evening"
+    finals = [e.event for e in u.take_events() if isinstance(e.event, Final)]
+    assert [f.text for f in finals] == ["I'd like to book a table for"] and finals[0].reason == "pause"
+    start, _ = u.window()
+    assert start > 1.6  # the turn reads on from the pause, not from its start
+    rest = [
+        Word(w, start + 0.1 + i * 0.3, start + 0.35 + i * 0.3, 0.9)
+        for i, w in enumerate("four people.".split())
+    ]
+    hear(u, 0.0, 1)
+    u.read(Reading(rest, closing=0.9), u.heard, final=False)
+    hear(u, 0.0, 3)
+    speech_end, _ = u.acoustic_clip()
+    u.hear_acoustic(0.95, speech_end)
+    u.finalize()
+    [end] = [t for t in turn_events(u) if t.event == TurnEvent.END]
+    assert end.text == "I'd like to book a table for four people."

@@ -40,7 +40,7 @@ from voxindex.engine.stream import Stream, StreamStatus
 from voxindex.engine.turns.acoustic import SmartTurn
 from voxindex.engine.turns.worker import AcousticWorker, PauseWorker, hear_pauses
 from voxindex.engine.types import StreamOptions
-from voxindex.engine.utterance import Phase, Utterance
+from voxindex.engine.utterance import Phase, Utterance, chunks_of
 from voxindex.engine.vad import CHUNK, Vad, VadState
 from voxindex.errors import CapacityError, QuotaError, SpeakersUnavailableError
 from voxindex.metrics import Metrics
@@ -174,11 +174,8 @@ class Scheduler:
 
     @property
     def lag(self) -> float:
-        """How far the engine is behind real time: the worst stream's ``behind``, in seconds.
-
-        A client sending faster than real time builds up unread audio of its own making; that
-        is not the engine falling behind and must not close admission for everyone else.
-        """
+        """How far the engine is behind real time: the worst stream's ``behind`` (s); a client
+        sending faster than real time is not the engine falling behind (``Stream.behind``)."""
         return max((s.behind for s in list(self.streams.values())), default=0.0)
 
     @property
@@ -248,7 +245,7 @@ class Scheduler:
         for s, audio in heard:
             p = s.utterance.hear(audio, by_id.get(s.id))
             if s.speakers is not None and self.speakers is not None and len(p):
-                self.speakers.hear_chunks(s.speakers, s.utterance.chunks_of(p))
+                self.speakers.hear_chunks(s.speakers, chunks_of(s.utterance, p))
         # a stream with no new audio has nothing to interpret, unless decisions wait (behind a
         # final) or a flush was asked for: at a thousand streams, skipping it is most of a turn
         for s in streams:
@@ -278,8 +275,12 @@ class Scheduler:
         self._drop_stale_interims()
         busy = {id(live.stream) for live in self._live.values()}
         idle = [s for s in streams if id(s) not in busy]
-        # finals, and turns' pauses (a pause's reading is the final if the turn ends there)
-        urgent = [s for s in idle if s.utterance.needs_final_reading or s.utterance.needs_pause_reading]
+        # finals, and turns' pauses (their reading is the final if the turn ends there): from the
+        # first silent chunk on an idle engine, else from PAUSE_S (shorter ones: gaps in words)
+        quiet = not self._live and not self._waiting
+        urgent = [
+            s for s in idle if s.utterance.needs_final_reading or s.utterance.needs_pause_reading(quiet)
+        ]
         interval = self._interim_interval(streams)
         ready = [s for s in idle if s.utterance.wants_interim(interval)]
         ready.sort(key=lambda s: (s.behind, s.lag), reverse=True)  # real-time clients before floods
@@ -288,7 +289,8 @@ class Scheduler:
         # every admission's encoder pass stalls the readings in flight: while a final is being
         # decoded, interim readings join it only where encoding them costs little (a GPU)
         finals_in_flight = any(live.final for live in self._live.values())
-        room = self.stats.stall_allowance(FINAL_STALL_S) if finals_in_flight else self._admissions_in_budget
+        budget = self.stats.admissions_in_budget(self.settings.step_budget_s, self.max_batch)
+        room = self.stats.stall_allowance(FINAL_STALL_S) if finals_in_flight else budget
         spare = max(0, min(free, room) - len(urgent))
         chosen = urgent + ready[:spare]
         self._waiting = len(urgent) + len(ready) - len(chosen)
@@ -298,14 +300,12 @@ class Scheduler:
         """A stream whose final became due while an interim reading of it is in flight gets its
         final reading now: the interim is dropped, unless it already hears the whole utterance
         (then, accepted, it serves as the final: ``Utterance.final_is_fresh``)."""
+        reading = {id(live.stream) for live in self._live.values()}
         for key, live in list(self._live.items()):
-            if not live.final and live.stream.utterance.interim_is_stale(live.job.end):
+            alone = reading == {id(live.stream)} and not self._waiting  # a turn's pause is read early
+            if not live.final and live.stream.utterance.interim_is_stale(live.job.end, alone):
                 self.executor.cancel([key])
                 del self._live[key]
-
-    @property
-    def _admissions_in_budget(self) -> int:
-        return self.stats.admissions_in_budget(self.settings.step_budget_s, self.max_batch)
 
     def _interim_interval(self, streams: list[Stream]) -> float:
         """Seconds of new audio between a stream's interim readings. Under load the interval

@@ -43,6 +43,7 @@ PREROLL_S = 0.8  # audio kept before detected speech: onsets are soft, VAD needs
 MAX_UTTERANCE_S = 25.0  # force a final before the window (30 s) is full
 SENTENCE_FINAL_AFTER_S = 8.0  # in long unbroken speech, finalize confirmed sentences past this
 ENDPOINT_TAIL_S = 0.3  # audio kept after the last voiced chunk when reading an ended utterance
+TURN_INTERIM_S = 1.5  # a turn's interim readings at most this often: its pauses are read anyway
 FRESH_MARGIN_S = 0.1  # a reading that heard this far past the end of speech serves as the final
 
 
@@ -88,7 +89,7 @@ class Utterance:
         self.finals = 0
         # VAD decisions not yet interpreted: (probability, chunk end time)
         self._decisions: deque[tuple[float, float]] = deque()
-        self._vad_samples = 0
+        self.vad_samples = 0  # audio the VAD decided on
         self._seen = -1  # ``audio.received`` when decisions were last interpreted
         self.heard = 0.0  # stream time up to which decisions are interpreted
         self._final_until = 0.0  # the end of the audio the final reading reads
@@ -142,11 +143,13 @@ class Utterance:
     def needs_final_reading(self) -> bool:
         return self.phase == Phase.ENDING and not self.final_is_fresh
 
-    @property
-    def needs_pause_reading(self) -> bool:
+    def needs_pause_reading(self, early: bool = True) -> bool:
         """Whether a turn's pause waits for a reading of the turn up to it (as urgent as a final:
-        it is the final if the turn ends there)."""
-        return self.phase == Phase.SPEAKING and self.turn is not None and self.turn.needs_reading
+        it is the final if the turn ends there); not ``early``: only once it is ``PAUSE_S`` long."""
+        if self.phase != Phase.SPEAKING or self.turn is None or not self.turn.needs_reading:
+            return False
+        assert self.turn.pause is not None
+        return early or self.heard - self.turn.pause.speech_end >= PAUSE_S
 
     @property
     def needs_acoustic(self) -> bool:
@@ -157,16 +160,19 @@ class Utterance:
         a turn's pause waits for its reading or has it: nothing new was said)."""
         if self.turn is not None and (self.turn.frozen or self.turn.needs_reading):
             return False
+        if self.turn is not None:
+            interval = max(interval, TURN_INTERIM_S)
         return (
             self.phase == Phase.SPEAKING and self.heard - max(self.read_until, self.audio.start) >= interval
         )
 
-    def interim_is_stale(self, reading_end: float) -> bool:
+    def interim_is_stale(self, reading_end: float, early: bool = True) -> bool:
         """Whether an interim reading in flight (of audio up to ``reading_end``) is of no use
         now that the utterance is ending: it is, unless it hears the end of speech."""
         if self.turn is not None and self.turn.needs_reading and self.ending in (None, Ending.FLUSH):
             assert self.turn.pause is not None
-            return reading_end < self.turn.pause.speech_end + READ_AFTER_S - 1e-6
+            due = self.ending is not None or self.needs_pause_reading(early)
+            return due and reading_end < self._pause_heard_from()
         if self.phase != Phase.ENDING:
             return False
         hears_end = reading_end >= (self.speech_end or 0.0) + FRESH_MARGIN_S
@@ -196,26 +202,13 @@ class Utterance:
         every chunk is speech). Returns the probabilities."""
         self.audio.append(audio)
         if probs is None:
-            n = (self._vad_samples % CHUNK + audio.size) // CHUNK
+            n = (self.vad_samples % CHUNK + audio.size) // CHUNK
             probs = np.ones(n, np.float32)
-        first = self._vad_samples // CHUNK
+        first = self.vad_samples // CHUNK
         for k, prob in enumerate(probs):
             self._decisions.append((float(prob), (first + k + 1) * CHUNK / SAMPLE_RATE))
-        self._vad_samples += len(probs) * CHUNK
+        self.vad_samples += len(probs) * CHUNK
         return probs
-
-    def chunks_of(
-        self, probs: Float32Array
-    ) -> tuple[Float32Array, Float32Array, npt.NDArray[np.float64]] | None:
-        """The latest ``hear``'s whole chunks (chunks × 512 samples), their probabilities and end
-        times (what the speaker windows read), or None if that audio is no longer held."""
-        first = self._vad_samples - len(probs) * CHUNK
-        audio = self.audio.between(first / SAMPLE_RATE, self._vad_samples / SAMPLE_RATE)
-        if audio.size != len(probs) * CHUNK:
-            return None
-        ends = (first / CHUNK + np.arange(1, len(probs) + 1, dtype=np.float64)) * CHUNK_S
-        # copies: a view would keep the stream's old buffer alive
-        return audio.reshape(-1, CHUNK).copy(), probs.copy(), ends
 
     def interpret(self, flush: bool = False, turns: TurnOptions | None = None) -> None:
         """Interpret queued VAD decisions, pausing while the utterance awaits its final; a
@@ -286,7 +279,7 @@ class Utterance:
             self._send_interim()
             if self.phase == Phase.SPEAKING:
                 self._finalize_long_sentences()
-        if self.turn is not None and self.turn.needs_reading and not self.interim_is_stale(reading_end):
+        if self.turn is not None and self.turn.needs_reading and reading_end >= self._pause_heard_from():
             self._read_pause(reading)
         return False
 
@@ -358,6 +351,11 @@ class Utterance:
         self.audio.drop_before(max(pause.speech_end + CHUNK_S, resumed - CHUNK_S - PAUSE_S))
         self.read_until = self.audio.start
 
+    def _pause_heard_from(self) -> float:
+        """Where a reading must reach to have heard the turn's pause."""
+        assert self.turn is not None and self.turn.pause is not None
+        return self.turn.pause.speech_end + READ_AFTER_S - 1e-6
+
     def _judge_turn(self) -> None:
         if self.phase != Phase.SPEAKING:
             return
@@ -420,3 +418,17 @@ class Utterance:
         self.prompt.said(final.text)
         self.segment_id += 1
         self.finals += 1
+
+
+def chunks_of(
+    u: Utterance, probs: Float32Array
+) -> tuple[Float32Array, Float32Array, npt.NDArray[np.float64]] | None:
+    """The latest ``hear``'s whole chunks (chunks × 512 samples), their probabilities and end
+    times (what the speaker windows read), or None if that audio is no longer held."""
+    first = u.vad_samples - len(probs) * CHUNK
+    audio = u.audio.between(first / SAMPLE_RATE, u.vad_samples / SAMPLE_RATE)
+    if audio.size != len(probs) * CHUNK:
+        return None
+    ends = (first / CHUNK + np.arange(1, len(probs) + 1, dtype=np.float64)) * CHUNK_S
+    # copies: a view would keep the stream's old buffer alive
+    return audio.reshape(-1, CHUNK).copy(), probs.copy(), ends

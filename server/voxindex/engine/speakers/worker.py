@@ -70,7 +70,7 @@ class SpeakerWorker:
         track: SpeakerHistory,
         chunks: tuple[Float32Array, Float32Array, npt.NDArray[np.float64]] | None,
     ) -> None:
-        """A diarized stream's new VAD chunks with their audio (``Utterance.chunks_of``), if held
+        """A diarized stream's new VAD chunks with their audio (``utterance.chunks_of``), if held
         (always, while ingesting)."""
         if chunks is not None:
             self.hear(track, *chunks)
