@@ -187,6 +187,7 @@ class Scheduler:
         first calls allocate, pick kernels and fill caches, so the first client does not wait
         for that. Returns the reading, which the caller may check."""
         self.vad([VadState()], [audio])
+        self.turns.warm_up(audio)
         jobs = [Job(audio=audio, start=0.0, prompt=(), language=None)] * max(1, min(batch, self.max_batch))
         readings = self.executor.warm_up(jobs)
         self.stats.encode_cost = self.executor.timing.encode_s / len(jobs)
@@ -337,7 +338,7 @@ class Scheduler:
             keys = self.executor.admit([live.job for live in batch])
         except Exception as e:  # fail these streams, never the loop or other streams
             log.exception("model admission failed")
-            self._fail([live.stream for live in batch], e)
+            _fail([live.stream for live in batch], e)
             return True
         self._live.update(zip(keys, batch, strict=True))
         self.stats.encode_cost = moving_average(
@@ -357,7 +358,7 @@ class Scheduler:
         except Exception as e:  # every reading in flight is lost: fail their streams, not the loop
             log.exception("decode step failed")
             self.executor.cancel()
-            self._fail([live.stream for live in self._live.values()], e)
+            _fail([live.stream for live in self._live.values()], e)
             self._live.clear()
             self.background.fail(e)
             return []
@@ -374,11 +375,6 @@ class Scheduler:
                 self.background.finished(key, reading)
         self.background.complete()
         return out
-
-    def _fail(self, streams: list[Stream], e: Exception) -> None:
-        for stream in streams:
-            stream.emit(Error("engine_error", f"transcription failed: {e.__class__.__name__}"))
-            stream.finish()
 
     # ---------------- update: readings into utterances, their events out ----------------
     def _update(self, live: LiveReading, reading: Reading) -> None:
@@ -424,3 +420,10 @@ class Scheduler:
 def _any_ending(streams: list[Stream]) -> bool:
     """Whether a final is pending on any of ``streams``."""
     return any(s.utterance.phase == Phase.ENDING for s in streams)
+
+
+def _fail(streams: list[Stream], e: Exception) -> None:
+    """The model failed these streams' readings: they end with an error, no other stream does."""
+    for stream in streams:
+        stream.emit(Error("engine_error", f"transcription failed: {e.__class__.__name__}"))
+        stream.finish()

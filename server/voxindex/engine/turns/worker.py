@@ -49,6 +49,11 @@ class AcousticWorker(Generic[K]):
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def warm_up(self, clip: Float32Array) -> None:
+        """Run the model once before the loop starts: ONNX Runtime's first call allocates."""
+        if self.model is not None:
+            self.model([clip])
+
     def submit(self, key: K, clip: Float32Array) -> None:
         with self._cv:
             if self._thread is None:  # no model (or not started): no acoustic evidence
