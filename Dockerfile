@@ -26,8 +26,8 @@ ENV PATH=/opt/venv/bin:$PATH
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 COPY pyproject.toml README.md /src/
 COPY server /src/server
-RUN pip install --no-deps "resemblyzer==0.1.4"  # speaker encoder weights only (diarize)
-RUN pip install --no-deps "pipecat-ai==1.14.0"  # Smart Turn v3.2's weights only (end of turn)
+# weights only, not their runtimes: the speaker encoder's (diarize), Smart Turn v3.2's (end of turn)
+RUN pip install --no-deps "resemblyzer==0.1.4" "pipecat-ai==1.14.0"
 # faiss-cpu and faiss-gpu-cu12 are one `faiss` module, onnxruntime and onnxruntime-gpu one
 # `onnxruntime`: with the gpu extra, the GPU builds stay (Smart Turn then runs on the GPU)
 RUN pip install "/src[${EXTRAS}]" \

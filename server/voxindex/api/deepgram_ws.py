@@ -274,6 +274,14 @@ class DeepgramCodec:
 
 
 # ---------------- the handshake ----------------
+def deepgram_token(ws: WebSocket, offered: list[str]) -> str | None:
+    """A credential outside the headers: ``access_token``, or (browsers, which cannot set
+    headers) the subprotocols ``["token", "<key>"]``."""
+    if "token" in offered[:-1]:
+        return offered[offered.index("token") + 1]
+    return ws.query_params.get("access_token")
+
+
 @router.websocket("/v1/listen")
 async def listen_route(ws: WebSocket) -> None:
     """Deepgram's live protocol (docs/compatibility.md)."""
@@ -319,10 +327,7 @@ def _admit(
     connects: ConnectLimits,
     draining: asyncio.Event | None,
 ) -> tuple[Stream, ListenOptions]:
-    token = ws.query_params.get("access_token")
-    if "token" in offered[:-1]:  # browsers: new WebSocket(url, ["token", key])
-        token = offered[offered.index("token") + 1]
-    principal = authorize(ws, token, settings, auth, connects, draining)
+    principal = authorize(ws, deepgram_token(ws, offered), settings, auth, connects, draining)
     options = parse_listen(ws.query_params, scheduler.model.languages)
     stream = scheduler.open(options.stream, asyncio.get_running_loop(), principal.tenant)
     return stream, options

@@ -21,7 +21,7 @@ from fastapi import APIRouter
 from starlette.datastructures import QueryParams
 from starlette.websockets import WebSocket
 
-from voxindex.api.deepgram_ws import ENCODINGS, refuse
+from voxindex.api.deepgram_ws import ENCODINGS, deepgram_token, refuse
 from voxindex.api.protocol import Configure, Control, int_param, message_object, query_list, turn_options
 from voxindex.api.services import Services
 from voxindex.api.session import authorize, opened, ready, refused, serve_stream
@@ -175,10 +175,7 @@ async def flux_stream(ws: WebSocket, services: Services) -> None:
     s = services
     offered = list(ws.scope.get("subprotocols") or [])
     try:
-        token = ws.query_params.get("access_token")
-        if "token" in offered[:-1]:  # browsers: new WebSocket(url, ["token", key])
-            token = offered[offered.index("token") + 1]
-        principal = authorize(ws, token, s.settings, s.auth, s.connects, s.draining)
+        principal = authorize(ws, deepgram_token(ws, offered), s.settings, s.auth, s.connects, s.draining)
         options = parse_flux(ws.query_params, s.scheduler.model.languages)
         stream = s.scheduler.open(options.stream, asyncio.get_running_loop(), principal.tenant)
     except VoxError as e:

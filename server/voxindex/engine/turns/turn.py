@@ -125,14 +125,7 @@ class Turn:
         if pause is None or pause.words is None or not pause.heard or silence < PAUSE_S:
             return False
         if pause.probability == 0.0:
-            log.debug(
-                "pause at %.2f judged after %.2f s: acoustic %s, lexical %.2f %r",
-                pause.speech_end,
-                silence,
-                None if pause.acoustic is None else round(pause.acoustic, 3),
-                pause.lexical,
-                " ".join(w.word for w in pause.words[-4:]),
-            )
+            _log("pause at %.2f judged", pause.speech_end, pause, silence)
         p = end_of_turn_probability(pause.acoustic, pause.lexical, silence, self.options.evidence)
         pause.probability = p
         eager = self.options.eager_threshold
@@ -140,15 +133,7 @@ class Turn:
             pause.eager = True  # also right before an end of turn: a client may act on either
             self._send(TurnEvent.EAGER_END, pause.speech_end, self.said + pause.words, since=pause.speech_end)
         if p >= self.options.eot_threshold:
-            log.debug(
-                "end of turn %d after %.2f s of silence: p=%.2f (acoustic %s, lexical %.2f) %r",
-                self.index,
-                silence,
-                p,
-                None if pause.acoustic is None else round(pause.acoustic, 2),
-                pause.lexical,
-                " ".join(w.word for w in pause.words[-4:]),
-            )
+            _log("end of turn %d", self.index, pause, silence)
             return True
         return False
 
@@ -185,3 +170,14 @@ class Turn:
         start = words[0].start if words else self.start
         info = TurnInfo(event, self.index, round(min(start, end), 3), round(end, 3), list(words), round(p, 4))
         self._emit(info, since)
+
+
+def _log(what: str, arg: float, pause: Pause, silence: float) -> None:
+    """A pause's evidence, for tuning (debug level): ``what`` % ``arg``, then the evidence."""
+    if log.isEnabledFor(logging.DEBUG):
+        acoustic = "none" if pause.acoustic is None else f"{pause.acoustic:.3f}"
+        words = " ".join(w.word for w in (pause.words or [])[-4:])
+        log.debug(
+            f"{what} after %.2f s of silence: p=%.2f (acoustic %s, lexical %.2f) %r",
+            arg, silence, pause.probability, acoustic, pause.lexical, words,
+        )  # fmt: skip
