@@ -153,14 +153,14 @@ class Utterance:
 
     @property
     def needs_acoustic(self) -> bool:
-        return self.phase == Phase.SPEAKING and self.turn is not None and self.turn.needs_acoustic
+        return self.phase == Phase.SPEAKING and self.turn is not None and self.turn.needs_acoustic(self.heard)
 
     def wants_interim(self, interval: float) -> bool:
         """Whether ``interval`` seconds of speech arrived since the latest reading (never while
         a turn's pause waits for its reading or has it: nothing new was said)."""
-        if self.turn is not None and (self.turn.frozen or self.turn.needs_reading):
-            return False
         if self.turn is not None:
+            if self.turn.frozen or self.turn.needs_reading:
+                return False
             interval = max(interval, TURN_INTERIM_S)
         return (
             self.phase == Phase.SPEAKING and self.heard - max(self.read_until, self.audio.start) >= interval

@@ -54,19 +54,14 @@ class Turn:
         self.said: list[Word] = []  # finals this turn already sent (a full window, long sentences)
         self.pause: Pause | None = None
         self.held: Pause | None = None  # a read pause the voice came back after: its words stand
-        self.now = 0.0  # stream time of the latest chunk heard
         self._next_update = 0.0
         self._emit = emit
 
-    @property
-    def needs_acoustic(self) -> bool:
+    def needs_acoustic(self, now: float) -> bool:
+        """Whether the pause, at stream time ``now``, is long enough for the acoustic model and
+        not yet heard by it."""
         pause = self.pause
-        return (
-            pause is not None
-            and not pause.asked
-            and not pause.heard
-            and self.now - pause.speech_end >= PAUSE_S
-        )
+        return pause is not None and not pause.asked and not pause.heard and now - pause.speech_end >= PAUSE_S
 
     @property
     def needs_reading(self) -> bool:
@@ -87,7 +82,6 @@ class Turn:
         ``words``: the turn's words so far (for its Updates)."""
         if not self.open:
             return
-        self.now = t
         pause = self.pause
         if pause is not None and last_voice > pause.speech_end:
             self.pause = None
