@@ -333,3 +333,46 @@ def test_repetition_loops_are_found_on_the_device_as_the_reference_finds_them(f3
     expected = [is_looping(h) for h in histories]
     assert found == expected
     assert 40 < sum(expected) < width - 40  # both kinds are well represented
+
+
+def test_a_draft_decodes_what_greedy_decoding_does_in_fewer_steps(
+    f32: WhisperModel, clips: list[Clip]
+) -> None:
+    """A row given a draft (the stream's previous reading) keeps as much of it as greedy decoding
+    would have chosen and decodes on from there: the same tokens, log-probabilities, margins and
+    alignment attention as without it, whether the draft is whole, cut short, wrong in the middle
+    or another clip's words; a whole draft leaves one step (the end of text)."""
+    eot = f32.tokenizer.special.eot
+    rows, kinds = [], []
+    names = ("cards-001", "cards-005", "goforward", "prose")
+    speech = [next(c for c in clips if c.name == name) for name in names]
+    for k, clip in enumerate(speech):
+        plain = options(f32, clip, PROMPTS[k % 2])
+        text = [t for t in reference(f32, clip, plain).tokens if t < eot]
+        assert len(text) >= 4, clip.name
+        other = [t for t in reference(f32, speech[k - 1], plain).tokens if t < eot]
+        wrong = list(text)
+        wrong[len(text) // 2] = text[len(text) // 2] + 1
+        for kind, draft in (
+            ("whole", text),
+            ("half", text[: len(text) // 2]),
+            ("wrong", wrong),
+            ("other", other),
+        ):
+            rows.append((clip, replace(plain, draft=tuple(draft))))
+            kinds.append(kind)
+    runner = Runner(f32, slots=1, record_margins=True)
+    got, steps = [], []
+    for clip, opt in rows:
+        key = runner.admit(clip.encoded, [opt])[0]
+        n = 1
+        while key not in runner.step():
+            n += 1
+        got.append(runner.release(key))
+        steps.append(n)
+    check(f32, [(clip, replace(opt, draft=())) for clip, opt in rows], got)
+    for kind, opt, hyp, n in zip(kinds, (o for _, o in rows), got, steps, strict=True):
+        if kind == "whole":
+            assert n == 1, (kind, n)
+        elif kind in ("half", "wrong"):
+            assert n <= len(hyp.tokens) - len(opt.draft) // 2 + 2, (kind, n, len(hyp.tokens))

@@ -10,9 +10,10 @@ import pytest
 from tests.conftest import PROSE, Synth, corpus_wer
 from voxindex.config import Settings
 from voxindex.engine.events import Closed, Error, Event, Final
-from voxindex.engine.scheduler import Scheduler
+from voxindex.engine.scheduler import LiveReading, Scheduler
 from voxindex.engine.stream import Stream
-from voxindex.engine.types import StreamOptions
+from voxindex.engine.types import StreamOptions, TurnOptions
+from voxindex.engine.vad import CHUNK
 from voxindex.models.whisper import WhisperModel
 
 
@@ -128,3 +129,76 @@ async def test_a_long_silent_stream_costs_no_model_calls_and_no_memory(make_sche
     assert [type(e) for e in events] == [Closed]
     assert scheduler.stats.batches == 0  # the VAD kept the model idle
     assert largest <= 16000 * 11  # at most one ingest (10 s) beyond the 0.4 s pre-roll
+
+
+def test_while_a_pause_is_read_no_interim_stalls_it_on_a_cpu(tiny: WhisperModel) -> None:
+    """A turn's pause reading is the turn's final if the turn ends there: while one decodes, an
+    interim reading's encoder pass (~0.13 s on a CPU, every decode step waits for it) is not let
+    in; beside an interim in flight it is. A new pause (or final) always is."""
+    scheduler = Scheduler(tiny, Settings())  # not started: its schedule is asked directly
+    scheduler.stats.encode_cost = 0.13
+    loop = asyncio.new_event_loop()
+    try:
+        talking, pausing = (scheduler.open(StreamOptions(turns=TurnOptions()), loop) for _ in range(2))
+        for s in (talking, pausing):
+            s.utterance.hear(np.zeros(60 * CHUNK, np.float32), np.r_[np.zeros(10), np.full(50, 0.9)])
+            s.utterance.interpret()
+        assert talking.utterance.wants_interim(0.5)
+        job = scheduler._job(pausing)
+        for urgent, admitted in ((True, []), (False, [talking])):
+            scheduler._live = {0: LiveReading(pausing, job, final=False, urgent=urgent)}
+            assert [live.stream for live in scheduler._schedule([talking, pausing])] == admitted
+        scheduler._live = {0: LiveReading(pausing, job, final=False, urgent=True)}
+        talking.utterance.hear(np.zeros(4 * CHUNK, np.float32), np.zeros(4))  # its own pause (128 ms)
+        talking.utterance.interpret()
+        [live] = scheduler._schedule([talking, pausing])
+        assert live.stream is talking and live.urgent
+    finally:
+        loop.close()
+
+
+async def test_a_reading_of_a_window_read_before_starts_from_that_reading(
+    make_scheduler,  # type: ignore[no-untyped-def]
+    synth: Synth,
+) -> None:
+    """Each reading re-reads the utterance from its start: the next one is given the last one's
+    tokens as a draft and the runner keeps what greedy decoding agrees with (test_runner), so
+    the transcript is what it would be without, in fewer decode steps."""
+    scheduler = make_scheduler()
+    drafts: list[int] = []
+    real_admit = scheduler.executor.admit
+
+    def spy(jobs):  # type: ignore[no-untyped-def]
+        drafts.extend(len(job.draft) for job in jobs)
+        return real_admit(jobs)
+
+    scheduler.executor.admit = spy  # type: ignore[method-assign]
+    speech = np.concatenate([np.zeros(8000, np.float32), synth(PROSE[6]), np.zeros(16000, np.float32)])
+    stream = scheduler.open(StreamOptions(), asyncio.get_running_loop())
+    collector = asyncio.create_task(collect(stream))
+    for i in range(0, speech.size, 3200):
+        stream.push_audio(speech[i : i + 3200])
+        scheduler.wake()
+        await asyncio.sleep(0.2)
+    stream.request_close()
+    scheduler.wake()
+    text = " ".join(e.text for e in await collector if isinstance(e, Final))
+    assert corpus_wer([(PROSE[6], text)]) <= 0.10
+    assert drafts[0] == 0 and sum(d > 0 for d in drafts) >= 2, drafts
+
+
+async def test_an_empty_audio_frame_does_not_keep_a_stream_from_closing(make_scheduler, synth: Synth) -> None:  # type: ignore[no-untyped-def]
+    """A client's empty binary frame (or a codec packet that decodes to no samples) queues
+    nothing: the stream still closes with its final."""
+    scheduler = make_scheduler()
+    stream = scheduler.open(StreamOptions(), asyncio.get_running_loop())
+    stream.push_audio(np.concatenate([np.zeros(4000, np.float32), synth(PROSE[6])]))
+    scheduler.wake()
+    while not stream.inbox_empty():  # the engine took the speech: the empty frame comes alone
+        await asyncio.sleep(0.01)
+    stream.push_audio(np.zeros(0, np.float32))
+    stream.request_close()
+    scheduler.wake()
+    events = await asyncio.wait_for(collect(stream), timeout=60)
+    assert isinstance(events[-1], Closed)
+    assert corpus_wer([(PROSE[6], " ".join(e.text for e in events if isinstance(e, Final)))]) <= 0.10

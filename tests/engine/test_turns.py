@@ -14,10 +14,12 @@ from tests.engine.test_utterance import hear, utterance
 from tests.turn_corpus import HUMAN, build
 from voxindex.audio import decode_file
 from voxindex.engine.events import Final, SpeechEnded, TurnEvent, TurnInfo
+from voxindex.engine.prompting import Prompting
 from voxindex.engine.reading import Reading
 from voxindex.engine.turns.acoustic import SmartTurn, weights_path
 from voxindex.engine.turns.fusion import end_of_turn_probability
 from voxindex.engine.turns.lexical import lexical_logit
+from voxindex.engine.turns.worker import acoustic_clip
 from voxindex.engine.types import TurnOptions, Word
 from voxindex.engine.utterance import Phase, Utterance
 from voxindex.models.registry import Ct2Source, resolve
@@ -93,8 +95,8 @@ def pause_read(u: Utterance, text: str, closing: float | None, acoustic: float) 
     assert u.needs_pause_reading() and not u.wants_interim(0.0)
     u.read(Reading(said(text), closing=closing), u.heard, final=False)
     hear(u, 0.0, 3)  # 96 ms more of silence: the acoustic model hears the pause from 100 ms
-    assert u.needs_acoustic
-    speech_end, clip = u.acoustic_clip()
+    assert u.needs_acoustic()
+    speech_end, clip = acoustic_clip(u)
     assert clip.size > 0
     u.hear_acoustic(acoustic, speech_end)
 
@@ -166,6 +168,49 @@ def test_an_eager_end_is_resumed_when_speech_goes_on_and_the_end_carries_the_who
     assert len(end) == 1 and end[0].text.endswith("still more respectable.") and end[0].index == 0
 
 
+def test_an_eager_end_goes_on_the_words_while_the_end_waits_for_the_acoustic_model(
+    tokenizer: WhisperTokenizer,
+) -> None:
+    """The reading is in before Smart Turn answers (it runs on a loaded second core): a closed
+    sentence is eager at once, and the turn ends only once the voice is heard too."""
+    u = turn_stream(tokenizer)
+    turn_events(u)
+    hear(u, 0.0, 1)
+    u.read(Reading(said("Go forward ten meters."), closing=0.9), u.heard, final=False)
+    hear(u, 0.0, 3)  # 100 ms of silence, no acoustic verdict yet
+    kinds = [t.event for t in turn_events(u)]
+    assert TurnEvent.EAGER_END in kinds and TurnEvent.END not in kinds and u.phase == Phase.SPEAKING
+    speech_end, _ = acoustic_clip(u)
+    u.hear_acoustic(0.95, speech_end)
+    assert u.phase == Phase.ENDING and u.final_is_fresh
+    u.finalize()
+    [end] = [t for t in turn_events(u) if t.event == TurnEvent.END]
+    assert end.text == "Go forward ten meters."
+
+
+def test_a_turn_that_ended_primes_the_next_readings_as_a_closed_sentence(tokenizer: WhisperTokenizer) -> None:
+    """Whisper follows its prompt's style: a turn read without punctuation is primed with a full
+    stop, or the next turns would be read without punctuation too and never look finished. A
+    pause inside a turn, and a stream without turns, are primed as read."""
+    u = turn_stream(tokenizer, TurnOptions(eot_threshold=0.7))
+    hear(u, 0.0, 1)
+    pause_read(u, "Hello there", None, 0.5)
+    hear(u, 0.9, 20)  # the voice comes back: the pause's words are a final of the turn
+    assert tokenizer.decode(list(u.prompt(Prompting()))) == " Hello there"
+    hear(u, 0.0, 1)
+    pause_read(u, "go forward ten meters", None, 0.99)
+    hear(u, 0.0, 40)  # a long silence ends the turn
+    u.finalize()
+    assert tokenizer.decode(list(u.prompt(Prompting()))) == " Hello there go forward ten meters."
+    plain = utterance(tokenizer)
+    hear(plain, 0.0, 10)
+    hear(plain, 0.9, 40)
+    plain.read(Reading(said("go forward ten meters")), plain.heard, final=False)
+    hear(plain, 0.0, 20)
+    plain.finalize()
+    assert tokenizer.decode(list(plain.prompt(Prompting()))) == " go forward ten meters"
+
+
 def test_no_eager_end_for_a_turn_with_no_words_and_the_timeout_ends_any_turn(
     tokenizer: WhisperTokenizer,
 ) -> None:
@@ -173,7 +218,7 @@ def test_no_eager_end_for_a_turn_with_no_words_and_the_timeout_ends_any_turn(
     hear(u, 0.0, 1)
     u.read(Reading(rejected="silence"), u.heard, final=False)  # a cough read as nothing
     hear(u, 0.0, 3)
-    speech_end, _ = u.acoustic_clip()
+    speech_end, _ = acoustic_clip(u)
     u.hear_acoustic(0.99, speech_end)
     hear(u, 0.0, 10)
     assert not any(t.event == TurnEvent.EAGER_END for t in turn_events(u))
@@ -200,7 +245,7 @@ def test_a_flush_ends_the_turn_and_the_next_speech_is_the_next_turn(tokenizer: W
 def test_a_result_for_a_pause_that_is_over_is_ignored(tokenizer: WhisperTokenizer) -> None:
     u = turn_stream(tokenizer)
     hear(u, 0.0, 4)
-    speech_end, _ = u.acoustic_clip()
+    speech_end, _ = acoustic_clip(u)
     hear(u, 0.9, 10)  # voice again: that pause is over
     u.hear_acoustic(0.99, speech_end)
     assert u.turn is not None and u.turn.pause is None
@@ -290,7 +335,7 @@ def test_a_pause_the_voice_comes_back_after_is_a_final_and_the_turn_reads_on_fro
     hear(u, 0.0, 1)
     u.read(Reading(rest, closing=0.9), u.heard, final=False)
     hear(u, 0.0, 3)
-    speech_end, _ = u.acoustic_clip()
+    speech_end, _ = acoustic_clip(u)
     u.hear_acoustic(0.95, speech_end)
     u.finalize()
     [end] = [t for t in turn_events(u) if t.event == TurnEvent.END]

@@ -112,6 +112,7 @@ class Executor:
             align=True,
             num_frames=min(frames, job.audio.size // HOP_LENGTH + 1),
             max_tokens=min(224, 16 + int(job.audio.size / SAMPLE_RATE * 8)),
+            draft=job.draft,
         )
 
     def step(self) -> list[tuple[int, Reading]]:

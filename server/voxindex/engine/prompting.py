@@ -130,8 +130,14 @@ class StreamPrompt:
         self._own: deque[int] = deque(maxlen=PROMPT_TOKENS)
         self._epoch = 0  # the ``Prompting.epoch`` the own past text follows
 
-    def said(self, text: str) -> None:
-        """A final's text: the readings after it are primed with it."""
+    def said(self, text: str, turn_ended: bool = False) -> None:
+        """A final's text: the readings after it are primed with it. ``turn_ended``: the text
+        ends a speaker's turn, so a sentence: it is primed closed (a full stop where the reading
+        left it open), because Whisper follows its prompt's style and a prompt without
+        punctuation makes readings without it, whose ends then look unfinished
+        (turns/lexical.py)."""
+        if turn_ended and text and text[-1] not in ".?!":
+            text += "."
         self._own.extend(self.tok.encode(" " + text))
 
     def __call__(self, prompting: Prompting) -> tuple[int, ...]:

@@ -20,6 +20,7 @@ class Job:
     language: str | None = None
     task: str = "transcribe"
     prompting: Prompting = field(default_factory=Prompting)  # what the prompt holds besides past text
+    draft: tuple[int, ...] = ()  # the tokens a previous reading of this window decoded (a guess)
 
     @property
     def end(self) -> float:

@@ -62,11 +62,13 @@ FINAL_STALL_S = 0.03
 
 
 class LiveReading(NamedTuple):
-    """A live stream's reading in flight; ``final``: it is the ending utterance's final reading."""
+    """A live stream's reading in flight; ``final``: it is the ending utterance's final reading;
+    ``urgent``: a final's or a turn's pause's (its reading is the final if the turn ends there)."""
 
     stream: Stream
     job: Job
     final: bool
+    urgent: bool
 
 
 class Scheduler:
@@ -287,15 +289,17 @@ class Scheduler:
         ready.sort(key=lambda s: (s.behind, s.lag), reverse=True)  # real-time clients before floods
         free = self.executor.free
         urgent = urgent[:free]
-        # every admission's encoder pass stalls the readings in flight: while a final is being
-        # decoded, interim readings join it only where encoding them costs little (a GPU)
-        finals_in_flight = any(live.final for live in self._live.values())
+        # every admission's encoder pass stalls the readings in flight: while a final (or a
+        # pause's reading) is being decoded, interim readings join it only where encoding them
+        # costs little (a GPU)
+        urgent_in_flight = any(live.urgent for live in self._live.values())
         budget = self.stats.admissions_in_budget(self.settings.step_budget_s, self.max_batch)
-        room = self.stats.stall_allowance(FINAL_STALL_S) if finals_in_flight else budget
+        room = self.stats.stall_allowance(FINAL_STALL_S) if urgent_in_flight else budget
         spare = max(0, min(free, room) - len(urgent))
-        chosen = urgent + ready[:spare]
-        self._waiting = len(urgent) + len(ready) - len(chosen)
-        return [LiveReading(s, self._job(s), s.utterance.phase == Phase.ENDING) for s in chosen]
+        interims = ready[:spare]
+        self._waiting = len(ready) - len(interims)
+        finals = [LiveReading(s, self._job(s), s.utterance.phase == Phase.ENDING, True) for s in urgent]
+        return finals + [LiveReading(s, self._job(s), False, False) for s in interims]
 
     def _drop_stale_interims(self) -> None:
         """A stream whose final became due while an interim reading of it is in flight gets its
@@ -328,6 +332,7 @@ class Scheduler:
             language=u.language or s.options.language,
             task=s.options.task,
             prompting=prompting,
+            draft=u.draft(start),
         )
 
     # ---------------- execute: admission and one decode step ----------------

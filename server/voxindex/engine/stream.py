@@ -76,7 +76,11 @@ class Stream:
 
     # ---------------- handler side ----------------
     def push_audio(self, samples: Float32Array) -> None:
-        """Queue 16 kHz audio. Callers await ``room`` first; the inbox is bounded by ``max_inbox_s``."""
+        """Queue 16 kHz audio. Callers await ``room`` first; the inbox is bounded by ``max_inbox_s``.
+        No samples (an empty frame, a codec packet that decodes to nothing) is nothing to queue:
+        an empty chunk would sit in the inbox, never taken, and keep the stream from closing."""
+        if not samples.size:
+            return
         with self._lock:
             self._inbox.append(samples)
             self._inbox_samples += samples.size

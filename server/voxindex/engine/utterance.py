@@ -34,7 +34,7 @@ from voxindex.engine.held_audio import HeldAudio
 from voxindex.engine.policy import agreed_prefix, final_words, join_words, last_sentence_end, past_confirmed
 from voxindex.engine.prompting import StreamPrompt
 from voxindex.engine.reading import MAX_WINDOW_AUDIO_S, Reading
-from voxindex.engine.turns.turn import ACOUSTIC_WINDOW_S, PAUSE_S, READ_AFTER_S, Pause, Turn
+from voxindex.engine.turns.turn import PAUSE_S, READ_AFTER_S, Pause, Turn
 from voxindex.engine.types import StreamOptions, TurnOptions, Word
 from voxindex.engine.vad import CHUNK, CHUNK_S, Endpointer, VadState
 
@@ -100,6 +100,8 @@ class Utterance:
         self._heard_words: list[Word] | None = None
         self._said: list[Word] = []  # last words of sentences finalized mid-utterance
         self.read_until = 0.0  # stream time the latest reading had heard up to
+        # the latest accepted reading's audio.start and tokens: the next one's draft (``draft``)
+        self._draft: tuple[float, tuple[int, ...]] = (-1.0, ())
         self._last_interim = ""
         self._onset: float | None = None  # the utterance's start, until its first interim
         self._events: list[Emitted] = []
@@ -151,9 +153,10 @@ class Utterance:
         assert self.turn.pause is not None
         return early or self.heard - self.turn.pause.speech_end >= PAUSE_S
 
-    @property
-    def needs_acoustic(self) -> bool:
-        return self.phase == Phase.SPEAKING and self.turn is not None and self.turn.needs_acoustic(self.heard)
+    def needs_acoustic(self, early: bool = False) -> bool:
+        """Whether a turn's pause waits for the acoustic model (``early``: as for its reading)."""
+        speaking = self.phase == Phase.SPEAKING and self.turn is not None
+        return speaking and self.turn is not None and self.turn.needs_acoustic(self.heard, early)
 
     def wants_interim(self, interval: float) -> bool:
         """Whether ``interval`` seconds of speech arrived since the latest reading (never while
@@ -184,13 +187,9 @@ class Utterance:
         until = self._final_until if self.phase == Phase.ENDING else self.heard
         return self.audio.start, min(until, self.audio.start + MAX_WINDOW_AUDIO_S, self.audio.now)
 
-    def acoustic_clip(self) -> tuple[float, Float32Array]:
-        """The audio the acoustic model reads for the turn's pause (the turn's last 8 s up to
-        now), and where that pause's speech ended: its result is for that pause only."""
-        assert self.turn is not None and self.turn.pause is not None
-        self.turn.pause.asked = True
-        clip = self.audio.between(max(self.audio.start, self.heard - ACOUSTIC_WINDOW_S), self.heard)
-        return self.turn.pause.speech_end, clip
+    def draft(self, start: float) -> tuple[int, ...]:
+        """A reading from ``start``'s likely first tokens (the runner checks: Runner._take_draft)."""
+        return self._draft[1] if self._draft[0] == start else ()
 
     def take_events(self) -> list[Emitted]:
         events, self._events = self._events, []
@@ -268,6 +267,8 @@ class Utterance:
         if reading.language and self.options.language in (None, "auto"):
             self.language = self.language or reading.language
         self._heard_words = None if reading.rejected else reading.words
+        if not reading.rejected:
+            self._draft = (self.audio.start, tuple(reading.tokens))
         if final and self.phase == Phase.ENDING:
             self.finalize()
             return True
@@ -415,7 +416,7 @@ class Utterance:
         self._emit(final, since)
         if self.turn is not None:
             self.turn.finalized(final.words)
-        self.prompt.said(final.text)
+        self.prompt.said(final.text, turn_ended=self.turn is not None and reason in ("end_of_turn", "flush"))
         self.segment_id += 1
         self.finals += 1
 

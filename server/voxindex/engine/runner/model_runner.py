@@ -35,6 +35,7 @@ from voxindex.engine.runner.vocabulary import sot_sequence
 from voxindex.engine.types import DecodeOptions, Hypothesis
 from voxindex.models.whisper import WhisperModel
 
+NEG = float("-inf")
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 
 
@@ -213,13 +214,15 @@ class Runner:
         prefix token is fed again by the first step) and read its no-speech probability after
         <|startoftranscript|>."""
         sp, dev, tb = self.tok.special, self.model.device, self.sampler.tb
-        prefixes, budgets = [], []
+        prefixes, budgets, drafts = [], [], []
         for i in slots:
             row = self.rows[i]
             prompt = list(row.options.prompt)[-(self.max_tokens // 2 - 1) :]
             sot = sot_sequence(self.model, row.language, row.options.timestamps, row.options.task)
             prefixes.append(([sp.sot_prev, *prompt] if prompt else []) + sot)
             budgets.append(min(row.options.max_tokens, self.max_tokens - len(prefixes[-1]) - 1))
+            timestamps = row.options.timestamps  # a draft is text: a timestamped row decodes alone
+            drafts.append([] if timestamps else list(row.options.draft)[: max(0, budgets[-1] - 1)])
         self._unstepped += len(slots)
         options = [self.rows[i].options for i in slots]
         self.batch.reset(
@@ -235,19 +238,58 @@ class Runner:
             timestamps=torch.tensor([o.timestamps for o in options], device=dev),
             last_allowed=torch.tensor([tb + o.num_frames // 2 for o in options], device=dev),
         )
-        length = max(len(p) for p in prefixes)
+        fed = [p + d for p, d in zip(prefixes, drafts, strict=True)]
+        length = max(len(f) for f in fed)
         ids = torch.full((len(slots), length), sp.eot, dtype=torch.long)
         pos = torch.full((len(slots), length), self.max_tokens - 1, dtype=torch.long)  # padding: scratch
-        for j, p in enumerate(prefixes):
-            ids[j, : len(p)] = torch.tensor(p)
-            pos[j, : len(p)] = torch.arange(len(p))
+        for j, f in enumerate(fed):
+            ids[j, : len(f)] = torch.tensor(f)
+            pos[j, : len(f)] = torch.arange(len(f))
         index = torch.tensor(slots, device=dev)
         frames = int(self.batch.frames[index].max())
-        hidden, _ = self.forward(self.batch, ids.to(dev), pos.to(dev), index, length, frames)
+        hidden, attention = self.forward(self.batch, ids.to(dev), pos.to(dev), index, length, frames)
         at = torch.tensor([p.index(sp.sot) for p in prefixes], device=dev)
         logits = self.forward.logits(hidden[torch.arange(len(slots), device=dev), at])
         for i, p in zip(slots, logits.softmax(-1)[:, sp.no_speech].tolist(), strict=True):
             self.rows[i].no_speech = p
+        for j, (i, prefix, draft) in enumerate(zip(slots, prefixes, drafts, strict=True)):
+            if draft:
+                self._take_draft(i, len(prefix), draft, hidden[j], attention[j], frames)
+
+    def _take_draft(
+        self,
+        slot: int,
+        start: int,
+        draft: list[int],
+        hidden: torch.Tensor,
+        attention: torch.Tensor,
+        frames: int,
+    ) -> None:
+        """Keep the longest start of the row's ``draft`` that greedy decoding would have chosen
+        token by token (prompt lookup decoding, with the stream's previous reading as the
+        lookup): the prefill fed it after the prefix (which ends at ``start - 1``), so the
+        logits at ``start - 1 + k`` are the ones step ``k`` would have seen. The row then goes on
+        from the first token it would not have chosen, as if it had decoded the kept ones one
+        step at a time: same tokens, log-probabilities and alignment attention, fewer steps."""
+        b, dev = self.batch, self.model.device
+        at = torch.arange(start - 1, start + len(draft), device=dev)
+        logits = self.forward.logits(hidden[at]).masked_fill(self.sampler.text_only, NEG)
+        logits[0] = logits[0].masked_fill(self.sampler.blank, NEG)  # the first step's rule
+        tokens = torch.tensor(draft, device=dev)
+        agree = logits[:-1].argmax(-1) == tokens
+        n = int(agree.long().cumprod(0).sum())
+        if not n:
+            return
+        kept = logits[:n].log_softmax(-1)
+        b.history[slot, :n] = tokens[:n]
+        b.logprobs[slot, :n] = kept.gather(1, tokens[:n, None])[:, 0]
+        if b.margins is not None:
+            top = logits[:n].topk(2, dim=-1).values
+            b.margins[slot, :n] = top[:, 0] - top[:, 1]
+        b.attention[slot, :, :n, :frames] = attention[:, at[:n]].to(b.attention.dtype)
+        b.count[slot], b.pos[slot], b.last[slot] = n, start - 1 + n, draft[n - 1]
+        b.prev[slot] = draft[n - 2] if n >= 2 else -1
+        b.first[slot] = False
 
     # ---------------- CUDA graphs ----------------
     def capture(self) -> None:

@@ -57,11 +57,13 @@ class Turn:
         self._next_update = 0.0
         self._emit = emit
 
-    def needs_acoustic(self, now: float) -> bool:
-        """Whether the pause, at stream time ``now``, is long enough for the acoustic model and
-        not yet heard by it."""
+    def needs_acoustic(self, now: float, early: bool = False) -> bool:
+        """Whether the pause, at stream time ``now``, is long enough for the acoustic model (from
+        its first silent chunk if ``early``, else from ``PAUSE_S``) and not yet heard by it."""
         pause = self.pause
-        return pause is not None and not pause.asked and not pause.heard and now - pause.speech_end >= PAUSE_S
+        if pause is None or pause.asked or pause.heard:
+            return False
+        return early or now - pause.speech_end >= PAUSE_S
 
     @property
     def needs_reading(self) -> bool:
@@ -116,20 +118,36 @@ class Turn:
         end; return whether the turn ends here."""
         pause = self.pause
         silence = now - pause.speech_end if pause is not None else 0.0
-        if pause is None or pause.words is None or not pause.heard or silence < PAUSE_S:
+        if pause is None or pause.words is None or silence < PAUSE_S:
+            return False
+        if not pause.heard:  # an eager end may go on the words and the silence; an end may not
+            acoustic = None if self.options.evidence == "fused" else 0.0
+            p = end_of_turn_probability(acoustic, pause.lexical, silence, self.options.evidence)
+            self._eager(pause, p)
             return False
         if pause.probability == 0.0:
             _log("pause at %.2f judged", pause.speech_end, pause, silence)
         p = end_of_turn_probability(pause.acoustic, pause.lexical, silence, self.options.evidence)
         pause.probability = p
-        eager = self.options.eager_threshold
-        if eager is not None and p >= eager and not pause.eager and (self.said or pause.words):
-            pause.eager = True  # also right before an end of turn: a client may act on either
-            self._send(TurnEvent.EAGER_END, pause.speech_end, self.said + pause.words, since=pause.speech_end)
+        self._eager(pause, p)  # also right before an end of turn: a client may act on either
         if p >= self.options.eot_threshold:
             _log("end of turn %d", self.index, pause, silence)
             return True
         return False
+
+    def _eager(self, pause: Pause, p: float) -> None:
+        """An eager end of turn for ``pause`` once its probability ``p`` reaches the threshold."""
+        eager = self.options.eager_threshold
+        if (
+            eager is not None
+            and p >= eager
+            and not pause.eager
+            and pause.words is not None
+            and (self.said or pause.words)
+        ):
+            pause.eager = True
+            pause.probability = p
+            self._send(TurnEvent.EAGER_END, pause.speech_end, self.said + pause.words, since=pause.speech_end)
 
     def final_words(self, speech_end: float) -> list[Word] | None:
         """The words the turn's final has, if a pause ending at ``speech_end`` read them."""

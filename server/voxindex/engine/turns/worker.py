@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from voxindex.audio import Float32Array
 from voxindex.engine.turns.acoustic import SmartTurn
+from voxindex.engine.turns.turn import ACOUSTIC_WINDOW_S
 
 if TYPE_CHECKING:
     from voxindex.engine.stream import Stream
+    from voxindex.engine.utterance import Utterance
 
 log = logging.getLogger("voxindex.engine")
 
@@ -89,12 +91,13 @@ class AcousticWorker(Generic[K]):
 PauseWorker = AcousticWorker[tuple["Stream", float]]  # a result is for a stream's pause, by its start
 
 
-def hear_pauses(worker: PauseWorker, streams: list[Stream]) -> list[Stream]:
+def hear_pauses(worker: PauseWorker, streams: list[Stream], early: bool = False) -> list[Stream]:
     """Hand the turns that just paused to the acoustic model (one call for all, off the engine's
-    thread); give the utterances what it judged since. Returns the streams that heard back."""
+    thread; ``early``: from their first silent chunk); give the utterances what it judged since.
+    Returns the streams that heard back."""
     for s in streams:
-        if s.utterance.needs_acoustic:
-            speech_end, clip = s.utterance.acoustic_clip()
+        if s.utterance.needs_acoustic(early):
+            speech_end, clip = acoustic_clip(s.utterance)
             worker.submit((s, speech_end), clip)
     heard = []
     for (s, speech_end), p in worker.take():
@@ -102,3 +105,12 @@ def hear_pauses(worker: PauseWorker, streams: list[Stream]) -> list[Stream]:
             s.utterance.hear_acoustic(p, speech_end)
             heard.append(s)
     return heard
+
+
+def acoustic_clip(u: Utterance) -> tuple[float, Float32Array]:
+    """The audio the acoustic model reads for a turn's pause (the turn's last 8 s up to now), and
+    where that pause's speech ended: its result is for that pause only. The pause is asked."""
+    assert u.turn is not None and u.turn.pause is not None
+    u.turn.pause.asked = True
+    clip = u.audio.between(max(u.audio.start, u.heard - ACOUSTIC_WINDOW_S), u.heard)
+    return u.turn.pause.speech_end, clip
