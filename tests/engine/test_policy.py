@@ -56,6 +56,10 @@ def test_last_sentence_end() -> None:
     assert last_sentence_end(words("Hello there. How are")) == 2
     assert last_sentence_end(words("no end here")) == 0
     assert last_sentence_end(words("Done? Yes!")) == 2
+    # a title or an initial is not a sentence's end: "Mr." alone was once finalized as one
+    assert last_sentence_end(words("Mr. John Dashwood had")) == 0
+    assert last_sentence_end(words("He met Dr. Smith and John F. Kennedy")) == 0
+    assert last_sentence_end(words("It was John F. Kennedy. And")) == 5
 
 
 def _words(text: str, start: float = 0.0, step: float = 0.4, confidence: float = 0.9) -> list[Word]:

@@ -49,6 +49,7 @@ def said(text: str) -> list[Word]:
         "My account number is...",  # Whisper's "speech stopped mid-thought"
         "Eight of spades, four of clubs,",  # a list going on
         "I was thinking that maybe we could.",  # a modal, closed or not
+        "And Mr.",  # a title: a name follows
     ],
 )
 def test_a_sentence_that_cannot_end_there_says_the_turn_goes_on(text: str) -> None:

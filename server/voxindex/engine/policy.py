@@ -17,6 +17,8 @@ LOGPROB_THRESHOLD = -1.0
 CONFIDENT_NO_SPEECH = 0.9
 COMPRESSION_RATIO_THRESHOLD = 2.4
 SENTENCE_END = (".", "?", "!", "。", "？", "！")
+# a full stop that ends a title or an initial, not a sentence ("Mr. John Dashwood", "John F.")
+ABBREVIATIONS = frozenset("mr. mrs. ms. dr. st. jr. sr. prof. mt. vs.".split())
 
 
 def is_silence(hyp: Hypothesis) -> bool:
@@ -152,10 +154,20 @@ def final_words(
     return shown if stopped_early and len(shown) > len(reading) else reading
 
 
+def ends_sentence(word: str) -> bool:
+    """Whether ``word`` ends a sentence: a closing mark that is not an abbreviation's."""
+    word = word.strip()
+    if not word.endswith(SENTENCE_END):
+        return False
+    bare = word.lstrip("\"'(").lower()
+    initial = len(bare) == 2 and bare[0].isalpha() and bare[1] == "."
+    return bare not in ABBREVIATIONS and not initial
+
+
 def last_sentence_end(words: Sequence[Word]) -> int:
     """Index just past the last word that ends a sentence, or 0."""
     for i in range(len(words), 0, -1):
-        if words[i - 1].word.endswith(SENTENCE_END):
+        if ends_sentence(words[i - 1].word):
             return i
     return 0
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from voxindex.engine.types import Word
 
 # words after which an English sentence goes on: articles, conjunctions, prepositions,
-# auxiliaries and modals, possessives, subject pronouns, intensifiers
+# auxiliaries and modals, possessives, subject pronouns, intensifiers, titles
 GOES_ON = frozenset(
     """
     a an the and but or nor so because if unless than that which who whose whom when while
@@ -26,7 +26,7 @@ GOES_ON = frozenset(
     my your his her its our their these those be been being will would shall should can could
     may might must i we you he she they very most rather quite really just such every each
     either neither let's i'm we're you're they're he's she's it's there's that's i've we've
-    i'd we'd i'll we'll um uh er erm
+    i'd we'd i'll we'll um uh er erm mr mrs ms dr
     """.split()
 )
 # finite forms of be, have, do: often a sentence goes on after them ("my number is …"), but
