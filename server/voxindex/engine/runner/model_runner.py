@@ -238,23 +238,39 @@ class Runner:
             timestamps=torch.tensor([o.timestamps for o in options], device=dev),
             last_allowed=torch.tensor([tb + o.num_frames // 2 for o in options], device=dev),
         )
-        fed = [p + d for p, d in zip(prefixes, drafts, strict=True)]
-        length = max(len(f) for f in fed)
-        ids = torch.full((len(slots), length), sp.eot, dtype=torch.long)
-        pos = torch.full((len(slots), length), self.max_tokens - 1, dtype=torch.long)  # padding: scratch
-        for j, f in enumerate(fed):
-            ids[j, : len(f)] = torch.tensor(f)
-            pos[j, : len(f)] = torch.arange(len(f))
         index = torch.tensor(slots, device=dev)
         frames = int(self.batch.frames[index].max())
-        hidden, attention = self.forward(self.batch, ids.to(dev), pos.to(dev), index, length, frames)
+        hidden, attention = self._feed(index, [0] * len(slots), prefixes, frames)
         at = torch.tensor([p.index(sp.sot) for p in prefixes], device=dev)
         logits = self.forward.logits(hidden[torch.arange(len(slots), device=dev), at])
         for i, p in zip(slots, logits.softmax(-1)[:, sp.no_speech].tolist(), strict=True):
             self.rows[i].no_speech = p
-        for j, (i, prefix, draft) in enumerate(zip(slots, prefixes, drafts, strict=True)):
-            if draft:
-                self._take_draft(i, len(prefix), draft, hidden[j], attention[j], frames)
+        # the drafts in a pass of their own: the prefix's K/V are computed exactly as without
+        # one (int8 layers quantize a pass's activations with one scale)
+        rows = [j for j, d in enumerate(drafts) if d]
+        if rows:
+            starts = [len(prefixes[j]) for j in rows]
+            ahead, seen = self._feed(index[rows], starts, [drafts[j] for j in rows], frames)
+            for k, (j, start) in enumerate(zip(rows, starts, strict=True)):
+                n = len(drafts[j])
+                h = torch.cat([hidden[j, start - 1 : start], ahead[k, :n]])
+                a = torch.cat([attention[j, :, start - 1 : start], seen[k, :, :n]], dim=1)
+                self._take_draft(slots[j], start, drafts[j], h, a, frames)
+
+    def _feed(
+        self, index: torch.Tensor, starts: list[int], tokens: list[list[int]], frames: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the decoder over each row's ``tokens`` from position ``starts[j]`` (its K/V into
+        the slot's cache, after what is there): hidden states and alignment attention."""
+        sp, dev = self.tok.special, self.model.device
+        length = max(len(t) for t in tokens)
+        ids = torch.full((len(tokens), length), sp.eot, dtype=torch.long)
+        pos = torch.full((len(tokens), length), self.max_tokens - 1, dtype=torch.long)  # padding: scratch
+        for j, (start, t) in enumerate(zip(starts, tokens, strict=True)):
+            ids[j, : len(t)] = torch.tensor(t)
+            pos[j, : len(t)] = torch.arange(start, start + len(t))
+        keys = max(s + len(t) for s, t in zip(starts, tokens, strict=True))
+        return self.forward(self.batch, ids.to(dev), pos.to(dev), index, keys, frames)
 
     def _take_draft(
         self,
@@ -267,15 +283,15 @@ class Runner:
     ) -> None:
         """Keep the longest start of the row's ``draft`` that greedy decoding would have chosen
         token by token (prompt lookup decoding, with the stream's previous reading as the
-        lookup): the prefill fed it after the prefix (which ends at ``start - 1``), so the
-        logits at ``start - 1 + k`` are the ones step ``k`` would have seen. The row then goes on
-        from the first token it would not have chosen, as if it had decoded the kept ones one
-        step at a time: same tokens, log-probabilities and alignment attention, fewer steps."""
-        b, dev = self.batch, self.model.device
-        at = torch.arange(start - 1, start + len(draft), device=dev)
-        logits = self.forward.logits(hidden[at]).masked_fill(self.sampler.text_only, NEG)
+        lookup): the draft was fed after the prefix (which ends at ``start - 1``), so
+        ``hidden[k]`` and ``attention[:, k]`` (the prefix's last position, then the draft's)
+        are what step ``k`` would have seen. The row then goes on from the first token it would
+        not have chosen, as if it had decoded the kept ones one step at a time: same tokens,
+        log-probabilities and alignment attention, fewer steps."""
+        b = self.batch
+        logits = self.forward.logits(hidden).masked_fill(self.sampler.text_only, NEG)
         logits[0] = logits[0].masked_fill(self.sampler.blank, NEG)  # the first step's rule
-        tokens = torch.tensor(draft, device=dev)
+        tokens = torch.tensor(draft, device=self.model.device)
         agree = logits[:-1].argmax(-1) == tokens
         n = int(agree.long().cumprod(0).sum())
         if not n:
@@ -286,7 +302,7 @@ class Runner:
         if b.margins is not None:
             top = logits[:n].topk(2, dim=-1).values
             b.margins[slot, :n] = top[:, 0] - top[:, 1]
-        b.attention[slot, :, :n, :frames] = attention[:, at[:n]].to(b.attention.dtype)
+        b.attention[slot, :, :n, :frames] = attention[:, :n].to(b.attention.dtype)
         b.count[slot], b.pos[slot], b.last[slot] = n, start - 1 + n, draft[n - 1]
         b.prev[slot] = draft[n - 2] if n >= 2 else -1
         b.first[slot] = False
