@@ -96,7 +96,7 @@ def pause_read(u: Utterance, text: str, closing: float | None, acoustic: float) 
     assert u.needs_pause_reading() and not u.wants_interim(0.0)
     u.read(Reading(said(text), closing=closing), u.heard, final=False)
     hear(u, 0.0, 3)  # 96 ms more of silence: the acoustic model hears the pause from 100 ms
-    assert u.needs_acoustic()
+    assert u.needs_acoustic
     speech_end, clip = acoustic_clip(u)
     assert clip.size > 0
     u.hear_acoustic(acoustic, speech_end)

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from voxindex.engine.policy import SENTENCE_END
 from voxindex.errors import InvalidRequestError
 from voxindex.models.tokenizer import WhisperTokenizer
 
@@ -136,7 +137,7 @@ class StreamPrompt:
         left it open), because Whisper follows its prompt's style and a prompt without
         punctuation makes readings without it, whose ends then look unfinished
         (turns/lexical.py)."""
-        if turn_ended and text and text[-1] not in ".?!":
+        if turn_ended and text and not text.endswith(SENTENCE_END):
             text += "."
         self._own.extend(self.tok.encode(" " + text))
 

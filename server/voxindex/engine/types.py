@@ -46,7 +46,7 @@ class DecodeOptions:
     align: bool = False
     num_frames: int = WINDOW_FRAMES  # mel frames holding real audio, for alignment
     # tokens the row will likely decode (the stream's previous reading of the same window):
-    # checked in the prefill and kept as far as greedy decoding agrees (Runner._take_drafts)
+    # checked after the prefill and kept as far as greedy decoding agrees (Runner._take_draft)
     draft: tuple[int, ...] = ()
 
 

@@ -153,10 +153,9 @@ class Utterance:
         assert self.turn.pause is not None
         return early or self.heard - self.turn.pause.speech_end >= PAUSE_S
 
-    def needs_acoustic(self, early: bool = False) -> bool:
-        """Whether a turn's pause waits for the acoustic model (``early``: as for its reading)."""
-        speaking = self.phase == Phase.SPEAKING and self.turn is not None
-        return speaking and self.turn is not None and self.turn.needs_acoustic(self.heard, early)
+    @property
+    def needs_acoustic(self) -> bool:
+        return self.phase == Phase.SPEAKING and self.turn is not None and self.turn.needs_acoustic(self.heard)
 
     def wants_interim(self, interval: float) -> bool:
         """Whether ``interval`` seconds of speech arrived since the latest reading (never while

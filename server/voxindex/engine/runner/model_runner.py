@@ -304,8 +304,7 @@ class Runner:
         b.history[slot, :n] = tokens[:n]
         b.logprobs[slot, :n] = kept.gather(1, tokens[:n, None])[:, 0]
         if b.margins is not None:
-            top = logits[:n].topk(2, dim=-1).values
-            b.margins[slot, :n] = top[:, 0] - top[:, 1]
+            b.margins[slot, :n] = best[:n, 0] - best[:n, 1]
         b.attention[slot, :, :n, :frames] = attention[:, :n].to(b.attention.dtype)
         b.count[slot], b.pos[slot], b.last[slot] = n, start - 1 + n, draft[n - 1]
         b.prev[slot] = draft[n - 2] if n >= 2 else -1

@@ -57,13 +57,11 @@ class Turn:
         self._next_update = 0.0
         self._emit = emit
 
-    def needs_acoustic(self, now: float, early: bool = False) -> bool:
-        """Whether the pause, at stream time ``now``, is long enough for the acoustic model (from
-        its first silent chunk if ``early``, else from ``PAUSE_S``) and not yet heard by it."""
+    def needs_acoustic(self, now: float) -> bool:
+        """Whether the pause, at stream time ``now``, is long enough for the acoustic model
+        (``PAUSE_S``) and not yet heard by it."""
         pause = self.pause
-        if pause is None or pause.asked or pause.heard:
-            return False
-        return early or now - pause.speech_end >= PAUSE_S
+        return pause is not None and not pause.asked and not pause.heard and now - pause.speech_end >= PAUSE_S
 
     @property
     def needs_reading(self) -> bool:

@@ -91,12 +91,11 @@ class AcousticWorker(Generic[K]):
 PauseWorker = AcousticWorker[tuple["Stream", float]]  # a result is for a stream's pause, by its start
 
 
-def hear_pauses(worker: PauseWorker, streams: list[Stream], early: bool = False) -> list[Stream]:
+def hear_pauses(worker: PauseWorker, streams: list[Stream]) -> list[Stream]:
     """Hand the turns that just paused to the acoustic model (one call for all, off the engine's
-    thread; ``early``: from their first silent chunk); give the utterances what it judged since.
-    Returns the streams that heard back."""
+    thread); give the utterances what it judged since. Returns the streams that heard back."""
     for s in streams:
-        if s.utterance.needs_acoustic(early):
+        if s.utterance.needs_acoustic:
             speech_end, clip = acoustic_clip(s.utterance)
             worker.submit((s, speech_end), clip)
     heard = []
