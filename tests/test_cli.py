@@ -23,6 +23,7 @@ def run(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
 def test_transcribe_json(cache_dir: Path) -> None:
     proc = run("transcribe", "--json", "--words", str(FIXTURES / "goforward.wav"), cache=cache_dir)
     assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # the answer alone: no log line (compute type, libraries) around it
     result = json.loads(proc.stdout)
     assert set(result) >= {"text", "segments", "duration", "model"}
     assert result["model"] == "tiny.en"

@@ -1,13 +1,15 @@
 // Search: results as you type (300 ms after the last key), the query's words marked in each hit
 // and its neighbours, filters by stream, time and speaker; a hit opens its transcript at the
-// segment and plays from the hit's start.
+// segment and plays from the hit's start. Each hit shows its relevance (how sure search is that
+// it says what was asked); a query for something nobody said finds nothing and says so, and the
+// nearest segments are one click away, shown as what they are: not matches.
 
 import { $, clock, el, getJson, message } from "./api.js";
 import { open, refresh, titleOf } from "./library.js";
 import { playFrom } from "./player.js";
 
 const DEBOUNCE_MS = 300;
-const search = { timer: null, asked: 0 };
+const search = { timer: null, asked: 0, nearest: false };
 
 // `text` with every word that starts like a query word wrapped in <mark> (text nodes only: hits
 // are user content and never become HTML).
@@ -25,6 +27,7 @@ function marked(text, query) {
 
 function params(q) {
   const p = { q, k: "20" };
+  if (search.nearest) p.min_score = "0";
   const stream = $("filter-stream").value, since = $("filter-since").value, until = $("filter-until").value;
   const speaker = $("filter-speaker").value;
   if (stream) p.stream_id = stream;
@@ -36,8 +39,13 @@ function params(q) {
 
 function result(hit, q) {
   const who = hit.speaker === undefined ? "" : `Speaker ${hit.speaker} · `;
+  const relevance = el("span", {
+    className: "relevance",
+    textContent: `${Math.round(hit.score * 100)}%`,
+    title: "how sure search is that this says what you asked",
+  });
   const button = el("button", { className: "hit-open" },
-    el("span", { className: "where", textContent: `${titleOf(hit.stream_id)} · ${who}${clock(hit.start)}` }),
+    el("span", { className: "where", textContent: `${titleOf(hit.stream_id)} · ${who}${clock(hit.start)} ` }, relevance),
     el("span", { className: "context" },
       el("span", { className: "around" }, ...marked(hit.context.before ? `${hit.context.before} ` : "", q)),
       el("span", { className: "said" }, ...marked(hit.text.trim(), q)),
@@ -68,11 +76,20 @@ async function run() {
   }
   if (asked !== search.asked) return; // a newer query went out meanwhile
   message("");
-  $("results").replaceChildren(...body.hits.map((h) => result(h, q)));
-  if (!body.hits.length) $("results").append(el("li", { className: "empty", textContent: "Nothing found." }));
+  const hits = body.hits.map((h) => result(h, q));
+  if (search.nearest) hits.forEach((li) => li.classList.add("nearest"));
+  $("results").replaceChildren(...hits);
+  if (search.nearest) {
+    $("results").prepend(el("li", { className: "empty", textContent: "Not matches: the nearest things said." }));
+  } else if (!body.hits.length) {
+    const nearest = el("button", { id: "show-nearest", type: "button", textContent: "Show the nearest" });
+    nearest.onclick = () => { search.nearest = true; run(); };
+    $("results").append(el("li", { className: "empty", textContent: "Nothing found: no segment says that. " }, nearest));
+  }
 }
 
 function soon() {
+  search.nearest = false; // a new query: matches only, again
   clearTimeout(search.timer);
   search.timer = setTimeout(run, DEBOUNCE_MS);
 }
@@ -88,7 +105,7 @@ window.addEventListener("vx:deleted", (ev) => {
   document.querySelectorAll(`#results li.result[data-stream="${CSS.escape(ev.detail)}"]`).forEach((li) => li.remove());
 });
 
-$("search-form").onsubmit = (ev) => { ev.preventDefault(); run(); };
+$("search-form").onsubmit = (ev) => { ev.preventDefault(); search.nearest = false; run(); };
 $("query").addEventListener("input", soon);
 for (const id of ["filter-stream", "filter-since", "filter-until", "filter-speaker"]) $(id).addEventListener("change", run);
 window.addEventListener("vx:tab", (ev) => { if (ev.detail === "search") refresh(); }); // the stream filter's names

@@ -96,11 +96,33 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{ids}]" if ids else line
 
 
+# libraries whose info lines read like failures ("Could not load library with AVX512 support"
+# is faiss choosing its build) or say what our own lines say: their warnings only
+QUIET = ("faiss.loader", "httpx", "httpcore", "sentence_transformers", "huggingface_hub")
+
+
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler on ``sys.stderr`` as it is when a record is emitted, not when logging was set
+    up: a thread that logs after a test harness (or anything else) swapped stderr and closed the
+    old one must not print "--- Logging error ---" instead of its line."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
     """Route the root logger and uvicorn's loggers through one handler on stderr."""
     if fmt not in ("text", "json"):
         raise ValueError(f"log format must be text or json, got {fmt!r}")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
@@ -110,7 +132,8 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+    for name in QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     logging.captureWarnings(True)  # library warnings become records too (one format on stderr)
     # no progress bars: models load from local packages, and a bar is not a log line
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

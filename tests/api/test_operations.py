@@ -161,6 +161,11 @@ def test_a_cold_server_probes_503_while_loading_then_serves_and_logs_json_withou
     ended = [r for r in records if r["msg"].startswith("stream ended")]
     assert ended and ended[0]["stream_id"] == stream_id and ended[0]["tenant"] == "acme"
     assert any("access_token=[redacted]" in r["msg"] for r in records)  # uvicorn's own line, cleaned
+    # a start, a stream and a shutdown are nothing to worry about: no warning, and no library
+    # chatter that reads like one ("faiss.loader: Could not load library with AVX512 support")
+    assert [r for r in records if r["level"] not in ("debug", "info")] == []
+    chatter = ("faiss", "httpx", "sentence_transformers")
+    assert [r for r in records if r["logger"].split(".")[0] in chatter] == []
 
 
 # ---------------- metrics ----------------

@@ -37,7 +37,8 @@ def wait_searchable(server: Server, session: Session) -> None:
     """Vectors are added off the engine thread; poll until this stream's segments are all in."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        hits = search(server, q="x", mode="vector", k=100, stream_id=stream_id(session)).json()["hits"]
+        hits = search(server, q="x", mode="vector", k=100, min_score=0, stream_id=stream_id(session))
+        hits = hits.json()["hits"]
         if len(hits) == len(SENTENCES):
             return
         time.sleep(0.05)
@@ -57,6 +58,23 @@ def test_paraphrase_finds_the_right_segment_first(server: Server, meeting: Sessi
     hit = search(server, q="how often do trains go to the airport", k=3).json()["hits"][0]
     assert "airport" in hit["text"].lower()  # across every stream, too
     assert set(hit) >= {"segment_id", "stream_id", "text", "score", "start", "end", "context"}
+
+
+def test_what_nobody_said_finds_nothing_unless_asked_for_the_nearest(
+    server: Server, meeting: Session
+) -> None:
+    wait_searchable(server, meeting)
+    sid = stream_id(meeting)
+    for query in ("when does the flight to london board", "who won the football match"):
+        body = search(server, q=query, stream_id=sid).json()
+        assert body["hits"] == [] and body["min_score"] == 0.5, body
+        nearest = search(server, q=query, stream_id=sid, min_score=0).json()["hits"]
+        assert nearest and all(0.0 <= h["score"] < 0.5 for h in nearest)
+    said = search(server, q="the train to the airport", stream_id=sid).json()["hits"]
+    assert "airport" in said[0]["text"].lower() and said[0]["score"] > 0.9
+    for bad in ("1.5", "-0.1", "much", "nan"):
+        refused = search(server, q="train", min_score=bad)
+        assert refused.status_code == 400 and "min_score" in refused.text, refused.text
 
 
 def test_keywords_find_names_and_numbers(server: Server, meeting: Session) -> None:

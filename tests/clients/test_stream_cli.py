@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ def voxindex(*args: str) -> list[str]:
     return [sys.executable, "-m", "voxindex.cli", *args]
 
 
-def test_stream_prints_finals_with_times_and_progress(
+def test_stream_prints_finals_with_times_and_nothing_else_when_piped(
     keyed_server: KeyedServer, synth: Synth, tmp_path: Path
 ) -> None:
     audio = np.concatenate([GAP, synth(PROSE[6]), GAP, synth(PROSE[7]), GAP])
@@ -38,8 +39,32 @@ def test_stream_prints_finals_with_times_and_progress(
     lines = [FINAL.match(line) for line in run.stdout.splitlines()]
     assert lines and all(lines), run.stdout
     assert corpus_wer([(f"{PROSE[6]} {PROSE[7]}", " ".join(m.group(3) for m in lines if m))]) <= 0.15
-    shares = [int(m) for m in re.findall(r"progress +(\d+)%", run.stderr)]
-    assert len(shares) >= 10 and shares == sorted(shares) and shares[-1] == 100, run.stderr
+    assert run.stderr == ""  # a script's log gets the finals: no progress lines, no log lines
+
+
+def test_with_stdout_piped_the_progress_bar_moves_in_place_on_a_terminal_stderr(
+    keyed_server: KeyedServer, synth: Synth, tmp_path: Path
+) -> None:
+    """``voxindex stream talk.wav > out.txt`` on a terminal: the bar on stderr, redrawn in place."""
+    path = write_wav(tmp_path / "talk.wav", np.concatenate([GAP, synth(PROSE[6]), GAP]))
+    main, terminal = os.openpty()
+    with open(main, "rb", buffering=0) as screen:
+        args = ("stream", str(path), "--url", keyed_server.url, "--token", keyed_server.api_key, "--fast")
+        run = subprocess.run(
+            voxindex(*args),
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            timeout=120,
+        )
+        os.close(terminal)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO: everything written was read
+            while chunk := screen.read(65536):
+                shown += chunk
+    assert run.returncode == 0 and FINAL.match(run.stdout.decode().splitlines()[0]), run.stdout
+    bars = re.findall(rb"\r\x1b\[K\[[#.]{20}\] +(\d+)%", shown)
+    shares = [int(b) for b in bars]
+    assert len(shares) >= 2 and shares == sorted(shares) and shares[-1] == 100, shown[-300:]
 
 
 def test_ctrl_c_closes_the_stream_and_still_prints_its_finals(

@@ -185,6 +185,8 @@ def search_and_play(page: Any, srv: KeyedServer, stream_id: str, query: str) -> 
     assert marks and any(m.startswith(w) for m in marks for w in query.lower().split()), marks
     expected = rest_search(srv, query, stream_id)[0]
     assert expected["text"].strip() in results[0].text  # the page shows the API's best hit first
+    relevance = results[0].find_element(By.CSS_SELECTOR, ".relevance").text
+    assert relevance == f"{round(expected['score'] * 100)}%", relevance  # how sure, as the API says
     shot(page, "web-search.png")
     results[0].find_element(By.CSS_SELECTOR, "button.hit-open").click()
     played = wait_until(lambda: page.execute_script("return __vx.played"), 20, "the audio to play")
@@ -204,6 +206,22 @@ def search_and_play(page: Any, srv: KeyedServer, stream_id: str, query: str) -> 
     word = playing[0]
     assert float(word.get_attribute("data-start")) <= now() + 0.5  # the word being said, not a later one
     return expected
+
+
+def nothing_found(page: Any, query: str) -> None:
+    """A query for something nobody said: the page says nothing was found, and on request shows
+    the nearest segments marked as not matches; a new query asks for matches again."""
+    from selenium.webdriver.common.by import By
+
+    page.find_element(By.ID, "tab-search").click()
+    page.find_element(By.ID, "query").send_keys(query)
+    empty = wait_until(lambda: page.find_elements(By.CSS_SELECTOR, "#results li.empty"), 20, "no results")
+    assert empty[0].text.startswith("Nothing found") and not page.find_elements(By.CSS_SELECTOR, "li.result")
+    page.find_element(By.ID, "show-nearest").click()
+    nearest = wait_until(lambda: page.find_elements(By.CSS_SELECTOR, "li.result.nearest"), 20, "the nearest")
+    assert all(int(r.find_element(By.CSS_SELECTOR, ".relevance").text[:-1]) < 50 for r in nearest)
+    assert "Not matches" in page.find_element(By.CSS_SELECTOR, "#results li.empty").text
+    page.find_element(By.ID, "query").clear()
 
 
 def delete_in_library(page: Any, srv: KeyedServer, stream_id: str, query: str, audio: str) -> None:
@@ -272,6 +290,7 @@ def test_live_interim_then_final_kept_audio_and_a_hit_that_plays_there(
     assert corpus_wer([(f"{LIBRIVOX_TEXT['0870']} {LIBRIVOX_TEXT['0890']}", said)]) <= 0.25, said
 
     stream_id = page.find_element(By.ID, "transcript").get_attribute("data-stream")
+    nothing_found(page, "who won the football match")
     search_and_play(page, workspace, stream_id, "cold hearted selfish")
     delete_in_library(page, workspace, stream_id, "cold hearted selfish", f"/v1/streams/{stream_id}/audio")
 

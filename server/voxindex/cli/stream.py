@@ -1,9 +1,10 @@
 """``voxindex stream FILE | --mic``: stream audio to a server and show the transcript as it comes.
 
 On a terminal the interim text updates in place (after a progress bar for files) and each
-final is printed as a line with its times; piped, only finals go to stdout and progress goes
-to stderr every 10 %. Ctrl-C stops sending and closes the stream cleanly: the remaining finals
-are still printed (exit 130).
+final is printed as a line with its times. Piped, only finals go to stdout; the progress bar
+goes to stderr, in place, where stderr is a terminal (``voxindex stream talk.wav > out.txt``),
+and nowhere where it is not (a script's log holds no progress lines). Ctrl-C stops sending and
+closes the stream cleanly: the remaining finals are still printed (exit 130).
 """
 
 from __future__ import annotations
@@ -148,8 +149,8 @@ class _View:
     def __init__(self, out: TextIO, err: TextIO, total: float | None) -> None:
         self.out, self.err, self.total = out, err, total
         self.tty = out.isatty()
+        self.err_tty = not self.tty and err.isatty()  # the bar alone, on stderr
         self.sent = 0.0
-        self._last_decile = -1
         self._line = ""
 
     def _progress(self) -> str:
@@ -157,18 +158,18 @@ class _View:
             return ""
         share = min(1.0, self.sent / self.total + 1e-9)
         done = int(share * 20)
-        if not self.tty and int(share * 10) > self._last_decile:
-            self._last_decile = int(share * 10)
-            print(f"progress {share:4.0%} ({self.sent:.1f}/{self.total:.1f} s)", file=self.err, flush=True)
         bar = "#" * done + "." * (20 - done)
         return f"[{bar}] {share:4.0%} {clock(self.sent)[3:8]}/{clock(self.total)[3:8]} "
 
     def advance(self, seconds: float) -> None:
-        """Audio sent: the progress moves (stderr every 10 % when piped; the bar on a terminal)."""
+        """Audio sent: the progress bar moves (on whichever of stdout and stderr is a terminal)."""
         self.sent += seconds
         prefix = self._progress()
         if self.tty and not self._line:
             print("\r\x1b[K" + prefix, end="", file=self.out, flush=True)
+        elif self.err_tty and prefix:
+            end = "\n" if self.sent >= (self.total or 0.0) else ""
+            print("\r\x1b[K" + prefix, end=end, file=self.err, flush=True)
 
     def interim(self, text: str) -> None:
         prefix = self._progress()
@@ -179,12 +180,11 @@ class _View:
 
     def final(self, start: float, end: float, text: str) -> None:
         self.clear()
-        self._progress()
         print(f"[{clock(start)} --> {clock(end)}] {text}", file=self.out, flush=True)
 
     def note(self, text: str) -> None:
         self.clear()
-        print(text, file=self.err, flush=True)
+        print(("\r\x1b[K" if self.err_tty else "") + text, file=self.err, flush=True)
 
     def clear(self) -> None:
         if self.tty and self._line:

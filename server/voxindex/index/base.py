@@ -15,6 +15,7 @@ from typing import Protocol
 
 from voxindex.engine.events import Final
 from voxindex.index.records import Filters, Segment, StreamRecord
+from voxindex.index.relevance import DEFAULT_MIN_SCORE
 from voxindex.index.search import Hit, Mode
 from voxindex.index.sqlite import Store
 
@@ -49,7 +50,11 @@ class TranscriptIndex(Protocol):
     def reuse_transcript(self, source: str, target: str) -> None: ...
 
     # -- reads and deletes, for the API --
-    def search(self, query: str, k: int, mode: Mode, filters: Filters) -> list[Hit]: ...
+    def search(
+        self, query: str, k: int, mode: Mode, filters: Filters, min_score: float = DEFAULT_MIN_SCORE
+    ) -> list[Hit]:
+        """Up to ``k`` hits with a relevance of at least ``min_score`` (index/relevance.py), best first."""
+        ...
 
     def list_streams(self, tenant: str | None, limit: int = 100, offset: int = 0) -> list[StreamRecord]: ...
 

