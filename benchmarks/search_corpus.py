@@ -1,16 +1,17 @@
-"""The corpus and queries of benchmarks/search_quality.py (and of the search tests that need real
-transcripts): what the project's recordings and test texts sound like once our engine has
-heard them, and questions a user would ask of them.
+"""The corpus and queries of benchmarks/search_quality.py: what the project's recordings and
+test texts look like once our engine has heard them, and questions a user would ask of them.
 
-Sources, each one stream: the 11 real recordings (``tests/fixtures``: LibriVox prose, the
-PocketSphinx cards and command), and the project's written test texts (``PROSE``, ``HARVARD``,
-the conversation and turn-taking lines) spoken by Piper. Every source is transcribed offline by
-tiny.en, so the index holds what Whisper heard ("10 of close." for "ten of clubs"), as it does
-in production. A query names the source whose words answer it (``None``: never said).
+Sources, one stream per family: the 11 real recordings (``tests/fixtures``: LibriVox prose, the
+PocketSphinx cards and command), the project's written test texts (``PROSE``, ``HARVARD``, the
+conversation and turn-taking lines) and 34 more Harvard sentences as distractors, spoken by
+Piper. Every source is transcribed offline by tiny.en, so the index holds what Whisper heard
+("10 of Clothes." for "ten of clubs"), as it does in production. A query names the source whose
+words answer it (``None``: never said).
 
-The queries were written before the scoring was designed: paraphrases, exact keywords, names,
-numbers said as words and asked as digits (and the reverse), and things nobody said, some of
-them close to what was (a card not drawn, a direction not given, a name from the same novel).
+The queries were written before the scoring was designed (the distractors were added after):
+paraphrases, exact keywords, names, numbers said as words and asked as digits (and the
+reverse), and things nobody said, some of them close to what was (a card not drawn, a direction
+not given, a name from the same novel).
 """
 
 from __future__ import annotations
@@ -106,6 +107,47 @@ QUERIES = [
 ]
 
 
+# Distractors: more Harvard sentences (IEEE 1969, public domain, lists 2-5), none the answer to a
+# query, some close to one ("It snowed, rained, and hailed" beside "cold and rainy", "seven books"
+# beside "7 of hearts", "fifty bonds", "the third week").
+DISTRACTORS = [
+    "Smoky fires lack flame and heat.",
+    "The soft cushion broke the man's fall.",
+    "The salt breeze came across from the sea.",
+    "The girl at the booth sold fifty bonds.",
+    "The small pup gnawed a hole in the sock.",
+    "The fish twisted and turned on the bent hook.",
+    "Press the pants and sew a button on the vest.",
+    "The swan dive was far short of perfect.",
+    "The beauty of the view stunned the young boy.",
+    "Two blue fish swam in the tank.",
+    "Her purse was full of useless trash.",
+    "The colt reared and threw the tall rider.",
+    "It snowed, rained, and hailed the same morning.",
+    "Read verse out loud for pleasure.",
+    "Hoist the load to your left shoulder.",
+    "Take the winding path to reach the lake.",
+    "Note closely the size of the gas tank.",
+    "Wipe the grease off his dirty face.",
+    "Mend the coat before you go out.",
+    "The wrist was badly strained and hung limp.",
+    "The stray cat gave birth to kittens.",
+    "The young girl gave no clear response.",
+    "The meal was cooked before the bell rang.",
+    "What joy there is in living.",
+    "A king ruled the state in the early days.",
+    "The ship was torn apart on the sharp reef.",
+    "Sickness kept him home the third week.",
+    "The wide road shimmered in the hot sun.",
+    "The lazy cow lay in the cool grass.",
+    "Lift the square stone over the fence.",
+    "The rope will bind the seven books at once.",
+    "Hop over the fence and plunge in.",
+    "The friendly gang left the drug store.",
+    "Mesh wire keeps chicks inside.",
+]
+
+
 @dataclass(frozen=True)
 class Source:
     key: str
@@ -125,7 +167,7 @@ def sources(transcribe: Callable[[Float32Array], str], synth: Callable[[str], Fl
         key = f"librivox-{r.path.stem.rsplit('-', 1)[1]}" if r.corpus == "librivox" else r.path.stem
         stream = "librivox" if r.corpus == "librivox" else ("command" if key == "goforward" else "cards")
         out.append(Source(key, stream, r.transcript, transcribe(decode_file(r.path))))
-    written = {"prose": PROSE, "harvard": HARVARD, "lines": PIPER_LINES}
+    written = {"prose": PROSE, "harvard": HARVARD, "lines": PIPER_LINES, "distractor": DISTRACTORS}
     for family, texts in written.items():
         out += [Source(f"{family}-{i}", family, t, transcribe(synth(t))) for i, t in enumerate(texts)]
     for spec in PIPER:

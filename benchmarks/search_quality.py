@@ -4,10 +4,10 @@
     .venv/bin/python benchmarks/search_quality.py --json out.json --verbose
 
 The corpus and queries are ``benchmarks/search_corpus.py``: the project's real recordings and
-test texts as tiny.en heard them (one stream per family, 51 segments), 45 queries a user would
-write for something said (paraphrases, keywords, names, numbers as words or digits) and 20 for
-things never said. Each query runs against one embedded index (SQLite + FAISS, the server's
-default), in one run:
+test texts as tiny.en heard them (one stream per family, 84 segments, 34 of them distractors),
+45 queries a user would write for something said (paraphrases, keywords, names, numbers as
+words or digits) and 20 for things never said. Each query runs against one embedded index
+(SQLite + FAISS, the server's default), in one run:
 
 - ``old``: today's fusion before issue #35 — FTS5 (its old terms: stopwords out, no number
   spellings) and FAISS, 50 candidates each, reciprocal rank fusion; every query returns ``k``.
