@@ -98,7 +98,7 @@ class TextFormatter(logging.Formatter):
 
 # libraries whose info lines read like failures ("Could not load library with AVX512 support"
 # is faiss choosing its build) or say what our own lines say: their warnings only
-QUIET = ("faiss.loader", "httpx", "httpcore", "sentence_transformers", "huggingface_hub")
+QUIET = ("faiss.loader", "httpx", "httpcore", "sentence_transformers")
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -132,6 +132,7 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     for name in QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     logging.captureWarnings(True)  # library warnings become records too (one format on stderr)

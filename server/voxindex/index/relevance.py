@@ -61,20 +61,22 @@ def _normal(word: str) -> str:
     return word
 
 
-def query_terms(query: str) -> list[str]:
-    """The words of ``query`` a segment should say (stopwords aside, unless that is all it has)."""
+def _content_words(query: str) -> list[str]:
+    """``query``'s words in lower case, stopwords aside (unless that is all it has)."""
     raw = _TOKEN.findall(query.lower())
-    kept = [w for w in raw if w not in STOPWORDS] or raw
-    return list(dict.fromkeys(_normal(w) for w in kept))
+    return [w for w in raw if w not in STOPWORDS] or raw
+
+
+def query_terms(query: str) -> list[str]:
+    """The words of ``query`` a segment should say, normalised as ``words`` does."""
+    return list(dict.fromkeys(_normal(w) for w in _content_words(query)))
 
 
 def keyword_terms(query: str) -> list[str]:
     """The terms a keyword index is asked for: the query's own words (stopwords aside), each
     number also in its other spelling ("ten" and "10"), so either finds what was said either way."""
-    raw = _TOKEN.findall(query.lower())
-    kept = [w for w in raw if w not in STOPWORDS] or raw
     out: list[str] = []
-    for w in kept:
+    for w in _content_words(query):
         out += [w, *([NUMBERS[w]] if w in NUMBERS else []), *([DIGITS[w]] if w in DIGITS else [])]
     return list(dict.fromkeys(out))
 
