@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from voxindex.audio import decode_file
@@ -15,7 +16,7 @@ from voxindex.engine.speakers.timeline import dominant
 from voxindex.engine.vad import Vad, VadState
 from voxindex.index.base import TranscriptIndex
 from voxindex.models.whisper import WhisperModel
-from voxindex.transcribe import OfflineTranscriber, Transcript
+from voxindex.transcribe import OfflineTranscriber, Segment, Transcript
 
 
 class OfflineService:
@@ -33,14 +34,21 @@ class OfflineService:
         self.turn = asyncio.Semaphore(1)
 
     def transcribe(
-        self, path: Path, language: str | None, prompt: str, diarize: bool = False, task: str = "transcribe"
+        self,
+        path: Path,
+        language: str | None,
+        prompt: str,
+        diarize: bool = False,
+        task: str = "transcribe",
+        found_segment: Callable[[Segment], None] | None = None,
     ) -> Transcript:
+        """``found_segment``: told of each segment as it is read (before speakers are labelled)."""
         audio = decode_file(path)
         with self._lock:
             if self._transcriber is None:
                 self._transcriber = OfflineTranscriber(self.model)
             transcript = self._transcriber.transcribe(
-                audio, language, words=True, prompt_text=prompt, task=task
+                audio, language, words=True, prompt_text=prompt, task=task, found_segment=found_segment
             )
             if diarize and self.speakers is not None:
                 self._vad = self._vad or Vad()

@@ -8,6 +8,7 @@ early: when speech follows the last segment it read, the next window starts ther
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -103,9 +104,11 @@ class OfflineTranscriber:
         words: bool = False,
         prompt_text: str = "",
         task: str = "transcribe",
+        found_segment: Callable[[Segment], None] | None = None,
     ) -> Transcript:
         """``prompt_text`` primes the first window (spellings, names, style), as Whisper's prompt;
-        ``task="translate"`` gives English text of any language (multilingual models)."""
+        ``task="translate"`` gives English text of any language (multilingual models);
+        ``found_segment`` is told of each segment as soon as its window is read."""
         segments: list[Segment] = []
         primer = prompt_text.strip()
         prompt = self.model.tokenizer.encode(" " + primer)[-PROMPT_TOKENS:] if primer else []
@@ -133,7 +136,11 @@ class OfflineTranscriber:
                 and _has_speech(speech, offset + read_until + 0.3, offset + window.size / SAMPLE_RATE)
             ):
                 consumed = int(read_until * SAMPLE_RATE)  # Whisper stopped early: read the rest again
-            segments += [s for s in found if s.text]
+            said = [s for s in found if s.text]
+            segments += said
+            if found_segment is not None:
+                for segment in said:
+                    found_segment(segment)
             prompt = (prompt + kept)[-PROMPT_TOKENS:]
             seek += max(consumed, HOP_LENGTH)
         text = " ".join(s.text for s in segments).strip()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voxindex.engine.events import Final, Interim, SpeechEnded, SpeechStarted
+from voxindex.engine.events import Final, Flushed, Interim, SpeechEnded, SpeechStarted
 from voxindex.engine.prompting import Prompting, StreamPrompt
 from voxindex.engine.reading import Reading
 from voxindex.engine.types import StreamOptions, Word
@@ -120,10 +120,21 @@ def test_a_flush_ends_the_utterance_at_once_and_speech_goes_on(tokenizer: Whispe
     u = speak(tokenizer)
     hear(u, 0.9, 1, flush=True)
     assert u.phase == Phase.ENDING and u.ending == Ending.FLUSH
+    assert not any(isinstance(e, Flushed) for e in events(u))  # not done before its final
     u.read(Reading(words(("Ten", 0.4))), u.window()[1], final=True)
-    final = events(u)[-1]
+    final, flushed = events(u)[-2:]
     assert isinstance(final, Final) and final.reason == "flush"
+    assert isinstance(flushed, Flushed)  # after the final: a client may close what it flushed
     assert u.phase == Phase.SPEAKING  # the speaker has not stopped
+
+
+def test_a_flush_with_nothing_being_said_is_done_at_once(tokenizer: WhisperTokenizer) -> None:
+    u = utterance(tokenizer)
+    hear(u, 0.0, 20, flush=True)
+    [flushed] = events(u)
+    assert isinstance(flushed, Flushed) and flushed.time == pytest.approx(20 * CHUNK_S, abs=1e-3)
+    hear(u, 0.0, 5)
+    assert events(u) == []  # once per flush
 
 
 def test_quiet_audio_is_not_kept(tokenizer: WhisperTokenizer) -> None:

@@ -28,6 +28,21 @@ def test_tracker_needs_a_run_of_speech_and_a_run_of_silence() -> None:
     assert len(ended) == 1 and abs(ended[0] - 17 * CHUNK_S) < 1e-9  # the end of the last voiced chunk
 
 
+def test_a_higher_threshold_takes_surer_speech_to_start_and_to_hold() -> None:
+    """OpenAI's ``server_vad`` threshold (api/realtime_session.py): 0.5 is the default."""
+
+    def starts(threshold: float, prob: float) -> bool:
+        t = Endpointer(endpointing_s=0.5, threshold=threshold)
+        return any(t.update(prob, (k + 1) * CHUNK_S)[0] is not None for k in range(5))
+
+    assert starts(0.5, 0.6) and not starts(0.8, 0.6) and starts(0.8, 0.85)
+    t = Endpointer(endpointing_s=0.1, threshold=0.8)
+    for k in range(5):
+        t.update(0.9, (k + 1) * CHUNK_S)
+    ended = [t.update(0.6, (k + 6) * CHUNK_S)[1] for k in range(5)]  # 0.6 < 0.8 - 0.15: silence
+    assert ended[3] is not None and abs(ended[3] - 5 * CHUNK_S) < 1e-9
+
+
 def test_batched_vad_matches_one_stream_at_a_time(synth: Synth) -> None:
     vad = Vad()
     speech = np.concatenate([np.zeros(8000, np.float32), synth("Kick the ball straight and follow through.")])

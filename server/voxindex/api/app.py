@@ -18,7 +18,17 @@ from fastapi.staticfiles import StaticFiles
 from slowapi.errors import RateLimitExceeded
 
 from voxindex import __version__
-from voxindex.api import deepgram_ws, flux_ws, health, native_ws, openai_rest, recordings, search, streams
+from voxindex.api import (
+    deepgram_ws,
+    flux_ws,
+    health,
+    native_ws,
+    openai_rest,
+    realtime_ws,
+    recordings,
+    search,
+    streams,
+)
 from voxindex.api.http import ApiError, error_response
 from voxindex.api.limits import BodySizeLimit, RateLimitMiddleware, rate_limited_response, rest_limiter
 from voxindex.api.services import Boot, Services, running
@@ -28,7 +38,7 @@ from voxindex.metrics import Metrics
 
 log = logging.getLogger("voxindex.api")
 WEB_DIR = Path(__file__).resolve().parents[3] / "clients" / "web"  # the repository's browser app
-ROUTERS = (search, streams, openai_rest, recordings, health, native_ws, deepgram_ws, flux_ws)
+ROUTERS = (search, streams, openai_rest, recordings, health, native_ws, deepgram_ws, flux_ws, realtime_ws)
 
 Start = Callable[[Boot, Metrics, asyncio.Event], Services]
 

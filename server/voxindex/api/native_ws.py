@@ -31,7 +31,7 @@ from voxindex.api.services import Services
 from voxindex.api.session import authorize, opened, ready, refused, serve_stream
 from voxindex.audio import PcmDecoder
 from voxindex.config import Settings
-from voxindex.engine.events import Configured, Error, Event, Ready, TurnInfo
+from voxindex.engine.events import Configured, Error, Event, Flushed, Ready, TurnInfo
 from voxindex.engine.scheduler import Scheduler
 from voxindex.engine.stream import Stream
 from voxindex.engine.types import TurnOptions
@@ -54,8 +54,8 @@ class NativeCodec:
         if isinstance(event, TurnInfo):
             message = turn_message(event)
             return [message] if message is not None else []
-        if isinstance(event, Configured):
-            return []  # the native protocol does not acknowledge configure
+        if isinstance(event, (Configured, Flushed)):
+            return []  # the native protocol acknowledges neither configure nor flush
         return [to_wire(event)]
 
 

@@ -18,21 +18,25 @@ stream, so it is searchable afterwards (its id is in the ``x-voxindex-stream-id`
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from voxindex.api.http import ApiError, caller
 from voxindex.api.services import running
 from voxindex.api.transcripts import to_srt, to_txt, to_vtt
+from voxindex.audio import decode_file
 from voxindex.errors import AudioDecodeError, VoxError
 from voxindex.languages import check_language, check_task
 from voxindex.offline import OfflineService
-from voxindex.transcribe import Transcript
+from voxindex.transcribe import Segment, Transcript
 
 router = APIRouter()
 FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
@@ -58,8 +62,10 @@ async def transcriptions(
         list[str] | None, Form(alias="timestamp_granularities[]", description="segment and/or word")
     ] = None,
     diarize: Annotated[bool, Form(description="voxindex: label segments and words with speakers")] = False,
+    stream: Annotated[bool, Form(description="server-sent transcript.text.delta events, then .done")] = False,
 ) -> Response:
-    asked = Asked(language, prompt, response_format, set(timestamp_granularities or []), diarize)
+    granularities = set(timestamp_granularities or [])
+    asked = Asked(language, prompt, response_format, granularities, diarize, stream=stream)
     return await _offline(request, file, asked)
 
 
@@ -87,6 +93,7 @@ class Asked:
     granularities: set[str]
     diarize: bool
     task: str = "transcribe"
+    stream: bool = False  # server-sent events as segments are read (json and text formats)
 
 
 async def _offline(request: Request, file: UploadFile, asked: Asked) -> Response:
@@ -106,6 +113,9 @@ async def _offline(request: Request, file: UploadFile, asked: Asked) -> Response
             "invalid_request",
             "timestamp_granularities",
         )
+    if asked.stream and (asked.response_format not in ("json", "text") or asked.diarize):
+        why = "stream=true gives text events: response_format json or text, without diarize"
+        return openai_error(400, why, "invalid_request", "stream")
     if asked.diarize and service.speakers is None:
         return openai_error(
             400, "speaker labels are not available on this server", "speakers_unavailable", "diarize"
@@ -115,11 +125,10 @@ async def _offline(request: Request, file: UploadFile, asked: Asked) -> Response
         check_task(asked.task, service.model.languages)
     except VoxError as e:
         return openai_error(400, e.message, e.code, "model" if asked.task == "translate" else "language")
+    if asked.stream:
+        return await _streamed(service, file, asked, code, principal.tenant)
     with tempfile.TemporaryDirectory(prefix="voxindex-upload-") as tmp:
-        path = Path(tmp) / "upload"
-        with path.open("wb") as out:
-            while chunk := await file.read(1 << 20):
-                out.write(chunk)
+        path = await _upload(file, Path(tmp))
         try:
             async with service.turn:
                 transcript = await asyncio.to_thread(
@@ -130,6 +139,73 @@ async def _offline(request: Request, file: UploadFile, asked: Asked) -> Response
     stream_id = await asyncio.to_thread(service.store, transcript, principal.tenant)
     headers = {"x-voxindex-stream-id": stream_id} if stream_id else {}
     return _render(transcript, asked, headers)
+
+
+async def _upload(file: UploadFile, folder: Path) -> Path:
+    path = folder / "upload"
+    with path.open("wb") as out:
+        while chunk := await file.read(1 << 20):
+            out.write(chunk)
+    return path
+
+
+async def _streamed(
+    service: OfflineService, file: UploadFile, asked: Asked, language: str | None, tenant: str
+) -> Response:
+    """``stream=true``: a ``transcript.text.delta`` per segment as its window is read, then
+    ``transcript.text.done`` with the whole text (the deltas' concatenation), as server-sent
+    events. A file that is not audio is still a 400 before the stream starts."""
+    folder = Path(tempfile.mkdtemp(prefix="voxindex-upload-"))
+    try:
+        path = await _upload(file, folder)
+        await asyncio.to_thread(decode_file, path)
+    except AudioDecodeError as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        return openai_error(
+            400, e.message.replace(str(folder / "upload"), file.filename or "file"), e.code, "file"
+        )
+
+    async def events() -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        found: asyncio.Queue[Segment | None] = asyncio.Queue()
+
+        def tell(segment: Segment | None) -> None:  # from the transcriber's thread
+            loop.call_soon_threadsafe(found.put_nowait, segment)
+
+        def run() -> Transcript:
+            try:
+                return service.transcribe(path, language, asked.prompt, False, asked.task, tell)
+            finally:
+                tell(None)
+
+        try:
+            async with service.turn:
+                job = asyncio.ensure_future(asyncio.to_thread(run))
+                texts: list[str] = []
+                sent = ""
+                while (segment := await found.get()) is not None:
+                    texts.append(segment.text)
+                    text = " ".join(texts).strip()
+                    if text.startswith(sent) and len(text) > len(sent):
+                        yield _sse({"type": "transcript.text.delta", "delta": text[len(sent) :]})
+                        sent = text
+                transcript = await job
+            if transcript.text.startswith(sent) and len(transcript.text) > len(sent):
+                yield _sse({"type": "transcript.text.delta", "delta": transcript.text[len(sent) :]})
+            yield _sse({"type": "transcript.text.done", "text": transcript.text})
+            await asyncio.to_thread(service.store, transcript, tenant)
+        except VoxError as e:
+            yield _sse(
+                {"error": {"message": e.message, "type": "server_error", "param": None, "code": e.code}}
+            )
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"data: {json.dumps(event)}\n\n"
 
 
 def _render(transcript: Transcript, asked: Asked, headers: dict[str, str]) -> Response:

@@ -74,15 +74,24 @@ SUBPROTOCOL = "voxindex"  # echoed when offered; a token may ride along as "bear
 
 @dataclass(frozen=True)
 class Configure:
-    """A mid-stream change of key terms and turn thresholds; ``error``: refused (nothing changes,
-    the client is told)."""
+    """A mid-stream change of key terms, turn thresholds and context; ``error``: refused
+    (nothing changes, the client is told)."""
 
     keyterms: tuple[str, ...] | None = None
     turns: TurnOptions | None = None
     error: str | None = None
+    context: str | None = None  # a new conversation item priming what follows
 
 
-Control = Literal["flush", "keepalive", "close"] | PromptUpdate | Configure
+@dataclass(frozen=True)
+class Append:
+    """Audio carried inside a text message (OpenAI Realtime's base64 appends): raw bytes in the
+    stream's encoding, taken exactly as a binary frame would be."""
+
+    data: bytes
+
+
+Control = Literal["flush", "keepalive", "close"] | PromptUpdate | Configure | Append
 
 
 def parse_options(params: Mapping[str, str], languages: frozenset[str]) -> StreamOptions:

@@ -31,6 +31,7 @@ from voxindex.api.protocol import (
     CLOSE_RATE_LIMITED,
     CLOSE_SERVICE_RESTART,
     CLOSE_TRY_AGAIN,
+    Append,
     Configure,
     Control,
     ProtocolViolation,
@@ -124,14 +125,21 @@ async def serve_stream(
     pcm: PcmDecoder,
     draining: asyncio.Event | None = None,
     audio: StreamAudio | None = None,
+    first: Append | None = None,
+    max_text_bytes: int | None = None,
 ) -> None:
     """Serve an admitted stream on an accepted socket until it ends, then release it.
     ``draining`` set (graceful shutdown) finalizes the stream, sends its finals, closes 1012.
-    ``audio``: where a ``record=true`` stream's audio is kept."""
+    ``audio``: where a ``record=true`` stream's audio is kept. ``first``: audio the protocol
+    read before the stream opened, taken before the rest. ``max_text_bytes``: the largest text message
+    (``settings.max_control_bytes`` unless a protocol carries audio in text)."""
     with log_context(stream.id, stream.tenant):  # the tasks below copy this context
         tap = AudioTap(stream, audio if stream.options.record else None)
         pump = asyncio.create_task(_pump_events(ws, stream, codec))
-        reader = asyncio.create_task(_read_frames(ws, tap, scheduler, settings, codec, pcm, draining))
+        text_limit = max_text_bytes or settings.max_control_bytes
+        reader = asyncio.create_task(
+            _read_frames(ws, tap, scheduler, settings, codec, pcm, draining, text_limit, first)
+        )
     code: int | None = None
     try:
         done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -215,7 +223,9 @@ async def _read_frames(
     settings: Settings,
     codec: Codec,
     pcm: PcmDecoder,
-    draining: asyncio.Event | None = None,
+    draining: asyncio.Event | None,
+    max_text_bytes: int,
+    first: Append | None,
 ) -> int | None:
     """Read the client's frames into the stream until the stream must end.
 
@@ -239,6 +249,18 @@ async def _read_frames(
         scheduler.wake()
         return code
 
+    async def take(data: bytes) -> float:
+        """Audio in: the seconds it holds at 16 kHz."""
+        await stream.room.wait()  # backpressure: a client faster than the engine waits here
+        samples = pcm.push(data)
+        if samples.size:
+            tap.push(samples)
+            scheduler.wake()
+            await _keep_pace(audio_s + samples.size / SAMPLE_RATE, stream.opened_at, settings)
+        return samples.size / SAMPLE_RATE
+
+    if first is not None:
+        audio_s += await take(first.data)
     while True:
         age = time.monotonic() - stream.opened_at
         limit_left = settings.max_stream_s - max(age, audio_s)
@@ -246,7 +268,7 @@ async def _read_frames(
             too_long = f"stream reached the limit of {settings.max_stream_s:g} s; closing"
             return end(CLOSE_RATE_LIMITED, Error("quota_exceeded", too_long))
         try:
-            message = await _receive(ws, min(settings.idle_timeout_s, limit_left), draining)
+            message = await receive(ws, min(settings.idle_timeout_s, limit_left), draining)
         except Draining:
             restart = "the server is restarting: this stream is finalized; reconnect to go on"
             return end(CLOSE_SERVICE_RESTART, Error("server_restarting", restart))
@@ -260,28 +282,24 @@ async def _read_frames(
             scheduler.wake()
             return None
         data = message.get("bytes")
-        if data is not None:
-            if len(data) > settings.max_frame_bytes:
-                too_big = f"audio frame of {len(data)} bytes exceeds the limit of {settings.max_frame_bytes}"
-                return end(CLOSE_FRAME_TOO_LARGE, Error("frame_too_large", too_big))
-            await stream.room.wait()  # backpressure: a client faster than the engine waits here
-            samples = pcm.push(data)
-            if samples.size:
-                audio_s += samples.size / SAMPLE_RATE
-                tap.push(samples)
-                scheduler.wake()
-                await _keep_pace(audio_s, stream.opened_at, settings)
-            continue
+        if data is not None and len(data) > settings.max_frame_bytes:
+            too_big = f"audio frame of {len(data)} bytes exceeds the limit of {settings.max_frame_bytes}"
+            return end(CLOSE_FRAME_TOO_LARGE, Error("frame_too_large", too_big))
         text = message.get("text") or ""
-        if len(text) > settings.max_control_bytes:
-            too_big = f"control message of {len(text)} characters exceeds {settings.max_control_bytes}"
+        if data is None and len(text) > max_text_bytes:
+            too_big = f"control message of {len(text)} characters exceeds {max_text_bytes}"
             return end(CLOSE_FRAME_TOO_LARGE, Error("frame_too_large", too_big))
         try:
-            kind = codec.control(text)
+            kind = codec.control(text) if data is None else None
         except ProtocolViolation as e:
             return end(CLOSE_PROTOCOL, Error(e.code, e.message))
-        except InvalidRequestError as e:
-            stream.emit(Error(e.code, e.message))  # e.g. a message type from a newer client
+        except InvalidRequestError as e:  # e.g. a message type from a newer client
+            stream.emit(Error(e.code, e.message, getattr(e, "param", None), getattr(e, "event_id", None)))
+            continue
+        if isinstance(kind, Append):
+            data = kind.data
+        if data is not None:
+            audio_s += await take(data)
             continue
         if isinstance(kind, PromptUpdate):
             if kind.keyterms is not None:
@@ -293,6 +311,8 @@ async def _read_frames(
                 stream.set_keyterms(kind.keyterms)
             if kind.error is None and kind.turns is not None:
                 stream.configure_turns(kind.turns)
+            if kind.error is None and kind.context is not None:
+                stream.add_context(kind.context)
             stream.emit(Configured(kind.keyterms, kind.turns, kind.error))
         elif kind == "flush":
             stream.request_flush()
@@ -305,19 +325,19 @@ class Draining(Exception):
     """The server is shutting down: finish the stream now."""
 
 
-async def _receive(ws: WebSocket, timeout: float, draining: asyncio.Event | None) -> Message:
+async def receive(ws: WebSocket, timeout: float, draining: asyncio.Event | None) -> Message:
     """The next message; TimeoutError after ``timeout``; Draining once the server shuts down."""
     if draining is None:
         return await asyncio.wait_for(ws.receive(), timeout=timeout)
     if draining.is_set():
         raise Draining
-    receive = asyncio.ensure_future(ws.receive())
+    got = asyncio.ensure_future(ws.receive())
     drain = asyncio.ensure_future(draining.wait())
-    done, _ = await asyncio.wait({receive, drain}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    if receive in done:
+    done, _ = await asyncio.wait({got, drain}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if got in done:
         drain.cancel()
-        return receive.result()
-    receive.cancel()
+        return got.result()
+    got.cancel()
     drain.cancel()
     if drain in done:
         raise Draining

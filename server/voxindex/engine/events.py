@@ -73,6 +73,14 @@ class TurnInfo:
 
 
 @dataclass(frozen=True)
+class Flushed:
+    """A client's flush is done: every final of the audio sent before it went out before this
+    (none, if no speech was heard since the last final)."""
+
+    time: float
+
+
+@dataclass(frozen=True)
 class Configured:
     """A client's mid-stream change took effect (``error``: it was refused; nothing changed)."""
 
@@ -91,6 +99,10 @@ class Closed:
 class Error:
     code: str
     message: str
+    param: str | None = None  # the client's field at fault, where a protocol names it
+    event_id: str | None = None  # the client message it answers, where a protocol names those
 
 
-Event = Ready | SpeechStarted | Interim | Final | SpeechEnded | TurnInfo | Configured | Closed | Error
+Event = (
+    Ready | SpeechStarted | Interim | Final | SpeechEnded | TurnInfo | Flushed | Configured | Closed | Error
+)

@@ -156,13 +156,7 @@ class Scheduler:
             options = replace(options, turns=replace(options.turns, evidence=self.settings.turn_evidence))
         utterance = Utterance(options, StreamPrompt(self.model.tokenizer))
         with self._lock:
-            if len(self.streams) >= self.settings.max_streams:
-                raise CapacityError(f"server is at its limit of {self.settings.max_streams} streams")
-            quota = self.settings.max_streams_per_tenant
-            if quota and sum(s.tenant == tenant for s in self.streams.values()) >= quota:
-                raise QuotaError(f"tenant {tenant!r} already has its limit of {quota} concurrent streams")
-            if self.lag > ADMISSION_MAX_LAG_S:
-                raise CapacityError(f"engine is {self.lag:.1f} s behind real time; try again shortly")
+            _check_room(list(self.streams.values()), self.settings, self.lag, tenant)
             stream = Stream(options, loop, utterance, self.settings.max_queue_s, tenant=tenant, id=stream_id)
             self.streams[stream.id] = stream
         if self.sink is not None:
@@ -173,6 +167,12 @@ class Scheduler:
                     del self.streams[stream.id]
                 raise
         return stream
+
+    def check_room(self, tenant: str = "default") -> None:
+        """Raise what ``open`` would for want of room (for a protocol that opens its stream
+        only once the client configured it: it refuses a full server at the handshake)."""
+        with self._lock:
+            _check_room(list(self.streams.values()), self.settings, self.lag, tenant)
 
     @property
     def lag(self) -> float:
@@ -432,3 +432,13 @@ def _fail(streams: list[Stream], e: Exception) -> None:
     for stream in streams:
         stream.emit(Error("engine_error", f"transcription failed: {e.__class__.__name__}"))
         stream.finish()
+
+
+def _check_room(streams: list[Stream], settings: Settings, lag: float, tenant: str) -> None:
+    if len(streams) >= settings.max_streams:
+        raise CapacityError(f"server is at its limit of {settings.max_streams} streams")
+    quota = settings.max_streams_per_tenant
+    if quota and sum(s.tenant == tenant for s in streams) >= quota:
+        raise QuotaError(f"tenant {tenant!r} already has its limit of {quota} concurrent streams")
+    if lag > ADMISSION_MAX_LAG_S:
+        raise CapacityError(f"engine is {lag:.1f} s behind real time; try again shortly")

@@ -94,6 +94,7 @@ class StreamOptions:
     interim_results: bool = True
     endpointing_ms: int = 500
     vad: bool = True
+    vad_threshold: float = 0.5  # a chunk this likely speech starts speech (engine/vad.py)
     diarize: bool = False  # speaker labels on words and finals (engine/speakers/)
     task: str = "transcribe"  # or "translate" (multilingual models): English text
     keyterms: tuple[str, ...] = ()  # names and terms to listen for (engine/prompting.py)

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
-from voxindex.engine.events import Event, Final, Interim, SpeechEnded, SpeechStarted
+from voxindex.engine.events import Event, Final, Flushed, Interim, SpeechEnded, SpeechStarted
 from voxindex.engine.held_audio import HeldAudio
 from voxindex.engine.policy import agreed_prefix, final_words, join_words, last_sentence_end, past_confirmed
 from voxindex.engine.prompting import StreamPrompt
@@ -80,7 +80,7 @@ class Utterance:
         # a turn-taking stream's utterance is a turn: silence alone ends it only at the timeout
         self.turn = Turn(options.turns, self._emit) if options.turns is not None else None
         silence = options.turns.eot_timeout_s if options.turns is not None else options.endpointing_ms / 1000
-        self.endpointer = Endpointer(silence)
+        self.endpointer = Endpointer(silence, options.vad_threshold)
         self.phase = Phase.QUIET
         self.ending: Ending | None = None  # set while ENDING
         self.speech_end: float | None = None  # when the ending utterance stopped being voiced
@@ -104,6 +104,7 @@ class Utterance:
         self._draft: tuple[float, tuple[int, ...]] = (-1.0, ())
         self._last_interim = ""
         self._onset: float | None = None  # the utterance's start, until its first interim
+        self._flushed = False  # a flush is done once the utterance it ends is final: ``Flushed``
         self._events: list[Emitted] = []
 
     # ---------------- what the scheduler asks ----------------
@@ -181,16 +182,17 @@ class Utterance:
         return not (self.ending in (Ending.ENDPOINT, Ending.TURN) and hears_end)
 
     def window(self) -> tuple[float, float]:
-        """The stream times the next reading reads: the utterance so far, or for a final up to
-        just past where speech ended."""
+        """The stream times the next reading reads: the utterance so far, or past its end."""
         until = self._final_until if self.phase == Phase.ENDING else self.heard
         return self.audio.start, min(until, self.audio.start + MAX_WINDOW_AUDIO_S, self.audio.now)
 
-    def draft(self, start: float) -> tuple[int, ...]:
-        """A reading from ``start``'s likely first tokens (the runner checks: Runner._take_draft)."""
-        return self._draft[1] if self._draft[0] == start else ()
+    def draft(self, start: float) -> tuple[int, ...]:  # the runner checks it: Runner._take_draft
+        return self._draft[1] if self._draft[0] == start else ()  # ``start``'s likely first tokens
 
     def take_events(self) -> list[Emitted]:
+        if self._flushed and self.phase != Phase.ENDING:
+            self._flushed = False
+            self._emit(Flushed(round(self.heard, 3)))
         events, self._events = self._events, []
         return events
 
@@ -230,6 +232,7 @@ class Utterance:
                 self._judge_turn()
         if self.phase == Phase.QUIET:
             self.audio.drop_before(self.heard - PREROLL_S)
+        self._flushed = self._flushed or flush
         if flush and self.phase == Phase.SPEAKING:
             # a turn forced to end in a pause ends where the voice stopped, with the pause's
             # reading (done or in flight): no model call of its own

@@ -101,6 +101,7 @@ class Endpointer:
     """
 
     endpointing_s: float
+    threshold: float = START_THRESHOLD  # a chunk this likely speech starts (or holds) speech
     in_speech: bool = False
     speech_start: float | None = None
     last_voice: float = 0.0
@@ -112,7 +113,7 @@ class Endpointer:
         started: float | None = None
         ended: float | None = None
         if not self.in_speech:
-            if prob >= START_THRESHOLD:
+            if prob >= self.threshold:
                 if self._run == 0:
                     self._run_start = chunk_end - CHUNK_S
                 self._run += 1
@@ -123,7 +124,7 @@ class Endpointer:
             else:
                 self._run = 0
         else:
-            if prob >= STOP_THRESHOLD:
+            if prob >= max(0.05, self.threshold - (START_THRESHOLD - STOP_THRESHOLD)):  # hysteresis
                 self.last_voice = chunk_end
             elif chunk_end - self.last_voice >= self.endpointing_s:
                 self.in_speech = False
