@@ -92,18 +92,26 @@ def test_languages_and_logprobs() -> None:
     ]
 
 
+IN = "session.audio.input"
+TD = f"{IN}.turn_detection"
+
+
+def said(**audio_in: Any) -> dict[str, Any]:
+    return {"audio": {"input": audio_in}}
+
+
 @pytest.mark.parametrize(
     ("session", "code", "param"),
     [
         ({"type": "realtime"}, "invalid_value", "session.type"),
         ({"type": "transcription", "tools": []}, "unknown_parameter", "session.tools"),
-        ({"audio": {"input": {"format": {"type": "audio/opus"}}}}, "invalid_value", "session.audio.input.format.type"),
-        ({"audio": {"input": {"format": {"type": "audio/pcm", "rate": 96000}}}}, "invalid_value", "session.audio.input.format.rate"),
-        ({"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "eventually"}}}}, "invalid_value", "session.audio.input.turn_detection.eagerness"),
-        ({"audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 2}}}}, "invalid_value", "session.audio.input.turn_detection.threshold"),
-        ({"audio": {"input": {"turn_detection": {"type": "push_to_talk"}}}}, "invalid_value", "session.audio.input.turn_detection.type"),
-        ({"audio": {"input": {"transcription": {"language": "de"}}}}, "unsupported_language", "session.audio.input.transcription.language"),
-        ({"audio": {"input": {"transcription": {"prompt": 7}}}}, "invalid_value", "session.audio.input.transcription.prompt"),
+        (said(format={"type": "audio/opus"}), "invalid_value", f"{IN}.format.type"),
+        (said(format={"type": "audio/pcm", "rate": 96000}), "invalid_value", f"{IN}.format.rate"),
+        (said(turn_detection={"type": "semantic_vad", "eagerness": "x"}), "invalid_value", f"{TD}.eagerness"),
+        (said(turn_detection={"type": "server_vad", "threshold": 2}), "invalid_value", f"{TD}.threshold"),
+        (said(turn_detection={"type": "push_to_talk"}), "invalid_value", f"{TD}.type"),
+        (said(transcription={"language": "de"}), "unsupported_language", f"{IN}.transcription.language"),
+        (said(transcription={"prompt": 7}), "invalid_value", f"{IN}.transcription.prompt"),
         ({"audio": {"output": {"voice": "alloy"}}}, "invalid_value", "session.audio.output"),
         ({"include": ["item.input_audio_transcription.everything"]}, "invalid_value", "session.include"),
         ("transcription", "invalid_type", "session"),
