@@ -112,6 +112,8 @@ def said(**audio_in: Any) -> dict[str, Any]:
         (said(turn_detection={"type": "push_to_talk"}), "invalid_value", f"{TD}.type"),
         (said(transcription={"language": "de"}), "unsupported_language", f"{IN}.transcription.language"),
         (said(transcription={"prompt": 7}), "invalid_value", f"{IN}.transcription.prompt"),
+        (said(transcription={"keywords": "Norland"}), "invalid_value", f"{IN}.transcription.keywords"),
+        (said(noise_reduction={"type": "studio"}), "invalid_value", f"{IN}.noise_reduction.type"),
         ({"audio": {"output": {"voice": "alloy"}}}, "invalid_value", "session.audio.output"),
         ({"include": ["item.input_audio_transcription.everything"]}, "invalid_value", "session.include"),
         ("transcription", "invalid_type", "session"),

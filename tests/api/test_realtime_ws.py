@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 import websockets
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from livekit.agents import stt as lk_stt
 from livekit.agents import utils as lk_utils
 from livekit.plugins import openai as lk_openai
@@ -26,7 +28,11 @@ from openai.types.realtime import RealtimeServerEvent
 from tests.api.test_deepgram_ws import listen, transcript
 from tests.conftest import FIXTURES, KeyedServer, corpus_wer, frames_48k, load_fixture, normalized_words
 from tests.turn_corpus import HUMAN, build, session
+from voxindex.api.realtime_session import RealtimeConfig, SessionError
+from voxindex.api.realtime_ws import RealtimeCodec
 from voxindex.audio import decode_file
+from voxindex.engine.events import Configured, Error
+from voxindex.languages import ENGLISH
 
 Kind = lk_stt.SpeechEventType
 # the SDK's model for each server event type (its union is tagged by ``type``)
@@ -394,3 +400,54 @@ async def test_credentials(keyed_server: KeyedServer) -> None:
     ) as ws:  # type: ignore[arg-type]
         assert ws.subprotocol == "realtime"
         assert strict(await ws.recv())["type"] == "session.created"
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+KEYS = st.sampled_from(
+    ["type", "session", "audio", "input", "format", "rate", "turn_detection", "transcription"]
+)
+EVENT_TYPES = st.sampled_from(
+    [
+        "session.update",
+        "input_audio_buffer.append",
+        "input_audio_buffer.commit",
+        "input_audio_buffer.clear",
+        "x",
+    ]
+)
+
+
+FIELD = st.dictionaries(KEYS, JSON, max_size=4)
+AUDIO_IN = st.fixed_dictionaries(
+    {},
+    optional={"format": FIELD | JSON, "transcription": FIELD | JSON, "turn_detection": FIELD | JSON},
+)
+SESSION = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.just("transcription") | JSON,
+        "audio": st.fixed_dictionaries({"input": AUDIO_IN}) | JSON,
+    },
+) | st.fixed_dictionaries(
+    {"audio": st.fixed_dictionaries({"input": st.fixed_dictionaries({"noise_reduction": FIELD | JSON})})}
+)
+
+
+@given(kind=EVENT_TYPES, body=st.dictionaries(KEYS, JSON, max_size=4), session=SESSION)
+@settings(max_examples=1000, deadline=None)
+def test_whatever_a_client_sends_is_taken_or_refused_with_a_code(
+    kind: str, body: dict[str, Any], session: dict[str, Any]
+) -> None:
+    codec = RealtimeCodec(RealtimeConfig(model="tiny.en", transcription=True), ENGLISH, 131072)
+    for event in ({**body, "type": kind}, {"type": "session.update", "session": session}):
+        try:
+            codec.control(json.dumps(event))
+        except SessionError as e:
+            rendered = codec.error(Error(e.code, e.message, e.param, e.event_id))
+            strict(json.dumps(rendered))
+            assert e.code and e.message
+    strict(json.dumps(codec.render(Configured())[0]))  # whatever was taken still echoes as the SDK's session

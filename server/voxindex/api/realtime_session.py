@@ -145,14 +145,20 @@ def updated(config: RealtimeConfig, session: object, languages: frozenset[str]) 
     if "turn_detection" in audio_in:
         config = replace(config, turn_detection=_turn_detection(audio_in["turn_detection"]))
     if "noise_reduction" in audio_in:
-        nr = audio_in["noise_reduction"]
-        config = replace(
-            config,
-            noise_reduction=_object(nr, "session.audio.input.noise_reduction", {"type", "strength"})
-            if nr is not None
-            else None,
-        )
+        config = replace(config, noise_reduction=_noise_reduction(audio_in["noise_reduction"]))
     return config
+
+
+def _noise_reduction(raw: object) -> dict[str, Any] | None:
+    """Accepted and echoed, for clients that always send it; no filter runs."""
+    param = "session.audio.input.noise_reduction"
+    if raw is None:
+        return None
+    nr = _object(raw, param, {"type", "strength"})
+    if nr.get("type") not in (None, "near_field", "far_field"):
+        raise SessionError(f"{param}.type must be near_field or far_field", param=f"{param}.type")
+    _number(nr, "strength", 0.0, 1.0, 1.0, param)
+    return dict(nr)
 
 
 def fixed_unchanged(old: RealtimeConfig, new: RealtimeConfig) -> None:
@@ -222,11 +228,10 @@ def _transcription(config: RealtimeConfig, raw: object, languages: frozenset[str
     except InvalidRequestError as e:
         raise SessionError(e.message, param=f"{param}.prompt") from None
     try:
-        keywords = (
-            prompting.keyterms(t["keywords"] or [], f"{param}.keywords")
-            if "keywords" in t
-            else config.keywords
-        )
+        words = t.get("keywords") or []
+        if not isinstance(words, list):
+            raise InvalidRequestError(f"{param}.keywords must be a list of strings")
+        keywords = prompting.keyterms(words, f"{param}.keywords") if "keywords" in t else config.keywords
     except InvalidRequestError as e:
         raise SessionError(e.message, param=f"{param}.keywords") from None
     return replace(config, model=model, language=language, prompt=prompt, keywords=keywords)

@@ -312,7 +312,8 @@ class RealtimeCodec:
                 for w in words
             ]
         completed["words"] = [
-            {"word": w.word.strip(), "start": w.start, "end": w.end, "confidence": w.confidence} for w in words
+            {"word": w.word.strip(), "start": w.start, "end": w.end, "confidence": w.confidence}
+            for w in words
         ]
         messages.append(self._event("conversation.item.input_audio_transcription.completed", **completed))
         return messages
