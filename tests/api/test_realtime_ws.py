@@ -402,8 +402,21 @@ async def test_credentials(keyed_server: KeyedServer) -> None:
         assert strict(await ws.recv())["type"] == "session.created"
 
 
+KNOWN = st.sampled_from(
+    [
+        "audio/pcm",
+        "audio/pcmu",
+        "server_vad",
+        "semantic_vad",
+        "transcription",
+        "high",
+        "near_field",
+        24000,
+        16000,
+    ]
+)
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20) | KNOWN,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=20,
 )
@@ -438,7 +451,7 @@ SESSION = st.fixed_dictionaries(
 
 
 @given(kind=EVENT_TYPES, body=st.dictionaries(KEYS, JSON, max_size=4), session=SESSION)
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=1000, deadline=None, database=None)
 def test_whatever_a_client_sends_is_taken_or_refused_with_a_code(
     kind: str, body: dict[str, Any], session: dict[str, Any]
 ) -> None:

@@ -187,7 +187,7 @@ def _format(config: RealtimeConfig, raw: object) -> RealtimeConfig:
     param = "session.audio.input.format"
     fmt = _object(raw, param, {"type", "rate"})
     kind = fmt.get("type", "audio/pcm")
-    if kind not in FORMATS:
+    if not isinstance(kind, str) or kind not in FORMATS:
         raise SessionError(
             f"{param}.type must be one of {', '.join(FORMATS)}, got {str(kind)[:30]!r}", param=f"{param}.type"
         )
@@ -255,7 +255,7 @@ def _turn_detection(raw: object) -> TurnDetection:
     kind = t.get("type", "server_vad")
     if kind == "semantic_vad":
         eagerness = t.get("eagerness") or "auto"
-        if eagerness not in EAGERNESS:
+        if not isinstance(eagerness, str) or eagerness not in EAGERNESS:
             raise SessionError(
                 f"{param}.eagerness must be one of low, medium, high, auto, got {str(eagerness)[:20]!r}",
                 param=f"{param}.eagerness",
