@@ -464,3 +464,24 @@ def test_whatever_a_client_sends_is_taken_or_refused_with_a_code(
             strict(json.dumps(rendered))
             assert e.code and e.message
     strict(json.dumps(codec.render(Configured())[0]))  # whatever was taken still echoes as the SDK's session
+
+
+async def test_a_bug_handling_one_event_is_an_error_event_not_a_dropped_session(
+    keyed_server: KeyedServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(self: RealtimeCodec, session: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(RealtimeCodec, "_update", broken)
+    async with raw(keyed_server) as s:
+        for _ in range(2):  # before any audio, then while the engine stream runs
+            await s.send(update(transcription={"prompt": "x"}))
+            error = await s.next("error")
+            assert error["error"]["code"] == "internal_error" and error["error"]["type"] == "server_error"
+            pcm = pcm_at(24000, "goforward.wav")
+            for i in range(0, len(pcm), 9600):
+                await s.send(append(pcm[i : i + 9600]))
+            await s.send({"type": "input_audio_buffer.commit"})
+            done = await s.next("conversation.item.input_audio_transcription.completed")
+            assert corpus_wer([(REFERENCE[0], done["transcript"])]) <= 0.2
+    assert sum("could not be handled" in r.message for r in caplog.records) == 2  # with the traceback

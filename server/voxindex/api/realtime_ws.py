@@ -1,20 +1,12 @@
 """``GET /v1/realtime``: OpenAI's Realtime API as a transcription session, so Realtime clients
-work unchanged (``livekit-plugins-openai``'s ``STT(use_realtime=True)``, the ``openai`` SDK's
-``client.realtime.connect()``).
+work unchanged (``livekit-plugins-openai``'s ``STT(use_realtime=True)``, the ``openai`` SDK).
 
-Client events: ``session.update`` (api/realtime_session.py), ``input_audio_buffer.append``
-(base64 audio in the session's format), ``.commit`` and ``.clear``. Server events, shaped as
-the SDK's ``openai.types.realtime`` models: ``session.created`` / ``.updated``,
-``input_audio_buffer.speech_started`` / ``.speech_stopped`` (VAD modes), ``.committed`` (items
-chained by ``previous_item_id``), ``.cleared``, ``conversation.item.input_audio_transcription
-.delta`` / ``.completed`` (with ``logprobs`` when included, and voxindex's ``words``), and
-``error``. An item is what was said from speech start to speech stop (``server_vad``), to the
-end of the user's turn (``semantic_vad``), or up to the client's commit (no turn detection);
-its deltas are the words the engine has confirmed, so they add up to the transcript as far as
-the final reading agrees with them. The engine stream opens at the first audio, with the
-session as configured then: format, language and the kind of turn detection are fixed from
-there (an update changing them is refused with an ``error``); key terms, prompt, eagerness and
-``include`` may change at any time. See docs/compatibility.md.
+Client events: ``session.update`` (api/realtime_session.py), ``input_audio_buffer.append``,
+``.commit``, ``.clear``; server events as the SDK's ``openai.types.realtime`` models. An item is
+what was said from speech start to stop (``server_vad``), to the end of the turn
+(``semantic_vad``), or up to the commit (no turn detection); its deltas are the words the engine
+confirmed. The engine stream opens at the first audio with the session as configured then:
+format, language and the kind of turn detection stay (docs/compatibility.md).
 """
 
 from __future__ import annotations
@@ -24,6 +16,7 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 import math
 import uuid
 from collections import deque
@@ -72,6 +65,7 @@ from voxindex.engine.events import (
 from voxindex.errors import CapacityError, InvalidRequestError, QuotaError, VoxError
 
 router = APIRouter()
+log = logging.getLogger("voxindex.api")
 
 MIN_COMMIT_MS = 100  # OpenAI's: a smaller buffer is input_audio_buffer_commit_empty
 KEY_PROTOCOL = "openai-insecure-api-key."  # browsers' credential, as the SDKs send it
@@ -432,6 +426,11 @@ async def _until_audio(ws: WebSocket, codec: RealtimeCodec, s: Services) -> Appe
             control = codec.control(text)
         except SessionError as e:
             await ws.send_text(json.dumps(codec.error(Error(e.code, e.message, e.param, e.event_id))))
+            continue
+        except Exception:  # a bug: logged, the client told, the session goes on
+            log.exception("a %d-character client event could not be handled", len(text))
+            failed = Error("internal_error", "the server could not handle that event (logged); go on")
+            await ws.send_text(json.dumps(codec.error(failed)))
             continue
         if isinstance(control, Append):
             return control

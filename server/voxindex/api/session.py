@@ -296,6 +296,10 @@ async def _read_frames(
         except InvalidRequestError as e:  # e.g. a message type from a newer client
             stream.emit(Error(e.code, e.message, getattr(e, "param", None), getattr(e, "event_id", None)))
             continue
+        except Exception:  # a bug in a protocol adapter: logged, the client told, the stream goes on
+            log.exception("a %d-character text message could not be handled", len(text))
+            stream.emit(Error("internal_error", "the server could not handle that message (logged); go on"))
+            continue
         if isinstance(kind, Append):
             data = kind.data
         if data is not None:
