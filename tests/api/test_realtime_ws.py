@@ -82,7 +82,7 @@ async def sdk_session(
 ) -> Heard:
     """A transcription session through the ``openai`` SDK's realtime client: ``pcm`` appended in
     100 ms events at ``speed`` × real time (then committed, if ``commit``) until ``items``
-    transcriptions are complete; every event the server sent."""
+    items are done; every event the server sent."""
     heard = Heard()
     client = AsyncOpenAI(api_key=srv.api_key, base_url=f"{srv.url}/v1")
     async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
@@ -104,7 +104,7 @@ async def sdk_session(
                 await conn.input_audio_buffer.commit()
 
         sender = asyncio.create_task(send())
-        while len(heard.transcripts()) < items:
+        while len(heard.of("conversation.item.done")) < items:
             heard.events.append(strict(await asyncio.wait_for(conn.recv_bytes(), 60)))
         await sender
     return heard
@@ -116,6 +116,13 @@ def assert_items_chained(heard: Heard) -> None:
     committed = heard.of("input_audio_buffer.committed")
     completed = heard.of("conversation.item.input_audio_transcription.completed")
     assert [c["item_id"] for c in committed] == [c["item_id"] for c in completed]
+    added, done = heard.of("conversation.item.added"), heard.of("conversation.item.done")
+    assert (
+        [a["item"]["id"] for a in added]
+        == [d["item"]["id"] for d in done]
+        == [c["item_id"] for c in committed]
+    )
+    assert [d["item"]["content"][0]["transcript"] for d in done] == heard.transcripts()
     assert [c.get("previous_item_id") for c in committed] == [None] + [c["item_id"] for c in committed[:-1]]
     for done in completed:
         deltas = [
@@ -141,7 +148,9 @@ async def test_an_sdk_session_with_server_vad_has_openais_events_in_openais_orde
         "input_audio_buffer.speech_started",
         "input_audio_buffer.speech_stopped",
         "input_audio_buffer.committed",
+        "conversation.item.added",
         "conversation.item.input_audio_transcription.completed",
+        "conversation.item.done",
     ]
     assert flow == one + one
     started, stopped = (

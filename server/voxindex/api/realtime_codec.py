@@ -273,10 +273,10 @@ class RealtimeCodec:
 
     def _commit(self, until: float) -> list[dict[str, Any]]:
         item, self.item = self._open_item(), None
+        after = self.previous_item_id
         messages = [
-            self._event(
-                "input_audio_buffer.committed", item_id=item.id, previous_item_id=self.previous_item_id
-            )
+            self._event("input_audio_buffer.committed", item_id=item.id, previous_item_id=after),
+            self._event("conversation.item.added", item=_user_item(item.id, None), previous_item_id=after),
         ]
         self.previous_item_id = item.id
         transcript = item.text()
@@ -303,8 +303,24 @@ class RealtimeCodec:
             for w in words
         ]
         messages.append(self._event("conversation.item.input_audio_transcription.completed", **completed))
+        done = _user_item(item.id, transcript)
+        messages.append(self._event("conversation.item.done", item=done, previous_item_id=after))
         return messages
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
         self._events += 1
         return {"type": kind, "event_id": f"event_{uuid.uuid4().hex[:12]}{self._events}", **fields}
+
+
+def _user_item(item_id: str, transcript: str | None) -> dict[str, Any]:
+    """The user message an item is (``RealtimeConversationItemUserMessage``): its audio's
+    transcript once read (the audio itself is not sent back)."""
+    content = [{"type": "input_audio", "transcript": transcript}]
+    return {
+        "id": item_id,
+        "type": "message",
+        "role": "user",
+        "object": "realtime.item",
+        "status": "completed",
+        "content": content,
+    }
