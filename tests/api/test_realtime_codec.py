@@ -97,3 +97,16 @@ def test_an_error_that_ends_the_stream_fails_the_item_being_said() -> None:
     assert failed["item_id"] == started["item_id"] and failed["error"]["code"] == "store_unavailable"
     assert error["error"] == {**error["error"], "type": "server_error", "code": "store_unavailable"}
     assert [e["type"] for e in c.render(Error("bad_audio", "x"))] == ["error"]  # no item: nothing failed
+
+
+def test_the_servers_own_troubles_are_server_errors_and_the_clients_are_invalid_requests() -> None:
+    c = codec()
+    server, client = "server_error", "invalid_request_error"
+    for code, kind in [("server_restarting", server), ("over_capacity", server), ("idle_timeout", client)]:
+        [error] = c.render(Error(code, "why"))
+        strict(json.dumps(error))
+        assert (error["error"]["type"], error["error"]["code"], error["error"]["message"]) == (
+            kind,
+            code,
+            "why",
+        )

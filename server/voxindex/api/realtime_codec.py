@@ -52,7 +52,7 @@ from voxindex.engine.events import (
 from voxindex.errors import InvalidRequestError
 
 MIN_COMMIT_MS = 100  # OpenAI's: a smaller buffer is input_audio_buffer_commit_empty
-SERVER_ERRORS = {"engine_error", "store_unavailable", "internal_error"}
+SERVER_ERRORS = {"engine_error", "store_unavailable", "internal_error", "over_capacity", "server_restarting"}
 
 
 @dataclass
