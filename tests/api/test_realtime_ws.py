@@ -429,3 +429,10 @@ async def test_a_bug_handling_one_event_is_an_error_event_not_a_dropped_session(
             done = await s.next("conversation.item.input_audio_transcription.completed")
             assert corpus_wer([(REFERENCE[0], done["transcript"])]) <= 0.2
     assert sum("could not be handled" in r.message for r in caplog.records) == 2  # with the traceback
+
+
+async def test_raw_binary_audio_fixes_the_session_as_an_append_does(keyed_server: KeyedServer) -> None:
+    async with raw(keyed_server) as s:
+        await s.ws.send(b"\0" * 4800)  # 100 ms of 24 kHz PCM in a binary frame: voxindex's extension
+        await s.send(update(format={"type": "audio/pcmu"}))
+        assert (await s.next("error"))["error"]["code"] == "session_update_unsupported"

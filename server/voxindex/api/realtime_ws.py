@@ -157,8 +157,9 @@ async def _until_audio(ws: WebSocket, codec: RealtimeCodec, s: Services) -> Appe
             too_big = f"audio frame of {len(data)} bytes exceeds the limit of {s.settings.max_frame_bytes}"
             await _close(ws, codec, Error("frame_too_large", too_big), CLOSE_FRAME_TOO_LARGE)
             return None
-        if data is not None:
-            return Append(data)  # raw audio in the session's format (a voxindex extension)
+        if data is not None:  # raw audio in the session's format (a voxindex extension)
+            codec.audio_started = True
+            return Append(data)
         text = message.get("text") or ""
         try:
             control = codec.control(text)
