@@ -110,3 +110,31 @@ def test_the_edge_rate_limits_handshake_floods(edge: Nginx) -> None:
     statuses = asyncio.run(flood())
     assert statuses.count(429) >= 30  # burst 20 at 5/s: most of a 60-handshake burst stops at nginx
     assert "limiting requests" in edge.log()
+
+
+def test_every_streaming_protocol_and_streamed_transcriptions_pass_the_edge(
+    edge: Nginx, keyed_server: KeyedServer
+) -> None:
+    """Flux's /v2/listen and OpenAI Realtime's /v1/realtime upgrade through the edge as /v1/stream
+    does, and stream=true transcriptions come back as events, not held back."""
+    bearer = {"Authorization": f"Bearer {keyed_server.api_key}"}
+    wss = f"wss://127.0.0.1:{edge.https_port}"
+
+    async def first_message(path: str) -> dict[str, Any]:
+        async with websockets.connect(f"{wss}{path}", ssl=tls(edge), additional_headers=bearer) as ws:
+            return json.loads(await asyncio.wait_for(ws.recv(), 30))  # type: ignore[no-any-return]
+
+    flux = "/v2/listen?model=flux-general-en&encoding=linear16&sample_rate=16000"
+    assert asyncio.run(first_message(flux))["type"] == "Connected"
+    assert asyncio.run(first_message("/v1/realtime?intent=transcription"))["type"] == "session.created"
+    wav = Path(__file__).parents[1] / "fixtures" / "goforward.wav"
+    with httpx.Client(base_url=f"https://127.0.0.1:{edge.https_port}", verify=tls(edge), timeout=60) as http:
+        files = {"file": ("goforward.wav", wav.read_bytes(), "audio/wav")}
+        with http.stream(
+            "POST", "/v1/audio/transcriptions", headers=bearer, files=files, data={"stream": "true"}
+        ) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    *deltas, done = events
+    assert done["type"] == "transcript.text.done" and "".join(d["delta"] for d in deltas) == done["text"]
+    assert "forward" in done["text"].lower()

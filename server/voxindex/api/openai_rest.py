@@ -201,7 +201,8 @@ async def _streamed(
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    return StreamingResponse(events(), media_type="text/event-stream")
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy holds them back
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
 def _sse(event: dict[str, Any]) -> str:
