@@ -7,9 +7,8 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
-from voxindex.audio import decode_file
+from voxindex.audio import Float32Array
 from voxindex.engine.events import Final
 from voxindex.engine.speakers.labeller import Speakers, diarize_recording
 from voxindex.engine.speakers.timeline import dominant
@@ -35,15 +34,15 @@ class OfflineService:
 
     def transcribe(
         self,
-        path: Path,
+        audio: Float32Array,
         language: str | None,
         prompt: str,
         diarize: bool = False,
         task: str = "transcribe",
         found_segment: Callable[[Segment], None] | None = None,
     ) -> Transcript:
-        """``found_segment``: told of each segment as it is read (before speakers are labelled)."""
-        audio = decode_file(path)
+        """``audio``: a decoded file (``audio.decode_file``); ``found_segment``: told of each
+        segment as it is read (before speakers are labelled)."""
         with self._lock:
             if self._transcriber is None:
                 self._transcriber = OfflineTranscriber(self.model)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -131,8 +130,9 @@ async def _offline(request: Request, file: UploadFile, asked: Asked) -> Response
         path = await _upload(file, Path(tmp))
         try:
             async with service.turn:
+                audio = await asyncio.to_thread(decode_file, path)
                 transcript = await asyncio.to_thread(
-                    service.transcribe, path, code, asked.prompt, asked.diarize, asked.task
+                    service.transcribe, audio, code, asked.prompt, asked.diarize, asked.task
                 )
         except AudioDecodeError as e:
             return openai_error(400, e.message.replace(str(path), file.filename or "file"), e.code, "file")
@@ -154,52 +154,53 @@ async def _streamed(
 ) -> Response:
     """``stream=true``: a ``transcript.text.delta`` per segment as its window is read, then
     ``transcript.text.done`` with the whole text (the deltas' concatenation), as server-sent
-    events. A file that is not audio is still a 400 before the stream starts."""
-    folder = Path(tempfile.mkdtemp(prefix="voxindex-upload-"))
-    try:
-        path = await _upload(file, folder)
-        await asyncio.to_thread(decode_file, path)
-    except AudioDecodeError as e:
-        shutil.rmtree(folder, ignore_errors=True)
-        return openai_error(
-            400, e.message.replace(str(folder / "upload"), file.filename or "file"), e.code, "file"
-        )
+    events. The file is decoded first, so one that is not audio is still a 400."""
+    with tempfile.TemporaryDirectory(prefix="voxindex-upload-") as tmp:
+        path = await _upload(file, Path(tmp))
+        try:
+            audio = await asyncio.to_thread(decode_file, path)
+        except AudioDecodeError as e:
+            return openai_error(400, e.message.replace(str(path), file.filename or "file"), e.code, "file")
 
     async def events() -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         found: asyncio.Queue[Segment | None] = asyncio.Queue()
+        sent = ""
 
         def tell(segment: Segment | None) -> None:  # from the transcriber's thread
             loop.call_soon_threadsafe(found.put_nowait, segment)
 
         def run() -> Transcript:
             try:
-                return service.transcribe(path, language, asked.prompt, False, asked.task, tell)
+                return service.transcribe(audio, language, asked.prompt, False, asked.task, tell)
             finally:
                 tell(None)
+
+        def delta(text: str) -> list[str]:
+            """The event for what ``text`` says past what was sent (none if nothing new)."""
+            nonlocal sent
+            if not text.startswith(sent) or len(text) <= len(sent):
+                return []
+            event, sent = {"type": "transcript.text.delta", "delta": text[len(sent) :]}, text
+            return [_sse(event)]
 
         try:
             async with service.turn:
                 job = asyncio.ensure_future(asyncio.to_thread(run))
                 texts: list[str] = []
-                sent = ""
                 while (segment := await found.get()) is not None:
                     texts.append(segment.text)
-                    text = " ".join(texts).strip()
-                    if text.startswith(sent) and len(text) > len(sent):
-                        yield _sse({"type": "transcript.text.delta", "delta": text[len(sent) :]})
-                        sent = text
+                    for event in delta(" ".join(texts).strip()):
+                        yield event
                 transcript = await job
-            if transcript.text.startswith(sent) and len(transcript.text) > len(sent):
-                yield _sse({"type": "transcript.text.delta", "delta": transcript.text[len(sent) :]})
+            for event in delta(transcript.text):
+                yield event
             yield _sse({"type": "transcript.text.done", "text": transcript.text})
             await asyncio.to_thread(service.store, transcript, tenant)
         except VoxError as e:
             yield _sse(
                 {"error": {"message": e.message, "type": "server_error", "param": None, "code": e.code}}
             )
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy holds them back
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)

@@ -54,6 +54,7 @@ def close_code(error: VoxError) -> int:
 
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000
+ENDPOINTING_MS = (100, 10_000)  # the silence that may end an utterance
 ENCODINGS = tuple(PCM_ENCODINGS)
 CONTROL_TYPES = ("flush", "keepalive", "close", "configure", "context")
 MAX_NESTING = 32  # brackets in one control message: never a RecursionError in the parser
@@ -113,7 +114,7 @@ def parse_options(params: Mapping[str, str], languages: frozenset[str]) -> Strea
     if encoding not in ENCODINGS:
         raise InvalidRequestError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
     endpointing = _int(params, "endpointing_ms", 500)
-    if not 100 <= endpointing <= 10_000:
+    if not ENDPOINTING_MS[0] <= endpointing <= ENDPOINTING_MS[1]:
         raise InvalidRequestError(f"endpointing_ms must be 100..10000, got {endpointing}")
     language = params.get("language") or None
     if language is not None:

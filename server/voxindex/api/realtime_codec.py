@@ -21,12 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from voxindex.api.protocol import (
-    Append,
-    Configure,
-    Control,
-    message_object,
-)
+from voxindex.api.protocol import Append, Configure, Control, message_object
 from voxindex.api.realtime_session import (
     EAGERNESS,
     RealtimeConfig,
@@ -36,9 +31,7 @@ from voxindex.api.realtime_session import (
     fixed_unchanged,
     updated,
 )
-from voxindex.api.session import (
-    ENDING_ERRORS,
-)
+from voxindex.api.session import ENDING_ERRORS
 from voxindex.engine.events import (
     Configured,
     Error,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from voxindex.api.protocol import ENDPOINTING_MS
 from voxindex.engine import prompting
 from voxindex.engine.types import StreamOptions, TurnOptions
 from voxindex.errors import InvalidRequestError
@@ -29,7 +30,7 @@ EAGERNESS = {
     "high": TurnOptions(eot_threshold=0.5, eot_timeout_s=2.0),
 }
 EAGERNESS["auto"] = EAGERNESS["medium"]
-SILENCE_MS = (100, 10_000)  # server_vad's silence_duration_ms, as /v1/stream's endpointing_ms
+SILENCE_MS = ENDPOINTING_MS  # server_vad's silence_duration_ms, as /v1/stream's endpointing_ms
 
 
 class SessionError(InvalidRequestError):

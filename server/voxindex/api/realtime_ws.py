@@ -40,6 +40,7 @@ from voxindex.api.session import (
     Draining,
     authorize,
     opened,
+    oversized,
     ready,
     receive,
     refused,
@@ -153,9 +154,9 @@ async def _until_audio(ws: WebSocket, codec: RealtimeCodec, s: Services) -> Appe
         if message["type"] == "websocket.disconnect":
             return None
         data = message.get("bytes")
-        if data is not None and len(data) > s.settings.max_frame_bytes:
-            too_big = f"audio frame of {len(data)} bytes exceeds the limit of {s.settings.max_frame_bytes}"
-            await _close(ws, codec, Error("frame_too_large", too_big), CLOSE_FRAME_TOO_LARGE)
+        too_big = oversized(data, s.settings) if data is not None else None
+        if too_big is not None:
+            await _close(ws, codec, too_big, CLOSE_FRAME_TOO_LARGE)
             return None
         if data is not None:  # raw audio in the session's format (a voxindex extension)
             codec.audio_started = True

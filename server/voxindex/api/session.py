@@ -282,13 +282,13 @@ async def _read_frames(
             scheduler.wake()
             return None
         data = message.get("bytes")
-        if data is not None and len(data) > settings.max_frame_bytes:
-            too_big = f"audio frame of {len(data)} bytes exceeds the limit of {settings.max_frame_bytes}"
-            return end(CLOSE_FRAME_TOO_LARGE, Error("frame_too_large", too_big))
+        too_big = oversized(data, settings) if data is not None else None
+        if too_big is not None:
+            return end(CLOSE_FRAME_TOO_LARGE, too_big)
         text = message.get("text") or ""
         if data is None and len(text) > max_text_bytes:
-            too_big = f"control message of {len(text)} characters exceeds {max_text_bytes}"
-            return end(CLOSE_FRAME_TOO_LARGE, Error("frame_too_large", too_big))
+            too_long = f"control message of {len(text)} characters exceeds {max_text_bytes}"
+            return end(CLOSE_FRAME_TOO_LARGE, Error("frame_too_large", too_long))
         try:
             kind = codec.control(text) if data is None else None
         except ProtocolViolation as e:
@@ -323,6 +323,16 @@ async def _read_frames(
         elif kind == "close":
             return end(CLOSE_NORMAL)
         scheduler.wake()
+
+
+def oversized(frame: bytes, settings: Settings) -> Error | None:
+    """The error that ends a stream sent a binary frame over ``max_frame_bytes`` (close 4413)."""
+    if len(frame) <= settings.max_frame_bytes:
+        return None
+    return Error(
+        "frame_too_large",
+        f"audio frame of {len(frame)} bytes exceeds the limit of {settings.max_frame_bytes}",
+    )
 
 
 class Draining(Exception):
