@@ -32,6 +32,10 @@ class Settings:
     step_budget_s: float = 0.6
     max_queue_s: float = 30.0
     threads: int = 0
+    # torch threads for a final's (a turn's pause's) encoder pass while nothing else is in flight,
+    # on a CPU with cores the server leaves idle; 1: off (on 2 cores it made the median final
+    # sooner and the p95 later: BENCHMARKS.md "Turn-taking", benchmarks/pause_readings.py)
+    lone_threads: int = 1
     turn_evidence: str = "fused"  # fused | acoustic | silence: what ends a turn (benchmarks/turns.py)
     log_level: str = "info"
     log_format: str = "text"  # text | json (one JSON object per line, for log shippers)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import recordings
 from voxindex.audio import SAMPLE_RATE, decode_file
@@ -53,3 +54,16 @@ def test_a_cancelled_reading_frees_its_slot(f32: WhisperModel) -> None:
     assert ex.free == 0
     ex.cancel([key])
     assert ex.free == 1 and len(ex) == 0 and ex.step() == []
+
+
+def test_a_reading_admitted_on_more_threads_reads_the_same_and_gives_them_back(tiny: WhisperModel) -> None:
+    """The scheduler encodes a lone final on the cores the engine leaves idle (``admit``'s
+    ``threads``): the words are those of one thread, and the engine's own count is restored."""
+    jobs = [Job(decode_file(r.path), 0.0) for r in recordings()[:4]]
+    ex = Executor(tiny, slots=1)
+    before = torch.get_num_threads()
+    one = ex.run(jobs)
+    two = ex.run(jobs, threads=before + 1)
+    assert torch.get_num_threads() == before
+    assert [r.tokens for r in two] == [r.tokens for r in one]
+    assert all(r.words for r in two)

@@ -202,3 +202,45 @@ async def test_an_empty_audio_frame_does_not_keep_a_stream_from_closing(make_sch
     events = await asyncio.wait_for(collect(stream), timeout=60)
     assert isinstance(events[-1], Closed)
     assert corpus_wer([(PROSE[6], " ".join(e.text for e in events if isinstance(e, Final)))]) <= 0.10
+
+
+async def test_a_lone_final_is_encoded_on_the_cores_the_engine_leaves_idle(
+    make_scheduler,  # type: ignore[no-untyped-def]
+    synth: Synth,
+) -> None:
+    """With ``lone_threads`` set, a final (a flush's, with nothing else in flight) is admitted on
+    that many threads: its encoder pass is most of the time from end of speech to the final.
+    Interim readings stay on the engine's thread."""
+    scheduler = make_scheduler(lone_threads=2)
+    admitted: list[tuple[bool, int, int]] = []  # (urgent, readings in flight before, threads)
+    real_admit, real_executor_admit = scheduler._admit, scheduler.executor.admit
+    batches: list[list[LiveReading]] = []
+
+    def admit(batch):  # type: ignore[no-untyped-def]
+        batches.append(batch)
+        return real_admit(batch)
+
+    def executor_admit(jobs, threads=0):  # type: ignore[no-untyped-def]
+        urgent = all(live.urgent for live in batches[-1])
+        admitted.append((urgent and len(jobs) == 1, len(scheduler.executor), threads))
+        return real_executor_admit(jobs, threads)
+
+    scheduler._admit = admit  # type: ignore[method-assign]
+    scheduler.executor.admit = executor_admit  # type: ignore[method-assign]
+    stream = scheduler.open(StreamOptions(), asyncio.get_running_loop())
+    collector = asyncio.create_task(collect(stream))
+    speech = synth(PROSE[0])
+    for i in range(0, speech.size, 1600):  # 100 ms at a time, at real time
+        stream.push_audio(speech[i : i + 1600])
+        scheduler.wake()
+        await asyncio.sleep(0.1)
+    stream.request_flush()
+    stream.request_close()
+    scheduler.wake()
+    events = await collector
+    finals = [e for e in events if isinstance(e, Final)]
+    assert [f.reason for f in finals] == ["flush"] and corpus_wer([(PROSE[0], finals[0].text)]) < 0.2
+    lone = [threads for urgent, in_flight, threads in admitted if urgent and not in_flight]
+    assert lone and set(lone) == {scheduler.lone_threads}  # the flush's final (and the close's)
+    assert any(not urgent for urgent, _, _ in admitted)  # interim readings were admitted …
+    assert all(threads == 0 for urgent, _, threads in admitted if not urgent)  # … on the engine's thread

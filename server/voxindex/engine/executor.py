@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -85,21 +87,23 @@ class Executor:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def admit(self, jobs: list[Job]) -> list[int]:
+    def admit(self, jobs: list[Job], threads: int = 0) -> list[int]:
         """Jobs (≤ ``free``) into slots, prefilled: one encoder pass per window length, so a
-        reading is encoded as it would be alone and a short window never pays for a long one."""
+        reading is encoded as it would be alone and a short window never pays for a long one.
+        ``threads``: on a CPU, torch threads for this admission (the count before is restored)."""
         started = time.perf_counter()
         by_window: dict[int, list[int]] = {}
         for i, job in enumerate(jobs):
             by_window.setdefault(window_frames(job.audio.size), []).append(i)
         keys = [0] * len(jobs)
-        for frames, group in sorted(by_window.items()):
-            clips = [torch.from_numpy(np.ascontiguousarray(jobs[i].audio)) for i in group]
-            encoded = encode(self.model, self.mel(clips, frames), frames)
-            options = [self._options(jobs[i], frames) for i in group]
-            for i, key, opt in zip(group, self.runner.admit(encoded, options), options, strict=True):
-                keys[i] = key
-                self._rows[key] = _InFlight(jobs[i], opt)
+        with _cpu_threads(threads if self.model.device.type == "cpu" else 0):
+            for frames, group in sorted(by_window.items()):
+                clips = [torch.from_numpy(np.ascontiguousarray(jobs[i].audio)) for i in group]
+                encoded = encode(self.model, self.mel(clips, frames), frames)
+                options = [self._options(jobs[i], frames) for i in group]
+                for i, key, opt in zip(group, self.runner.admit(encoded, options), options, strict=True):
+                    keys[i] = key
+                    self._rows[key] = _InFlight(jobs[i], opt)
         self._sync()
         self.timing = Timing(time.perf_counter() - started, self.timing.decode_s)
         return keys
@@ -156,9 +160,9 @@ class Executor:
             self.runner.capture()
         return self.run(jobs)
 
-    def run(self, jobs: list[Job]) -> list[Reading]:
-        """Read ``jobs`` to the end, admitting them as slots free (warm-up, benchmarks, tests);
-        nothing else may be in flight."""
+    def run(self, jobs: list[Job], threads: int = 0) -> list[Reading]:
+        """Read ``jobs`` to the end, admitting them as slots free (warm-up, benchmarks, tests),
+        admissions on ``threads`` (``admit``); nothing else may be in flight."""
         if self._rows:
             raise RuntimeError("run() needs an idle executor")
         readings: dict[int, Reading] = {}
@@ -167,7 +171,7 @@ class Executor:
         while waiting or self._rows:
             if waiting and self.free:
                 take, waiting = waiting[: self.free], waiting[self.free :]
-                for i, key in zip(take, self.admit([jobs[i] for i in take]), strict=True):
+                for i, key in zip(take, self.admit([jobs[i] for i in take], threads), strict=True):
                     index[key] = i
             for key, reading in self.step():
                 readings[index[key]] = reading
@@ -220,6 +224,19 @@ class Executor:
         ]
         text_tokens = [t for t in tokens if t < tok.special.eot]
         return Reading(words, text_tokens, hyp.language, closing=_closing(tok, tokens, hyp.token_logprobs))
+
+
+@contextmanager
+def _cpu_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside (0: left as they are), restored after."""
+    before = torch.get_num_threads()
+    if n and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n and n != before:
+            torch.set_num_threads(before)
 
 
 def _closing(tok: WhisperTokenizer, tokens: list[int], logprobs: list[float]) -> float | None:

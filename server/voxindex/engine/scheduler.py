@@ -106,6 +106,7 @@ class Scheduler:
             recordings, self.executor, settings.step_budget_s, self.stats, self.meter.observe
         )
         self._waiting = 0  # live readings due that did not get a slot this step
+        self.lone_threads = max(settings.threads, settings.lone_threads)  # a lone final's (_admit)
         self._host_turn = 0.0  # when the work over every stream last ran
 
     # ---------------- lifecycle ----------------
@@ -185,14 +186,15 @@ class Scheduler:
         return self._thread is not None and self._thread.is_alive()
 
     def warm_up(self, audio: Float32Array, batch: int = 2) -> Reading:
-        """Run the model once, before the loop starts, on real speech at a real batch size:
-        first calls allocate, pick kernels and fill caches, so the first client does not wait
-        for that. Returns the reading, which the caller may check."""
+        """Run the model once before the loop starts, on real speech at a real batch size and
+        alone (``lone_threads``): first calls allocate, pick kernels and fill caches, so the
+        first client does not wait for that. Returns the reading, which the caller may check."""
         self.vad([VadState()], [audio])
         self.turns.warm_up(audio)
         jobs = [Job(audio=audio, start=0.0, prompt=(), language=None)] * max(1, min(batch, self.max_batch))
         readings = self.executor.warm_up(jobs)
         self.stats.encode_cost = self.executor.timing.encode_s / len(jobs)
+        self.executor.run(jobs[:1], self.lone_threads)
         return readings[0]
 
     def _loop(self) -> None:
@@ -302,9 +304,9 @@ class Scheduler:
         return finals + [LiveReading(s, self._job(s), False, False) for s in interims]
 
     def _drop_stale_interims(self) -> None:
-        """A stream whose final became due while an interim reading of it is in flight gets its
-        final reading now: the interim is dropped, unless it already hears the whole utterance
-        (then, accepted, it serves as the final: ``Utterance.final_is_fresh``)."""
+        """A stream whose final became due while an interim of it is in flight gets its final
+        reading now: the interim is dropped, unless it hears the whole utterance (it serves as the
+        final: ``Utterance.final_is_fresh``)."""
         reading = {id(live.stream) for live in self._live.values()}
         for key, live in list(self._live.items()):
             alone = reading == {id(live.stream)} and not self._waiting  # a turn's pause is read early
@@ -325,22 +327,18 @@ class Scheduler:
         and own past text (engine/prompting.py)."""
         u, prompting = s.utterance, s.prompting
         start, until = u.window()
-        return Job(
-            audio=u.audio.between(start, until),
-            start=start,
-            prompt=u.prompt(prompting),
-            language=u.language or s.options.language,
-            task=s.options.task,
-            prompting=prompting,
-            draft=u.draft(start),
-        )
+        audio, language = u.audio.between(start, until), u.language or s.options.language
+        return Job(audio, start, u.prompt(prompting), language, s.options.task, prompting, u.draft(start))
 
     # ---------------- execute: admission and one decode step ----------------
     def _admit(self, batch: list[LiveReading]) -> bool:
+        """One encoder pass for ``batch``; a final (a pause's reading) with nothing else in flight
+        encodes on ``lone_threads``: cores the engine leaves idle (``Settings.lone_threads``)."""
         if not batch:
             return False
+        lone = len(batch) == 1 and batch[0].urgent and not len(self.executor)
         try:
-            keys = self.executor.admit([live.job for live in batch])
+            keys = self.executor.admit([live.job for live in batch], self.lone_threads if lone else 0)
         except Exception as e:  # fail these streams, never the loop or other streams
             log.exception("model admission failed")
             _fail([live.stream for live in batch], e)
