@@ -85,3 +85,22 @@ def test_batched_vad_hears_real_speech_as_silero_streams_it() -> None:
             ]
         np.testing.assert_allclose(probs, theirs, atol=1e-5)
         assert max(theirs) > 0.9  # real speech, heard as speech
+
+
+def test_the_vad_hears_the_same_whichever_runtime_a_call_takes() -> None:
+    """On a CPU a call of few streams' chunks runs in ONNX Runtime, a larger one in TorchScript
+    (``ONNX_MAX_ROWS``): real recordings heard many at once and each alone give the same
+    probabilities, so how many streams share a step never changes a decision."""
+    from tests.conftest import recordings
+    from voxindex.audio import decode_file
+    from voxindex.engine.vad import ONNX_MAX_ROWS
+
+    clips = [decode_file(r.path) for r in recordings()]
+    clips = (clips * (ONNX_MAX_ROWS // len(clips) + 2))[: ONNX_MAX_ROWS + 4]
+    vad = Vad()
+    assert vad._onnx is not None  # the CPU's small calls
+    together = vad([VadState() for _ in clips], clips)  # > ONNX_MAX_ROWS rows: TorchScript
+    for clip, probs in zip(clips, together, strict=True):
+        alone = vad([VadState()], [clip])[0]  # one row: ONNX Runtime
+        np.testing.assert_allclose(alone, probs, atol=1e-5)
+        assert ((alone >= 0.5) == (probs >= 0.5)).all()

@@ -5,7 +5,13 @@ recurrent state as an input, so one model serves every stream: each step runs on
 32 ms chunk index for all streams that have that chunk, with each stream's own state gathered
 in and scattered back. It runs on the engine's device: on a GPU a thousand streams' chunks
 cost one small batched call, where on one CPU thread they cost over a second per second of
-audio (BENCHMARKS.md, "GPU").
+audio (BENCHMARKS.md, "GPU"). On a CPU a call of few rows (a CPU's usual load) runs in ONNX
+Runtime instead, Silero's own export of the same weights without control flow: probabilities
+within 3e-6 of the TorchScript network's, at half its cost per call up to ~16 rows, where
+TorchScript's batching starts to win (BENCHMARKS.md, "Host work a GPU does not shrink").
+
+Importing ``silero_vad`` sets torch to one thread for the whole process (its ``model.py``); the
+engine has always run so on a CPU, and its tuning assumes it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from importlib import resources
 
 import numpy as np
 import numpy.typing as npt
+import onnxruntime as ort
 import torch
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
@@ -28,6 +35,8 @@ CHUNK_S = CHUNK / SAMPLE_RATE
 START_THRESHOLD = 0.5
 STOP_THRESHOLD = 0.35
 START_CHUNKS = 3  # ~100 ms of speech before an utterance starts: clicks and pops do not count
+ONNX_FILE = "silero_vad_op18_ifless.onnx"  # the same network for ONNX Runtime (in the wheel)
+ONNX_MAX_ROWS = 16  # on a CPU, calls of up to this many streams' chunks go to ONNX Runtime
 
 
 @dataclass
@@ -43,14 +52,24 @@ class Vad:
     """Speech probabilities for many streams' new audio, in as few model calls as possible."""
 
     def __init__(self, device: torch.device | None = None) -> None:
-        path = str(resources.files("silero_vad.data").joinpath("silero_vad.jit"))
+        data = resources.files("silero_vad.data")
+        path = str(data.joinpath("silero_vad.jit"))
         self.device = device or torch.device("cpu")
+        self._onnx: ort.InferenceSession | None = None
         try:
             self._net = self._load(path, self.device)
         except RuntimeError as e:  # a device the TorchScript graph cannot run on
             log.warning("VAD cannot run on %s (%s); it runs on the CPU", self.device, e)
             self.device = torch.device("cpu")
             self._net = self._load(path, self.device)
+        if self.device.type != "cpu":
+            return
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # the export carries unused initializers: a warning each
+        self._onnx = ort.InferenceSession(
+            str(data.joinpath(ONNX_FILE)), options, providers=["CPUExecutionProvider"]
+        )
 
     @staticmethod
     @torch.inference_mode()
@@ -86,6 +105,10 @@ class Vad:
         self, x: npt.NDArray[np.float32], state: npt.NDArray[np.float32]
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """One chunk for each row: (probabilities (rows, 1), new state (2, rows, 128))."""
+        if self._onnx is not None and x.shape[0] <= ONNX_MAX_ROWS:
+            feed = {"input": x, "state": state, "sr": np.array(SAMPLE_RATE, np.int64)}
+            out, new_state = self._onnx.run(None, feed)
+            return out, new_state
         out, new_state = self._net(
             torch.from_numpy(x).to(self.device, non_blocking=True),
             torch.from_numpy(state).to(self.device, non_blocking=True),
