@@ -186,15 +186,14 @@ class Scheduler:
         return self._thread is not None and self._thread.is_alive()
 
     def warm_up(self, audio: Float32Array, batch: int = 2) -> Reading:
-        """Run the model once before the loop starts, on real speech at a real batch size and
-        alone (``lone_threads``): first calls allocate, pick kernels and fill caches, so the
-        first client does not wait for that. Returns the reading, which the caller may check."""
+        """Run the model once, before the loop starts, on real speech at a real batch size:
+        first calls allocate, pick kernels and fill caches, so the first client does not wait
+        for that. Returns the reading, which the caller may check."""
         self.vad([VadState()], [audio])
         self.turns.warm_up(audio)
         jobs = [Job(audio=audio, start=0.0, prompt=(), language=None)] * max(1, min(batch, self.max_batch))
         readings = self.executor.warm_up(jobs)
         self.stats.encode_cost = self.executor.timing.encode_s / len(jobs)
-        self.executor.run(jobs[:1], self.lone_threads)
         return readings[0]
 
     def _loop(self) -> None:
