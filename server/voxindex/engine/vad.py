@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 import torch
 
 from voxindex.audio import SAMPLE_RATE, Float32Array
@@ -52,24 +52,15 @@ class Vad:
     """Speech probabilities for many streams' new audio, in as few model calls as possible."""
 
     def __init__(self, device: torch.device | None = None) -> None:
-        data = resources.files("silero_vad.data")
-        path = str(data.joinpath("silero_vad.jit"))
+        path = str(resources.files("silero_vad.data").joinpath("silero_vad.jit"))
         self.device = device or torch.device("cpu")
-        self._onnx: ort.InferenceSession | None = None
         try:
             self._net = self._load(path, self.device)
         except RuntimeError as e:  # a device the TorchScript graph cannot run on
             log.warning("VAD cannot run on %s (%s); it runs on the CPU", self.device, e)
             self.device = torch.device("cpu")
             self._net = self._load(path, self.device)
-        if self.device.type != "cpu":
-            return
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # the export carries unused initializers: a warning each
-        self._onnx = ort.InferenceSession(
-            str(data.joinpath(ONNX_FILE)), options, providers=["CPUExecutionProvider"]
-        )
+        self._onnx = _onnx_session() if self.device.type == "cpu" else None
 
     @staticmethod
     @torch.inference_mode()
@@ -114,6 +105,22 @@ class Vad:
             torch.from_numpy(state).to(self.device, non_blocking=True),
         )
         return out.float().cpu().numpy(), new_state.float().cpu().numpy()
+
+
+def _onnx_session() -> Any:
+    """Silero's ONNX export in ONNX Runtime, or None where either is missing (a bare GPU
+    machine's benchmark bundle has neither): TorchScript then takes every call."""
+    onnx = resources.files("silero_vad.data").joinpath(ONNX_FILE)
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    if not onnx.is_file():
+        return None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # the export carries unused initializers: a warning each
+    return ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
 
 
 @dataclass
