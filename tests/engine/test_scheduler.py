@@ -88,11 +88,11 @@ async def test_a_failing_batch_fails_its_streams_not_the_loop(make_scheduler, sy
     real_admit = scheduler.executor.admit
     calls = {"n": 0}
 
-    def flaky(jobs):  # type: ignore[no-untyped-def]
+    def flaky(jobs, threads=0):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real_admit(jobs)
+        return real_admit(jobs, threads)
 
     scheduler.executor.admit = flaky  # type: ignore[method-assign]
     speech = np.concatenate([np.zeros(4000, np.float32), synth(PROSE[8]), np.zeros(16000, np.float32)])
@@ -168,9 +168,9 @@ async def test_a_reading_of_a_window_read_before_starts_from_that_reading(
     drafts: list[int] = []
     real_admit = scheduler.executor.admit
 
-    def spy(jobs):  # type: ignore[no-untyped-def]
+    def spy(jobs, threads=0):  # type: ignore[no-untyped-def]
         drafts.extend(len(job.draft) for job in jobs)
-        return real_admit(jobs)
+        return real_admit(jobs, threads)
 
     scheduler.executor.admit = spy  # type: ignore[method-assign]
     speech = np.concatenate([np.zeros(8000, np.float32), synth(PROSE[6]), np.zeros(16000, np.float32)])
